@@ -1,0 +1,1 @@
+"""Built-in facebench datasets; importing this package registers them."""

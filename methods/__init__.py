@@ -1,0 +1,1 @@
+"""Built-in facebench methods; importing this package registers them."""

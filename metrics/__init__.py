@@ -1,0 +1,1 @@
+"""Built-in facebench metrics; importing this package registers them."""
