@@ -11,6 +11,11 @@ import sys
 
 import click
 import typer
+from rich.console import Console
+from rich.table import Table
+
+from facebench import __version__
+from facebench.errors import FacebenchError
 
 try:  # typer >= 0.20 vendors its own copy of click
     from typer._click import exceptions as _typer_click
@@ -23,11 +28,6 @@ def _both(name: str) -> tuple[type[BaseException], ...]:
     found = (getattr(m, name, None) for m in (click.exceptions, _typer_click, typer))
     return tuple({c for c in found if isinstance(c, type)})
 
-from rich.console import Console
-from rich.table import Table
-
-from facebench import __version__
-from facebench.errors import FacebenchError
 
 app = typer.Typer(
     name="facebench",
@@ -148,6 +148,7 @@ def main(argv: list[str] | None = None) -> None:
     except KeyboardInterrupt:
         print("facebench: interrupted", file=sys.stderr)
         raise SystemExit(130) from None
+
 
 if __name__ == "__main__":
     main()

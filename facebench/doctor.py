@@ -1,4 +1,4 @@
-"""``facebench doctor``: what this installation has (versions, device, optional packages, weights)."""
+"""``facebench doctor``: versions, device, optional packages, model weights."""
 
 from __future__ import annotations
 

@@ -16,7 +16,7 @@ def cache_dir() -> Path:
 
 
 def torch_home() -> Path:
-    """torch's hub cache root (``$TORCH_HOME``, default ``~/.cache/torch``), as torch computes it."""
+    """torch's cache root (``$TORCH_HOME``, default ``~/.cache/torch``)."""
     import torch.hub
 
     return Path(torch.hub.get_dir()).parent

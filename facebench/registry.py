@@ -106,8 +106,7 @@ class Registry(Generic[T]):
                     target = ep.load()
                 except Exception as exc:  # a broken plugin must not take the CLI down with it
                     raise RegistryError(
-                        f"{self.kind} plugin {source} failed to load: "
-                        f"{type(exc).__name__}: {exc}"
+                        f"{self.kind} plugin {source} failed to load: {type(exc).__name__}: {exc}"
                     ) from exc
                 self.register(ep.name, target, source=source)
             self._loaded = True
