@@ -1,0 +1,104 @@
+"""``facebench leaderboard``: aggregate per-prompt rows into mean ± std tables (CSV, Markdown).
+
+Rows are grouped by (method, variant, scene, prompt set) *and* by every
+``backend_*`` column and the config hash, so results made with different
+models (a different CLIP, another identity network) are never averaged
+together. Methods are ordered as in FaceCLIPNeRF's Table 1 (NeRF+FT,
+Nerfies+I, HyperNeRF+I, FaceCLIPNeRF), then the rest by name; the full
+method before its ablations.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+from facebench.errors import FacebenchError
+
+GROUP = ["method", "variant", "scene", "prompt_set"]
+TABLE1_ORDER = ["nerf-ft", "nerfies-i", "hypernerf-i", "pac"]
+NOT_METRICS = {"seed"}
+HEADLINE = [
+    "expression_r_precision",
+    "clip_r_precision",
+    "lpips",
+    "identity",
+    "gt_psnr",
+    "gt_lpips",
+    "locality",
+    "clip_score",
+    "time_s",
+    "peak_mem_mb",
+]
+
+
+def _method_rank(name: str) -> tuple[int, str]:
+    return (TABLE1_ORDER.index(name), "") if name in TABLE1_ORDER else (len(TABLE1_ORDER), name)
+
+
+def aggregate(rows: pd.DataFrame) -> pd.DataFrame:
+    """Mean, std and count of every numeric column per group, Table-1 ordered."""
+    if rows.empty:
+        raise FacebenchError("no result rows to aggregate")
+    missing = [c for c in GROUP if c not in rows.columns]
+    if missing:
+        raise FacebenchError(f"results lack the column(s) {missing}; is this a facebench CSV?")
+    keys = GROUP + sorted(c for c in rows.columns if c.startswith("backend_"))
+    if "config_hash" in rows.columns:
+        keys.append("config_hash")
+    rows = rows.copy()
+    for column in keys:
+        rows[column] = rows[column].fillna("").astype(str)
+    numeric = [
+        c
+        for c in rows.columns
+        if c not in keys and c not in NOT_METRICS and pd.api.types.is_numeric_dtype(rows[c])
+    ]
+    grouped = rows.groupby(keys, sort=False, dropna=False)
+    stats = grouped[numeric].agg(["mean", "std"])
+    stats.columns = [f"{metric}_{stat}" for metric, stat in stats.columns]
+    stats["n"] = grouped.size()
+    table = stats.reset_index()
+    table["_m"] = table["method"].map(_method_rank)
+    table["_v"] = table["variant"].map(lambda v: (v != "full", v))
+    table = table.sort_values(["_m", "_v", "scene", "prompt_set"]).drop(columns=["_m", "_v"])
+    return table.reset_index(drop=True)
+
+
+def to_markdown(table: pd.DataFrame, metrics: list[str] | None = None) -> str:
+    """A Markdown table with ``mean ± std`` cells for the headline metrics present."""
+    available = [m for m in (metrics or HEADLINE) if f"{m}_mean" in table.columns]
+    header = GROUP + available + ["n"]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for _, row in table.iterrows():
+        cells = [str(row[c]) for c in GROUP]
+        for metric in available:
+            mean, std = row[f"{metric}_mean"], row[f"{metric}_std"]
+            if pd.isna(mean):
+                cells.append("–")
+            else:
+                cells.append(f"{mean:.3f}" + ("" if pd.isna(std) else f" ± {std:.3f}"))
+        cells.append(str(int(row["n"])))
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def write_leaderboard(directory: Path) -> tuple[Path, Path, pd.DataFrame]:
+    """Read ``DIR/leaderboard.csv``; write ``DIR/leaderboard_summary.{csv,md}``."""
+    directory = Path(directory)
+    source = directory / "leaderboard.csv"
+    if not source.is_file():
+        raise FacebenchError(
+            f"{source}: no such results file (run `facebench run --out {directory}`)"
+        )
+    try:
+        rows = pd.read_csv(source)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
+        raise FacebenchError(f"{source}: not a readable CSV ({type(exc).__name__})") from exc
+    table = aggregate(rows)
+    csv_path = directory / "leaderboard_summary.csv"
+    md_path = directory / "leaderboard_summary.md"
+    table.to_csv(csv_path, index=False)
+    md_path.write_text(to_markdown(table))
+    return csv_path, md_path, table

@@ -1,0 +1,88 @@
+"""The per-prompt results CSV (``leaderboard.csv``): atomic appends, resume by row key.
+
+One row per (method, variant, scene, prompt set, prompt, seed, config hash).
+Every append rewrites the file to a temporary sibling and renames it over the
+original (:func:`os.replace` is atomic on POSIX and Windows), so an
+interrupted run leaves either the old file or the new one -- never a partial
+row. Re-running skips rows whose key is already present.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+import tempfile
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+KEY_COLUMNS = ("method", "variant", "scene", "prompt_set", "prompt", "seed", "config_hash")
+LEADING_COLUMNS = KEY_COLUMNS[:-1]
+
+
+def row_key(row: dict[str, Any]) -> tuple[str, ...]:
+    return tuple(str(row.get(c, "")) for c in KEY_COLUMNS)
+
+
+def read_rows(path: Path) -> list[dict[str, str]]:
+    """All rows of a results CSV (empty list when the file does not exist)."""
+    if not path.exists():
+        return []
+    with path.open(newline="") as fh:
+        return list(csv.DictReader(fh))
+
+
+def _columns(rows: Iterable[dict[str, Any]]) -> list[str]:
+    seen: dict[str, None] = dict.fromkeys(LEADING_COLUMNS)
+    for row in rows:
+        for column in row:
+            seen.setdefault(column, None)
+    return list(seen)
+
+
+def write_rows_atomic(path: Path, rows: list[dict[str, Any]]) -> None:
+    """Write ``rows`` to ``path`` through a temporary file and an atomic rename."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    columns = _columns(rows)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", newline="") as fh:
+            writer = csv.DictWriter(fh, fieldnames=columns, restval="")
+            writer.writeheader()
+            for row in rows:
+                writer.writerow({k: _cell(v) for k, v in row.items()})
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _cell(value: Any) -> Any:
+    if isinstance(value, float):
+        return repr(value)
+    return value
+
+
+class ResultStore:
+    """A results CSV with resume-by-key: ``has(row)``, ``append(row)``."""
+
+    def __init__(self, path: Path):
+        self.path = Path(path)
+        self.rows: list[dict[str, Any]] = list(read_rows(self.path))
+        self._keys = {row_key(r) for r in self.rows}
+
+    def has(self, key_row: dict[str, Any]) -> bool:
+        return row_key(key_row) in self._keys
+
+    def append(self, row: dict[str, Any], replace: bool = False) -> None:
+        """Add ``row`` (replacing a row with the same key when ``replace``) and write atomically."""
+        key = row_key(row)
+        if key in self._keys:
+            if not replace:
+                return
+            self.rows = [r for r in self.rows if row_key(r) != key]
+        self.rows.append(row)
+        self._keys.add(key)
+        write_rows_atomic(self.path, self.rows)
