@@ -123,6 +123,196 @@ def doctor_cmd() -> None:
         console.print(table)
 
 
+class _RichProgress:
+    """Adapts the methods' ``progress(task, done, total)`` callback to rich progress bars."""
+
+    def __init__(self, progress):
+        self.progress = progress
+        self.tasks: dict[str, object] = {}
+
+    def __call__(self, task: str, done: int, total: int) -> None:
+        if task not in self.tasks:
+            self.tasks[task] = self.progress.add_task(task, total=total)
+        self.progress.update(self.tasks[task], completed=done, total=total)
+
+
+def _progress_bars():
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+
+    return Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        console=console,
+        transient=False,
+    )
+
+
+@app.command("run")
+def run_cmd(
+    method: str = typer.Option(..., "--method", "-m", help="Registered method name."),
+    prompts: str = typer.Option(
+        ..., "--prompts", "-p", help="Prompt file: a path, or a shipped set (emotions.txt)."
+    ),
+    scene: str = typer.Option("synthface:default", "--scene", help="Scene spec or capture path."),
+    clip: str = typer.Option(
+        None, "--clip", help="CLIP spec (default on SynthFace scenes: synthclip)."
+    ),
+    seeds: int = typer.Option(1, "--seeds", help="Number of seeds (0..N-1) per prompt."),
+    out: str = typer.Option("runs", "--out", "-o", help="Output directory."),
+    suite: str = typer.Option("scene", "--suite", help="Metric suite name."),
+    variant: str = typer.Option("full", "--variant", help="Method variant (ablation)."),
+    budget: str = typer.Option(
+        "quick", "--budget", help="Step-count preset: smoke, quick (CPU default) or full (paper)."
+    ),
+    device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or cuda:N."),
+    force: bool = typer.Option(False, "--force", help="Recompute rows already in the CSV."),
+) -> None:
+    """Fit a scene, edit it for every prompt, score the renders, append leaderboard rows.
+
+    Examples:
+
+      facebench run --method pac --prompts emotions.txt
+
+      facebench run --method hypernerf-i --prompts descriptive.txt --seeds 3 --out runs
+
+      facebench run --method pac --variant no-tv --prompts my_prompts.txt --clip ViT-B-32:openai
+    """
+    from pathlib import Path
+
+    from facebench.runner import RunOptions, run
+
+    options = RunOptions(
+        method=method,
+        prompts=prompts,
+        scene=scene,
+        clip=clip,
+        seeds=seeds,
+        out=Path(out),
+        suite=suite,
+        budget=budget,
+        variant=variant,
+        force=force,
+        device=device,
+    )
+    with _progress_bars() as bars:
+        summary = run(options, progress=_RichProgress(bars))
+    _print_summary(summary)
+
+
+def _print_summary(summary) -> None:
+    from facebench.leaderboard import HEADLINE
+
+    for note in summary.notes:
+        console.print(f"[yellow]note:[/yellow] {note}")
+    if summary.rows:
+        metrics = [m for m in HEADLINE if any(m in r for r in summary.rows)]
+        table = Table(title="facebench run")
+        for column in ["method", "variant", "prompt", "seed", *metrics]:
+            table.add_column(column)
+        for row in summary.rows:
+            cells = [str(row["method"]), str(row["variant"]), str(row["prompt"]), str(row["seed"])]
+            cells += [_fmt(row.get(m)) for m in metrics]
+            table.add_row(*cells)
+        console.print(table)
+    console.print(
+        f"{len(summary.rows)} row(s) written, {summary.skipped_rows} already present -> "
+        f"{summary.csv_path}"
+    )
+
+
+def _fmt(value) -> str:
+    if value is None or value == "":
+        return "–"
+    try:
+        return f"{float(value):.3f}"
+    except (TypeError, ValueError):
+        return str(value)
+
+
+@app.command("ablate")
+def ablate_cmd(
+    method: str = typer.Option(..., "--method", "-m", help="Registered method name."),
+    prompts: str = typer.Option("emotions.txt", "--prompts", "-p", help="Prompt file or set."),
+    scene: str = typer.Option("synthface:default", "--scene", help="Scene spec or capture path."),
+    clip: str = typer.Option(None, "--clip", help="CLIP spec (default on SynthFace: synthclip)."),
+    seeds: int = typer.Option(1, "--seeds", help="Number of seeds (0..N-1) per prompt."),
+    out: str = typer.Option("runs", "--out", "-o", help="Output directory."),
+    budget: str = typer.Option("quick", "--budget", help="smoke, quick or full."),
+    device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or cuda:N."),
+    force: bool = typer.Option(False, "--force", help="Recompute rows already in the CSV."),
+) -> None:
+    """Run every variant of a method (the full method and its ablations) on the same setup.
+
+    Examples:
+
+      facebench ablate --method pac
+
+      facebench ablate --method pac --prompts descriptive.txt --seeds 3
+    """
+    from pathlib import Path
+
+    from facebench.registry import METHODS
+    from facebench.runner import RunOptions, run
+
+    variants = list(getattr(METHODS.get(method).obj, "variants", {"full": {}}))
+    with _progress_bars() as bars:
+        summaries = [
+            run(
+                RunOptions(
+                    method=method,
+                    prompts=prompts,
+                    scene=scene,
+                    clip=clip,
+                    seeds=seeds,
+                    out=Path(out),
+                    budget=budget,
+                    variant=variant,
+                    force=force,
+                    device=device,
+                ),
+                progress=_RichProgress(bars),
+            )
+            for variant in variants
+        ]
+    for summary in summaries:
+        _print_summary(summary)
+
+
+@app.command("leaderboard")
+def leaderboard_cmd(
+    directory: str = typer.Argument("runs", help="A run output directory (holds leaderboard.csv)."),
+) -> None:
+    """Aggregate DIR/leaderboard.csv into mean ± std per method, variant, scene and prompt set.
+
+    Writes DIR/leaderboard_summary.csv and DIR/leaderboard_summary.md.
+
+    Examples:
+
+      facebench leaderboard runs
+
+      facebench leaderboard /data/facebench-results
+    """
+    from pathlib import Path
+
+    from facebench.leaderboard import write_leaderboard
+
+    csv_path, md_path, table = write_leaderboard(Path(directory))
+    from facebench.leaderboard import to_markdown
+
+    console.print(to_markdown(table), markup=False)
+    console.print(f"wrote {csv_path} and {md_path}")
+
+
 def _fail(message: str) -> None:
     first = (message.strip().splitlines() or ["error"])[0]
     print(f"facebench: error: {first}", file=sys.stderr)

@@ -1,0 +1,215 @@
+"""``facebench run``: fit (or load) a scene, edit it for every prompt, render, score, record rows.
+
+The protocol, per (method, variant, scene, prompt set, prompt, seed):
+
+1. the method fits the scene once (:meth:`SceneMethod.prepare`, cached);
+2. the unmanipulated face is rendered at the scene's held-out cameras;
+3. the method edits the scene toward the prompt with CLIP guidance;
+4. the edit is rendered at the same held-out cameras;
+5. the metric suite scores the renders (against the neutral renders, the
+   prompt set, and -- on SynthFace -- the true target renders);
+6. one row is appended atomically to ``OUT/leaderboard.csv`` with the
+   metrics, wall time, peak memory, model backends, versions and a config
+   hash; renders go to ``OUT/renders/`` (a PNG grid and a turntable GIF).
+
+Rows whose key is already in the CSV are skipped (``force`` recomputes), so
+an interrupted run resumes where it stopped.
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import re
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from facebench import __version__
+from facebench.errors import FacebenchError
+from facebench.method import BUDGETS, Progress, RunContext, config_hash, no_progress
+from facebench.paths import cache_dir
+from facebench.results import ResultStore
+
+DEFAULT_SCENE = "synthface:default"
+
+
+@dataclass
+class RunOptions:
+    """Everything ``facebench run`` takes; hashed (with the method config) into each row."""
+
+    method: str
+    prompts: str
+    scene: str = DEFAULT_SCENE
+    clip: str | None = None
+    seeds: int = 1
+    out: Path = Path("runs")
+    suite: str = "scene"
+    budget: str = "quick"
+    variant: str = "full"
+    force: bool = False
+    device: str = "auto"
+    prepare_missing: bool = True
+
+
+@dataclass
+class RunSummary:
+    rows: list[dict[str, Any]] = field(default_factory=list)
+    skipped_rows: int = 0
+    notes: list[str] = field(default_factory=list)
+    csv_path: Path | None = None
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise FacebenchError(f"--device {name}: CUDA is not available on this machine")
+    try:
+        return torch.device(name)
+    except RuntimeError as exc:
+        raise FacebenchError(f"--device {name}: not a torch device") from exc
+
+
+def slug(text: str, length: int = 48) -> str:
+    """A file-name-safe short form of a prompt."""
+    cleaned = re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")
+    return cleaned[:length] or "prompt"
+
+
+def default_clip_spec(scene_spec: str, clip: str | None) -> str:
+    """``--clip`` default: SynthCLIP on SynthFace scenes; elsewhere the user must choose."""
+    if clip:
+        return clip
+    if scene_spec.startswith("synthface"):
+        return "synthclip"
+    raise FacebenchError(
+        f"scene {scene_spec!r} is not a SynthFace scene: choose a CLIP model with --clip "
+        "(e.g. --clip ViT-B-32:openai where its weights are cached)"
+    )
+
+
+def _method(options: RunOptions, device: torch.device) -> Any:
+    from facebench.registry import METHODS
+
+    entry = METHODS.get(options.method)
+    needed = {"fit_scene", "edit_text"}
+    if not needed <= set(entry.capabilities):
+        raise FacebenchError(
+            f"method {options.method!r} cannot run the scene protocol: it declares "
+            f"{list(entry.capabilities)}, the protocol needs {sorted(needed)}"
+        )
+    variants = getattr(entry.obj, "variants", {"full": {}})
+    if options.variant not in variants:
+        raise FacebenchError(
+            f"method {options.method!r} has no variant {options.variant!r}; "
+            f"variants: {', '.join(variants)}"
+        )
+    if options.budget not in BUDGETS:
+        raise FacebenchError(f"--budget {options.budget!r}: choose one of {', '.join(BUDGETS)}")
+    return entry.obj.create(variant=options.variant, budget=options.budget, device=device)
+
+
+def _versions() -> dict[str, str]:
+    import open_clip
+
+    return {
+        "facebench_version": __version__,
+        "torch_version": torch.__version__,
+        "open_clip_version": open_clip.__version__,
+        "python_version": platform.python_version(),
+    }
+
+
+def run(options: RunOptions, progress: Progress = no_progress) -> RunSummary:
+    """Run the benchmark protocol; see the module docstring."""
+    from facebench.artifacts import save_grid, save_turntable
+    from facebench.clip import load_clip
+    from facebench.datasets import load_prompts
+    from facebench.scene import load_scene
+    from facebench.suite import SUITES, Evaluator, measure_cost
+
+    if options.seeds < 1:
+        raise FacebenchError(f"--seeds {options.seeds}: need at least 1")
+    if options.suite not in SUITES:
+        raise FacebenchError(f"--suite {options.suite!r}: choose one of {', '.join(SUITES)}")
+    device = resolve_device(options.device)
+    prompt_set = load_prompts(options.prompts)
+    scene = load_scene(options.scene)
+    clip_spec = default_clip_spec(options.scene, options.clip)
+    method = _method(options, device)
+    clip = load_clip(clip_spec, device=device, prepare_missing=options.prepare_missing)
+
+    out = Path(options.out)
+    store = ResultStore(out / "leaderboard.csv")
+    summary = RunSummary(csv_path=store.path)
+    run_config = {
+        "options": {k: str(v) for k, v in asdict(options).items() if k not in {"force", "out"}},
+        "method_config": method.config_dict(),
+        "clip": clip_spec,
+    }
+    chash = config_hash(run_config)
+    base = {
+        "method": options.method,
+        "variant": options.variant,
+        "scene": options.scene,
+        "prompt_set": prompt_set.name,
+        "config_hash": chash,
+    }
+    todo = [
+        (prompt, seed)
+        for seed in range(options.seeds)
+        for prompt in prompt_set.prompts
+        if options.force or not store.has({**base, "prompt": prompt, "seed": seed})
+    ]
+    summary.skipped_rows = len(prompt_set.prompts) * options.seeds - len(todo)
+    if not todo:
+        summary.notes.append("every row is already in the leaderboard (use --force to recompute)")
+        return summary
+
+    run_dir = out / "runs" / f"{options.method}-{options.variant}-{chash}"
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / "config.json").write_text(json.dumps(run_config, indent=2, default=str))
+
+    ctx = RunContext(device=device, cache_dir=cache_dir(), seed=0, progress=progress)
+    method.prepare(scene, ctx)
+    with torch.no_grad():
+        neutral = method.render(scene.eval_cameras.to(device), None)
+    evaluator = Evaluator(SUITES[options.suite], scene, prompt_set, clip, neutral, device)
+    summary.notes.extend(evaluator.notes)
+    versions = _versions()
+
+    for done, (prompt, seed) in enumerate(todo):
+        progress("prompts", done, len(todo))
+        ctx = RunContext(
+            device=device, cache_dir=cache_dir(), seed=seed, progress=progress, force=options.force
+        )
+        with measure_cost(device) as cost:
+            edit = method.edit(prompt, clip, ctx)
+            with torch.no_grad():
+                images = method.render(scene.eval_cameras.to(device), edit)
+        values, backends = evaluator.score(prompt, images)
+        stem = f"{slug(prompt)}-seed{seed}"
+        render_dir = out / "renders" / f"{options.method}-{options.variant}"
+        save_grid(render_dir / f"{stem}.png", [neutral, images])
+        save_turntable(render_dir / f"{stem}.gif", images)
+        row = {
+            **base,
+            "prompt": prompt,
+            "seed": seed,
+            **values,
+            "time_s": cost.seconds,
+            "peak_mem_mb": cost.peak_mb,
+            **{f"backend_{k}": v for k, v in backends.items()},
+            "device": str(device),
+            "budget": options.budget,
+            **versions,
+            "timestamp": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        }
+        store.append(row, replace=options.force)
+        summary.rows.append(row)
+    progress("prompts", len(todo), len(todo))
+    return summary
