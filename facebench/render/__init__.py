@@ -1,0 +1,42 @@
+"""The shared volume-rendering core: cameras and rays, sampling, compositing, rendering.
+
+Every facebench method renders through these functions; see each module's
+docstring for its conventions (OpenCV cameras, +y-up world, unit rays).
+"""
+
+from facebench.render.cameras import (
+    Cameras,
+    RayBundle,
+    generate_rays,
+    look_at,
+    near_far_from_aabb,
+    opencv_to_opengl,
+    opengl_to_opencv,
+    orbit_cameras,
+    rays_from_pixels,
+    sample_pixel_rays,
+)
+from facebench.render.composite import CompositeResult, composite
+from facebench.render.renderer import Field, RenderConfig, render_image, render_rays
+from facebench.render.sampling import importance_samples, stratified_samples
+
+__all__ = [
+    "Cameras",
+    "CompositeResult",
+    "Field",
+    "RayBundle",
+    "RenderConfig",
+    "composite",
+    "generate_rays",
+    "importance_samples",
+    "look_at",
+    "near_far_from_aabb",
+    "opencv_to_opengl",
+    "opengl_to_opencv",
+    "orbit_cameras",
+    "rays_from_pixels",
+    "render_image",
+    "render_rays",
+    "sample_pixel_rays",
+    "stratified_samples",
+]

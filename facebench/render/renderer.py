@@ -1,0 +1,207 @@
+"""Volume rendering of a radiance field: coarse + importance-sampled fine pass, images in chunks.
+
+A *field* is any callable ``field(points (P, 3), directions (P, 3)) -> (sigma
+(P,), rgb (P, 3))`` with ``sigma >= 0`` and ``rgb`` in ``[0, 1]``. Extra
+conditioning (latent codes, expression parameters, time) is bound by the
+caller with a closure, ``functools.partial`` or a small ``nn.Module``. Fields
+must accept ``P = 0`` (an empty batch) when an occupancy grid is used.
+
+Evaluation masks. Samples can be skipped (``sigma = 0``, ``rgb = 0``, no
+field call) by an ``occupancy`` object (anything with ``occupied(points) ->
+bool mask``, e.g. :class:`facebench.render.occupancy.OccupancyGrid`) and, in
+the fine pass, by ``RenderConfig.early_stop``: samples whose coarse-pass
+transmittance is below it (behind an opaque surface) are not evaluated.
+Skipped samples are compacted with one gather/scatter (``nonzero``), which is
+the one host-device sync of a masked pass; dense passes have none. Shapes stay
+``(R, S)`` either way. ``n_field_evals`` counts the points actually evaluated.
+
+When ``fine_field`` is None the coarse field serves both passes and its
+coarse evaluations are reused: the fine pass only evaluates the new importance
+samples and merges them with the coarse ones (same result as re-evaluating,
+for a deterministic field). With a separate ``fine_field`` the fine pass
+evaluates it on all ``n_coarse + n_fine`` samples, as in NeRF.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+import torch
+from torch import Tensor
+
+from facebench.render.cameras import Cameras, RayBundle, generate_rays, near_far_from_aabb
+from facebench.render.composite import composite
+from facebench.render.sampling import importance_samples, stratified_samples
+
+__all__ = ["Field", "Occupancy", "RenderConfig", "render_image", "render_rays"]
+
+
+class Field(Protocol):
+    def __call__(self, points: Tensor, directions: Tensor) -> tuple[Tensor, Tensor]: ...
+
+
+class Occupancy(Protocol):
+    def occupied(self, points: Tensor) -> Tensor: ...
+
+
+@dataclass
+class RenderConfig:
+    """Sampling and compositing settings for :func:`render_rays` / :func:`render_image`.
+
+    ``chunk`` is the number of rays per chunk in :func:`render_image`.
+    ``background`` is an RGB tuple, a grey level or None (black, no
+    background term). ``early_stop`` (0 disables) skips fine-pass samples with
+    coarse transmittance below it.
+    """
+
+    n_coarse: int = 64
+    n_fine: int = 64
+    jitter: bool = False
+    background: tuple[float, float, float] | float | None = (1.0, 1.0, 1.0)
+    chunk: int = 4096
+    early_stop: float = 0.0
+
+
+def _evaluate(
+    field: Field,
+    rays: RayBundle,
+    t: Tensor,
+    occupancy: Occupancy | None,
+    keep: Tensor | None,
+) -> tuple[Tensor, Tensor, Tensor]:
+    """Field values ``(R, S)``, ``(R, S, 3)`` at ``t`` (kept samples only) and the eval count."""
+    r, s = t.shape
+    pts = rays.points(t).reshape(-1, 3)
+    dirs = rays.directions[:, None, :].expand(r, s, 3).reshape(-1, 3)
+    mask = keep
+    if occupancy is not None:
+        occ = occupancy.occupied(pts).reshape(r, s)
+        mask = occ if mask is None else mask & occ
+    if mask is None:
+        sigma, rgb = field(pts, dirs)
+        count = torch.full((), r * s, dtype=torch.long, device=t.device)
+        return sigma.reshape(r, s), rgb.reshape(r, s, 3), count
+    flat = mask.reshape(-1)
+    idx = flat.nonzero().squeeze(-1)
+    sigma_k, rgb_k = field(pts[idx], dirs[idx])
+    sigma = sigma_k.new_zeros(r * s).index_copy(0, idx, sigma_k.reshape(-1))
+    rgb = rgb_k.new_zeros(r * s, 3).index_copy(0, idx, rgb_k.reshape(-1, 3))
+    return sigma.reshape(r, s), rgb.reshape(r, s, 3), flat.sum()
+
+
+def _transmittance_at(t_coarse: Tensor, weights: Tensor, t_query: Tensor) -> Tensor:
+    """Coarse transmittance at the last coarse sample at or before each query (1 before all)."""
+    trans = 1.0 - (torch.cumsum(weights, dim=-1) - weights)  # T_i = 1 - sum_{j<i} w_j
+    i = torch.searchsorted(t_coarse.contiguous(), t_query.contiguous(), right=True) - 1
+    t_at = trans.gather(-1, i.clamp_min(0))
+    return torch.where(i < 0, torch.ones_like(t_at), t_at)
+
+
+def render_rays(
+    field: Field,
+    rays: RayBundle,
+    config: RenderConfig,
+    fine_field: Field | None = None,
+    occupancy: Occupancy | None = None,
+    generator: torch.Generator | None = None,
+) -> dict[str, Tensor]:
+    """Render ``R`` rays. Returns a dict of tensors.
+
+    Keys: ``rgb (R, 3)``, ``depth (R,)``, ``opacity (R,)``, ``weights (R, S)``,
+    ``t (R, S)`` of the final pass (fine when ``n_fine > 0``, ``S = n_coarse +
+    n_fine``); ``rgb_coarse``, ``depth_coarse``, ``opacity_coarse``,
+    ``weights_coarse``, ``t_coarse`` of the coarse pass; ``n_field_evals`` (0-d
+    long tensor, both passes). Depth is not normalised (see
+    :mod:`facebench.render.composite`).
+    """
+    bg = config.background
+    t_c = stratified_samples(rays.near, rays.far, config.n_coarse, config.jitter, generator)
+    sigma_c, rgb_c, n_evals = _evaluate(field, rays, t_c, occupancy, None)
+    coarse = composite(sigma_c, rgb_c, t_c, rays.far, bg)
+    out = {
+        "rgb_coarse": coarse.rgb,
+        "depth_coarse": coarse.depth,
+        "opacity_coarse": coarse.opacity,
+        "weights_coarse": coarse.weights,
+        "t_coarse": t_c,
+    }
+    if config.n_fine <= 0:
+        out.update(rgb=coarse.rgb, depth=coarse.depth, opacity=coarse.opacity)
+        out.update(weights=coarse.weights, t=t_c, n_field_evals=n_evals)
+        return out
+
+    w_c = coarse.weights.detach()
+    t_f = importance_samples(t_c, w_c, config.n_fine, config.jitter, generator)
+    if fine_field is None:
+        keep = (
+            _transmittance_at(t_c, w_c, t_f) >= config.early_stop if config.early_stop > 0 else None
+        )
+        sigma_f, rgb_f, n_f = _evaluate(field, rays, t_f, occupancy, keep)
+        t_all, order = torch.sort(torch.cat([t_c, t_f], dim=-1), dim=-1)
+        sigma = torch.cat([sigma_c, sigma_f], dim=-1).gather(-1, order)
+        rgb = torch.cat([rgb_c, rgb_f], dim=-2).gather(-2, order[..., None].expand(-1, -1, 3))
+    else:
+        t_all, _ = torch.sort(torch.cat([t_c, t_f], dim=-1), dim=-1)
+        keep = (
+            _transmittance_at(t_c, w_c, t_all) >= config.early_stop
+            if config.early_stop > 0
+            else None
+        )
+        sigma, rgb, n_f = _evaluate(fine_field, rays, t_all, occupancy, keep)
+    fine = composite(sigma, rgb, t_all, rays.far, bg)
+    out.update(rgb=fine.rgb, depth=fine.depth, opacity=fine.opacity, weights=fine.weights, t=t_all)
+    out["n_field_evals"] = n_evals + n_f
+    return out
+
+
+_IMAGE_KEYS = ("rgb", "depth", "opacity", "rgb_coarse", "depth_coarse", "opacity_coarse")
+
+
+def render_image(
+    field: Field,
+    cameras: Cameras,
+    index: int,
+    config: RenderConfig,
+    *,
+    near: Tensor | float | None = None,
+    far: Tensor | float | None = None,
+    aabb: Tensor | None = None,
+    fine_field: Field | None = None,
+    occupancy: Occupancy | None = None,
+    generator: torch.Generator | None = None,
+    no_grad: bool = True,
+) -> dict[str, Tensor]:
+    """Render camera ``index`` as full images, ``config.chunk`` rays at a time.
+
+    Ray intervals come from ``near``/``far`` (floats or ``(H*W,)`` tensors) or,
+    when ``aabb`` ``(2, 3)`` is given, from the ray/box intersection (rays
+    missing the box show the background). Returns ``rgb``/``rgb_coarse``
+    ``(H, W, 3)``, ``depth``/``opacity`` (and coarse) ``(H, W)`` and
+    ``n_field_evals`` (0-d). With ``jitter=False`` the result does not depend
+    on ``chunk``. ``no_grad=False`` keeps the graph (memory grows with the image).
+    """
+    cam = cameras[index]
+    h, w = cam.height, cam.width
+    if aabb is not None:
+        rays = generate_rays(cam, 0.0, 0.0)
+        rays.near, rays.far, _ = near_far_from_aabb(rays.origins, rays.directions, aabb)
+    elif near is not None and far is not None:
+        rays = generate_rays(cam, near, far)
+    else:
+        raise ValueError("render_image needs near and far, or aabb")
+    chunks: dict[str, list[Tensor]] = {k: [] for k in _IMAGE_KEYS}
+    n_evals = torch.zeros((), dtype=torch.long, device=cam.device)
+    with torch.set_grad_enabled(torch.is_grad_enabled() and not no_grad):
+        for start in range(0, len(rays), max(int(config.chunk), 1)):
+            part = rays[start : start + config.chunk]
+            res = render_rays(field, part, config, fine_field, occupancy, generator)
+            for k in _IMAGE_KEYS:
+                chunks[k].append(res[k])
+            n_evals = n_evals + res["n_field_evals"]
+    out = {}
+    for k, parts in chunks.items():
+        v = torch.cat(parts, dim=0)
+        out[k] = v.reshape(h, w, 3) if v.dim() == 2 else v.reshape(h, w)
+    out["n_field_evals"] = n_evals
+    return out
