@@ -1,0 +1,449 @@
+"""A SynthFace expression recognizer: a small CNN predicting action units and the emotion class.
+
+FaceCLIPNeRF's R-precision needs a facial-expression recognizer; none can be
+downloaded here, so facebench trains one on SynthFace renders (varied
+identities, camera views and expressions). It predicts the FACS action-unit
+vector of :mod:`facebench.scene` (intensities in [0, 1]) and one of the
+emotion classes (``neutral`` + the emotions of the SynthFace prototype
+table). Like SynthCLIP it is valid for SynthFace renders only.
+
+Any recognizer -- e.g. a real one a user has for real captures -- plugs into
+the metrics through :class:`ExpressionRecognizer`: ``emotions`` (class
+names), ``au_names`` (or None when it predicts no action units) and
+``recognize(images) -> Recognition``.
+
+Cache layout: ``cache_dir()/recognizer/<config hash>/`` with ``checkpoint.pt``
+(``{"state_dict", "meta"}``, loaded with ``weights_only=True``),
+``quality.json`` (held-out accuracy and AU error), ``train_state.pt`` while
+training and ``data/`` (rendered .npz shards).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol, runtime_checkable
+
+import torch
+from torch import Tensor, nn
+
+from facebench.method import Progress, config_hash, no_progress
+from facebench.paths import cache_dir
+from facebench.synthclip import _atomic_save, _atomic_write_text, augment
+from facebench.weights import MissingWeightsError, WeightInfo, weight_probe
+
+__all__ = [
+    "DEFAULT_RECOGNIZER",
+    "TINY_RECOGNIZER",
+    "ExpressionData",
+    "ExpressionRecognizer",
+    "Recognition",
+    "RecognizerConfig",
+    "RecognizerNet",
+    "SynthFaceRecognizer",
+    "load_recognizer",
+    "prepare_recognizer",
+    "recognizer_checkpoint_path",
+    "recognizer_dir",
+    "train_recognizer",
+]
+
+FORMAT_VERSION = 1
+
+
+# --------------------------------------------------------------------------- interface
+
+
+@dataclass
+class Recognition:
+    """What a recognizer says about ``N`` images.
+
+    ``emotion_probs`` ``(N, C)`` over the recognizer's ``emotions``; ``aus``
+    ``(N, K)`` intensities in [0, 1] in the order of its ``au_names``, or None.
+    """
+
+    emotion_probs: Tensor
+    aus: Tensor | None
+    emotions: tuple[str, ...]
+
+    @property
+    def emotion(self) -> list[str]:
+        """The recognised emotion name of each image."""
+        return [self.emotions[i] for i in self.emotion_probs.argmax(dim=-1).tolist()]
+
+
+@runtime_checkable
+class ExpressionRecognizer(Protocol):
+    """Anything that recognises facial expressions in ``(N, H, W, 3)`` images in [0, 1]."""
+
+    emotions: tuple[str, ...]
+    au_names: tuple[str, ...] | None
+
+    def recognize(self, images: Tensor) -> Recognition: ...
+
+
+# --------------------------------------------------------------------------- model
+
+
+@dataclass(frozen=True)
+class RecognizerConfig:
+    """Network, data recipe and schedule of the recognizer; hashed into its cache path."""
+
+    image_size: int = 64
+    channels: tuple[int, ...] = (32, 64, 96, 128)
+    n_images: int = 12000
+    emotion_fraction: float = 0.6
+    shard_size: int = 1000
+    steps: int = 1500
+    batch_size: int = 64
+    lr: float = 2e-3
+    weight_decay: float = 1e-4
+    max_shift: int = 3
+    au_weight: float = 10.0
+    seed: int = 0
+    checkpoint_every: int = 100
+
+    def hash_dict(self) -> dict[str, Any]:
+        from facebench.synthclip import _data_version
+
+        d = dataclasses.asdict(self)
+        d.pop("checkpoint_every")
+        d["format_version"] = FORMAT_VERSION
+        d["data_version"] = _data_version("synthface")
+        return d
+
+    def hash(self) -> str:
+        return config_hash(self.hash_dict())
+
+
+DEFAULT_RECOGNIZER = RecognizerConfig()
+TINY_RECOGNIZER = RecognizerConfig(
+    image_size=16,
+    channels=(8, 16),
+    n_images=128,
+    shard_size=64,
+    steps=30,
+    batch_size=32,
+    lr=5e-3,
+    max_shift=1,
+    checkpoint_every=10,
+)
+
+
+class RecognizerNet(nn.Module):
+    """Conv-BN-ReLU blocks with max-pooling, global average pool, AU and emotion heads."""
+
+    def __init__(self, n_aus: int, n_emotions: int, channels: Sequence[int] = (32, 64, 96, 128)):
+        super().__init__()
+        layers: list[nn.Module] = []
+        c_in = 3
+        for c in channels:
+            layers += [
+                nn.Conv2d(c_in, c, 3, padding=1, bias=False),
+                nn.BatchNorm2d(c),
+                nn.ReLU(inplace=True),
+                nn.Conv2d(c, c, 3, padding=1, bias=False),
+                nn.BatchNorm2d(c),
+                nn.ReLU(inplace=True),
+                nn.MaxPool2d(2),
+            ]
+            c_in = c
+        self.features = nn.Sequential(*layers)
+        self.au_head = nn.Linear(c_in, n_aus)
+        self.emotion_head = nn.Linear(c_in, n_emotions)
+
+    def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        """Normalised ``(B, 3, S, S)`` -> (AU logits ``(B, K)``, emotion logits ``(B, C)``)."""
+        h = self.features(x).mean(dim=(2, 3))
+        return self.au_head(h), self.emotion_head(h)
+
+
+def _prep(images: Tensor, size: int) -> Tensor:
+    """``(N, H, W, 3)`` / ``(N, 3, H, W)`` in [0, 1] -> ``(N, 3, size, size)`` centred at 0."""
+    x = images
+    if x.ndim == 3:
+        x = x[None]
+    if x.shape[-1] == 3 and x.shape[1] != 3:
+        x = x.permute(0, 3, 1, 2)
+    x = x.float()
+    if x.shape[-2:] != (size, size):
+        x = nn.functional.interpolate(
+            x, size=(size, size), mode="bilinear", align_corners=False, antialias=True
+        )
+    return (x - 0.5) / 0.25
+
+
+class SynthFaceRecognizer(nn.Module):
+    """The trained SynthFace recognizer behind the :class:`ExpressionRecognizer` interface."""
+
+    def __init__(
+        self, net: RecognizerNet, emotions: Sequence[str], au_names: Sequence[str], size: int
+    ):
+        super().__init__()
+        self.net = net
+        self.emotions = tuple(emotions)
+        self.au_names: tuple[str, ...] | None = tuple(au_names)
+        self.image_size = size
+
+    @torch.no_grad()
+    def recognize(self, images: Tensor, batch: int = 256) -> Recognition:
+        self.eval()
+        device = next(self.parameters()).device
+        probs, aus = [], []
+        for i in range(0, images.shape[0], batch):
+            x = _prep(images[i : i + batch].to(device), self.image_size)
+            au_logits, emo_logits = self.net(x)
+            probs.append(emo_logits.softmax(-1).cpu())
+            aus.append(au_logits.sigmoid().cpu())
+        return Recognition(torch.cat(probs), torch.cat(aus), self.emotions)
+
+
+# --------------------------------------------------------------------------- data + training
+
+
+@dataclass
+class ExpressionData:
+    """Renders with labels: ``images`` uint8 ``(N, H, W, 3)``, ``aus`` ``(N, K)`` in [0, 1],
+    ``emotion`` ``(N,)`` class indices (``-1``: no emotion label, e.g. a random AU mix)."""
+
+    images: Tensor
+    aus: Tensor
+    emotion: Tensor
+    emotions: tuple[str, ...] = field(default=())
+    au_names: tuple[str, ...] = field(default=())
+
+    def __len__(self) -> int:
+        return int(self.images.shape[0])
+
+
+@dataclass
+class RecognizerTrainResult:
+    model: SynthFaceRecognizer
+    losses: list[float]
+    steps: int
+    seconds: float
+    resumed_from: int
+
+
+def _lr(step: int, cfg: RecognizerConfig) -> float:
+    warm = max(1, cfg.steps // 20)
+    if step < warm:
+        return cfg.lr * (step + 1) / warm
+    frac = (step - warm) / max(1, cfg.steps - warm)
+    return cfg.lr * (0.02 + 0.98 * 0.5 * (1 + math.cos(math.pi * min(1.0, frac))))
+
+
+def train_recognizer(
+    config: RecognizerConfig,
+    data: ExpressionData,
+    out_dir: Path,
+    progress: Progress = no_progress,
+    stop_after: int | None = None,
+) -> RecognizerTrainResult:
+    """Train the CNN on ``data`` (AU: BCE on intensities, emotion: cross-entropy).
+
+    Resumes from ``out_dir/train_state.pt`` when it matches the config hash;
+    batches and augmentation are pure functions of ``(seed, step)``.
+    """
+    out_dir.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(config.seed)
+    net = RecognizerNet(data.aus.shape[1], len(data.emotions), config.channels)
+    opt = torch.optim.AdamW(net.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    state_path = out_dir / "train_state.pt"
+    start, losses, seconds = 0, [], 0.0
+    if state_path.exists():
+        state = torch.load(state_path, map_location="cpu", weights_only=True)
+        if state.get("hash") == config.hash():
+            net.load_state_dict(state["model"])
+            opt.load_state_dict(state["optimizer"])
+            start, losses = int(state["step"]), list(state["losses"])
+            seconds = float(state.get("seconds", 0.0))
+    resumed_from = start
+    n = len(data)
+    per_epoch = max(1, n // config.batch_size)
+    end = config.steps if stop_after is None else min(config.steps, stop_after)
+    net.train()
+    t0 = time.perf_counter()
+    progress("train recognizer", start, config.steps)
+    for step in range(start, end):
+        epoch, k = divmod(step, per_epoch)
+        perm = torch.randperm(
+            n, generator=torch.Generator().manual_seed(config.seed * 1_000_003 + epoch)
+        )
+        idx = perm[k * config.batch_size : (k + 1) * config.batch_size]
+        g = torch.Generator().manual_seed(config.seed * 7_919 + step)
+        x = data.images[idx].permute(0, 3, 1, 2).float() / 255.0
+        x = _prep(augment(x, config.max_shift, g), config.image_size)
+        au_logits, emo_logits = net(x)
+        au_loss = nn.functional.binary_cross_entropy_with_logits(au_logits, data.aus[idx].float())
+        labels = data.emotion[idx]
+        has = labels >= 0
+        emo_loss = (
+            nn.functional.cross_entropy(emo_logits[has], labels[has])
+            if bool(has.any())
+            else emo_logits.sum() * 0.0
+        )
+        loss = config.au_weight * au_loss + emo_loss
+        for group in opt.param_groups:
+            group["lr"] = _lr(step, config)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        losses.append(float(loss.detach()))
+        done = step + 1
+        progress("train recognizer", done, config.steps)
+        if done % config.checkpoint_every == 0 or done == end:
+            _atomic_save(
+                {
+                    "hash": config.hash(),
+                    "model": net.state_dict(),
+                    "optimizer": opt.state_dict(),
+                    "step": done,
+                    "losses": losses,
+                    "seconds": seconds + time.perf_counter() - t0,
+                },
+                state_path,
+            )
+    net.eval()
+    model = SynthFaceRecognizer(net, data.emotions, data.au_names, config.image_size)
+    return RecognizerTrainResult(
+        model, losses, end, seconds + time.perf_counter() - t0, resumed_from
+    )
+
+
+@torch.no_grad()
+def evaluate_recognizer(model: ExpressionRecognizer, data: ExpressionData) -> dict[str, Any]:
+    """Emotion accuracy (labelled images) and AU mean absolute error on ``data``."""
+    rec = model.recognize(data.images.float() / 255.0)
+    out: dict[str, Any] = {"n_images": len(data)}
+    has = data.emotion >= 0
+    if bool(has.any()):
+        pred = rec.emotion_probs.argmax(-1)
+        out["emotion_accuracy"] = float((pred[has] == data.emotion[has]).float().mean())
+        out["emotion_accuracy_per_class"] = {
+            name: float((pred[data.emotion == i] == i).float().mean())
+            for i, name in enumerate(data.emotions)
+            if bool((data.emotion == i).any())
+        }
+        out["n_emotion_images"] = int(has.sum())
+    if rec.aus is not None:
+        err = (rec.aus - data.aus.float()).abs()
+        out["au_mae"] = float(err.mean())
+        out["au_mae_per_unit"] = {
+            n: float(e) for n, e in zip(data.au_names, err.mean(0), strict=True)
+        }
+    return out
+
+
+# --------------------------------------------------------------------------- cache
+
+
+def recognizer_dir(config: RecognizerConfig = DEFAULT_RECOGNIZER) -> Path:
+    return cache_dir() / "recognizer" / config.hash()
+
+
+def recognizer_checkpoint_path(config: RecognizerConfig = DEFAULT_RECOGNIZER) -> Path | None:
+    """The finished checkpoint of ``config``, or None when it has not been prepared."""
+    path = recognizer_dir(config) / "checkpoint.pt"
+    return path if path.is_file() else None
+
+
+def save_recognizer(
+    model: SynthFaceRecognizer, config: RecognizerConfig, path: Path, **meta
+) -> None:
+    meta = {
+        "config_hash": config.hash(),
+        "config": dataclasses.asdict(config),
+        "emotions": list(model.emotions),
+        "au_names": list(model.au_names or ()),
+        **meta,
+    }
+    _atomic_save({"state_dict": model.net.state_dict(), "meta": json.dumps(meta)}, path)
+
+
+def load_recognizer_from(path: Path, device: torch.device | str = "cpu") -> SynthFaceRecognizer:
+    ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    meta = json.loads(ckpt["meta"])
+    cfg = meta["config"]
+    net = RecognizerNet(len(meta["au_names"]), len(meta["emotions"]), cfg["channels"])
+    net.load_state_dict(ckpt["state_dict"])
+    model = SynthFaceRecognizer(net, meta["emotions"], meta["au_names"], cfg["image_size"])
+    return model.to(device).eval()
+
+
+def load_recognizer(
+    device: torch.device | str = "cpu", config: RecognizerConfig = DEFAULT_RECOGNIZER
+) -> SynthFaceRecognizer:
+    """The trained SynthFace recognizer; MissingWeightsError tells how to prepare it."""
+    path = recognizer_checkpoint_path(config)
+    if path is None:
+        raise MissingWeightsError(
+            f"SynthFace expression recognizer is not prepared (no checkpoint in "
+            f"{recognizer_dir(config)}); run `facebench prepare recognizer`"
+        )
+    return load_recognizer_from(path, device)
+
+
+def prepare_recognizer(
+    progress: Progress = no_progress,
+    force: bool = False,
+    config: RecognizerConfig = DEFAULT_RECOGNIZER,
+    data: ExpressionData | None = None,
+    heldout: ExpressionData | None = None,
+) -> Path:
+    """Train the SynthFace expression recognizer (action units + emotion) and cache it.
+
+    Renders SynthFace training identities with varied views and expressions
+    (cached as .npz shards), trains a small CNN, measures emotion accuracy and
+    AU error on held-out identities and writes checkpoint.pt + quality.json
+    under $FACEBENCH_CACHE/recognizer/<config hash>/. An interrupted run
+    resumes where it stopped; --force retrains from scratch.
+
+    Example: facebench prepare recognizer
+    """
+    out = recognizer_dir(config)
+    ckpt = out / "checkpoint.pt"
+    if ckpt.is_file() and not force:
+        return ckpt
+    if force:
+        for name in ("checkpoint.pt", "train_state.pt", "quality.json"):
+            (out / name).unlink(missing_ok=True)
+    out.mkdir(parents=True, exist_ok=True)
+    t_data = time.perf_counter()
+    if data is None:
+        data = render_expression_data(config, "train", out / "data", progress)
+    if heldout is None:
+        heldout = render_expression_data(config, "test", out / "data", progress)
+    t_data = time.perf_counter() - t_data
+    result = train_recognizer(config, data, out, progress)
+    quality = evaluate_recognizer(result.model, heldout)
+    quality.update(train_seconds=round(result.seconds, 1), data_seconds=round(t_data, 1))
+    quality["targets"] = {"emotion_accuracy": 0.95, "au_mae": 0.1}
+    save_recognizer(result.model, config, ckpt, steps=result.steps, quality=quality)
+    _atomic_write_text(out / "quality.json", json.dumps(quality, indent=2))
+    (out / "train_state.pt").unlink(missing_ok=True)
+    return ckpt
+
+
+def render_expression_data(
+    config: RecognizerConfig, split: str, shard_dir: Path, progress: Progress = no_progress
+) -> ExpressionData:
+    raise NotImplementedError  # filled in against facebench.scene
+
+
+@weight_probe
+def _probe() -> list[WeightInfo]:
+    path = recognizer_checkpoint_path(DEFAULT_RECOGNIZER)
+    return [
+        WeightInfo(
+            name="expression recognizer (facebench-trained, SynthFace only)",
+            present=path is not None,
+            location=str(path or recognizer_dir(DEFAULT_RECOGNIZER)),
+            how_to="run `facebench prepare recognizer`",
+        )
+    ]

@@ -1,0 +1,111 @@
+"""SynthCLIP: open_clip config registration, tiny training, determinism, resume, save/load.
+
+Uses a tiny config and a stand-in image--caption set (coloured halves), so
+the whole file trains in seconds on a CPU. Quality on SynthFace is measured
+by ``facebench prepare synthclip`` / ``benchmarks/bench_synthclip.py``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+import torch
+
+from facebench import synthclip as sc
+from facebench.weights import MissingWeightsError
+
+COLOURS = {"red": (1.0, 0.1, 0.1), "green": (0.1, 1.0, 0.1), "blue": (0.1, 0.1, 1.0)}
+
+
+def standin_pairs(n: int = 192, size: int = 16, seed: int = 0) -> sc.PairData:
+    g = torch.Generator().manual_seed(seed)
+    images = torch.full((n, size, size, 3), 0.5)
+    captions = []
+    for i in range(n):
+        colour = list(COLOURS)[int(torch.randint(3, (1,), generator=g))]
+        side = ["left", "right"][int(torch.randint(2, (1,), generator=g))]
+        cols = slice(0, size // 2) if side == "left" else slice(size // 2, size)
+        images[i, :, cols] = torch.tensor(COLOURS[colour])
+        captions.append(f"a {colour} block on the {side}, sample {i % 16}")
+    return sc.PairData((images * 255).round().to(torch.uint8), captions)
+
+
+@pytest.fixture
+def cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("FACEBENCH_CACHE", str(tmp_path))
+    return tmp_path
+
+
+def test_config_is_registered_with_open_clip(cache):
+    from facebench.tv_compat import ensure_torchvision
+
+    ensure_torchvision()
+    import open_clip
+
+    name = sc.register_model_config(sc.TINY_CONFIG)
+    assert name.startswith("SynthCLIP-") and name in open_clip.list_models()
+    assert open_clip.get_model_config(name) == sc.TINY_CONFIG.model
+    tok = open_clip.get_tokenizer(name)
+    assert tok(["a face with a smile"]).shape == (1, sc.TINY_CONFIG.context_length)
+    # the default config registers too and is small enough for CPU training
+    model, _, _ = sc.build_model(sc.DEFAULT_CONFIG)
+    assert sum(p.numel() for p in model.visual.parameters()) < 3e6
+
+
+def test_cache_path_is_versioned_by_config(cache):
+    other = dataclasses.replace(sc.TINY_CONFIG, steps=31)
+    assert sc.synthclip_dir(sc.TINY_CONFIG) != sc.synthclip_dir(other)
+    assert sc.synthclip_dir(sc.TINY_CONFIG).parent == cache / "synthclip"
+    same = dataclasses.replace(sc.TINY_CONFIG, checkpoint_every=5)  # does not change weights
+    assert sc.synthclip_dir(sc.TINY_CONFIG) == sc.synthclip_dir(same)
+
+
+def test_missing_checkpoint_says_how_to_prepare(cache):
+    assert sc.synthclip_checkpoint_path(sc.TINY_CONFIG) is None
+    with pytest.raises(MissingWeightsError, match="facebench prepare synthclip"):
+        sc.load_synthclip(config=sc.TINY_CONFIG)
+
+
+def test_tiny_training_loss_falls_deterministic_and_resumes(cache):
+    data = standin_pairs()
+    cfg = sc.TINY_CONFIG
+    full = sc.train_clip(cfg, data, cache / "a")
+    first, last = sum(full.losses[:5]) / 5, sum(full.losses[-5:]) / 5
+    assert last < 0.8 * first, full.losses
+
+    # interrupted after 10 steps, then resumed: same weights as the uninterrupted run
+    part = sc.train_clip(cfg, data, cache / "b", stop_after=10)
+    assert part.steps == 10 and (cache / "b" / "train_state.pt").exists()
+    resumed = sc.train_clip(cfg, data, cache / "b")
+    assert resumed.resumed_from == 10 and resumed.steps == cfg.steps
+    sd_a, sd_b = full.model.state_dict(), resumed.model.state_dict()
+    for k in sd_a:
+        assert torch.equal(sd_a[k], sd_b[k]), k
+    assert resumed.losses == full.losses
+
+
+def test_prepare_save_load_round_trip(cache):
+    data = standin_pairs(n=96)
+    cfg = dataclasses.replace(sc.TINY_CONFIG, steps=6)
+    calls = []
+    path = sc.prepare_synthclip(
+        progress=lambda *a: calls.append(a), config=cfg, data=data, evaluate=False
+    )
+    assert path == sc.synthclip_checkpoint_path(cfg) and path.parent.name == cfg.hash()
+    assert calls and calls[-1] == ("train synthclip", 6, 6)
+    assert not (path.parent / "train_state.pt").exists()
+    raw = torch.load(path, map_location="cpu", weights_only=True)
+    assert set(raw) == {"state_dict", "meta"}
+    assert sc.read_meta(path)["steps"] == 6
+
+    model, _, tokenizer = sc.load_synthclip(config=cfg)
+    again, _, _ = sc.load_synthclip(config=cfg)
+    images = sc.normalize_images(data.images[:4].float() / 255, cfg.image_size)
+    text = tokenizer(data.captions[:4])
+    with torch.no_grad():
+        a = model.encode_image(images), model.encode_text(text)
+        b = again.encode_image(images), again.encode_text(text)
+    assert torch.equal(a[0], b[0]) and torch.equal(a[1], b[1])
+    # cached: a second prepare returns at once without training
+    assert sc.prepare_synthclip(config=cfg, data=None) == path
