@@ -8,12 +8,15 @@ must accept ``P = 0`` (an empty batch) when an occupancy grid is used.
 
 Evaluation masks. Samples can be skipped (``sigma = 0``, ``rgb = 0``, no
 field call) by an ``occupancy`` object (anything with ``occupied(points) ->
-bool mask``, e.g. :class:`facebench.render.occupancy.OccupancyGrid`) and, in
-the fine pass, by ``RenderConfig.early_stop``: samples whose coarse-pass
-transmittance is below it (behind an opaque surface) are not evaluated.
-Skipped samples are compacted with one gather/scatter (``nonzero``), which is
-the one host-device sync of a masked pass; dense passes have none. Shapes stay
-``(R, S)`` either way. ``n_field_evals`` counts the points actually evaluated.
+bool mask``, e.g. :class:`facebench.render.occupancy.OccupancyGrid`) and by
+early ray termination (``RenderConfig.early_stop > 0``): samples are then
+evaluated front to back in segments of ``RenderConfig.segment`` samples and a
+ray stops being evaluated once its transmittance falls below ``early_stop``
+(the colour changes by at most about ``early_stop``). Skipped samples are
+compacted with one gather/scatter (``nonzero``) per segment, which is the one
+host-device sync of a masked pass; dense passes (no occupancy, no early stop)
+have none. Shapes stay ``(R, S)`` either way; ``n_field_evals`` counts the
+points actually evaluated.
 
 When ``fine_field`` is None the coarse field serves both passes and its
 coarse evaluations are reused: the fine pass only evaluates the new importance
@@ -31,7 +34,7 @@ import torch
 from torch import Tensor
 
 from facebench.render.cameras import Cameras, RayBundle, generate_rays, near_far_from_aabb
-from facebench.render.composite import composite
+from facebench.render.composite import composite, sample_deltas
 from facebench.render.sampling import importance_samples, stratified_samples
 
 __all__ = ["Field", "Occupancy", "RenderConfig", "render_image", "render_rays"]
@@ -51,8 +54,8 @@ class RenderConfig:
 
     ``chunk`` is the number of rays per chunk in :func:`render_image`.
     ``background`` is an RGB tuple, a grey level or None (black, no
-    background term). ``early_stop`` (0 disables) skips fine-pass samples with
-    coarse transmittance below it.
+    background term). ``early_stop`` (0 disables) is the transmittance below
+    which a ray stops being evaluated, checked every ``segment`` samples.
     """
 
     n_coarse: int = 64
@@ -61,6 +64,7 @@ class RenderConfig:
     background: tuple[float, float, float] | float | None = (1.0, 1.0, 1.0)
     chunk: int = 4096
     early_stop: float = 0.0
+    segment: int = 16
 
 
 def _evaluate(
@@ -90,12 +94,51 @@ def _evaluate(
     return sigma.reshape(r, s), rgb.reshape(r, s, 3), flat.sum()
 
 
-def _transmittance_at(t_coarse: Tensor, weights: Tensor, t_query: Tensor) -> Tensor:
-    """Coarse transmittance at the last coarse sample at or before each query (1 before all)."""
-    trans = 1.0 - (torch.cumsum(weights, dim=-1) - weights)  # T_i = 1 - sum_{j<i} w_j
-    i = torch.searchsorted(t_coarse.contiguous(), t_query.contiguous(), right=True) - 1
-    t_at = trans.gather(-1, i.clamp_min(0))
-    return torch.where(i < 0, torch.ones_like(t_at), t_at)
+def _march(
+    field: Field,
+    rays: RayBundle,
+    t: Tensor,
+    config: RenderConfig,
+    occupancy: Occupancy | None,
+    known: tuple[Tensor, Tensor, Tensor] | None = None,
+) -> tuple[Tensor, Tensor, Tensor]:
+    """Field values at sorted ``t``, skipping occupancy-empty and (optionally) terminated samples.
+
+    ``known = (mask, sigma, rgb)`` supplies values that are already available
+    (reused coarse samples); they are not evaluated again.
+    """
+    need = None if known is None else ~known[0]
+
+    def merge(a: int, b: int, sigma: Tensor, rgb: Tensor) -> tuple[Tensor, Tensor]:
+        if known is None:
+            return sigma, rgb
+        m = known[0][:, a:b]
+        return (
+            torch.where(m, known[1][:, a:b], sigma),
+            torch.where(m[..., None], known[2][:, a:b], rgb),
+        )
+
+    s = t.shape[1]
+    if config.early_stop <= 0:
+        sigma, rgb, count = _evaluate(field, rays, t, occupancy, need)
+        sigma, rgb = merge(0, s, sigma, rgb)
+        return sigma, rgb, count
+    deltas = sample_deltas(t.detach(), rays.far)
+    depth = torch.zeros_like(t[:, 0])  # optical depth so far (detached, for the mask only)
+    sigmas, rgbs = [], []
+    count = torch.zeros((), dtype=torch.long, device=t.device)
+    step = max(int(config.segment), 1)
+    for a in range(0, s, step):
+        b = min(a + step, s)
+        alive = (torch.exp(-depth) >= config.early_stop)[:, None].expand(-1, b - a)
+        keep = alive if need is None else alive & need[:, a:b]
+        sigma, rgb, n = _evaluate(field, rays, t[:, a:b], occupancy, keep)
+        sigma, rgb = merge(a, b, sigma, rgb)
+        depth = depth + (sigma.detach() * deltas[:, a:b]).sum(-1)
+        sigmas.append(sigma)
+        rgbs.append(rgb)
+        count = count + n
+    return torch.cat(sigmas, dim=-1), torch.cat(rgbs, dim=-2), count
 
 
 def render_rays(
@@ -117,7 +160,7 @@ def render_rays(
     """
     bg = config.background
     t_c = stratified_samples(rays.near, rays.far, config.n_coarse, config.jitter, generator)
-    sigma_c, rgb_c, n_evals = _evaluate(field, rays, t_c, occupancy, None)
+    sigma_c, rgb_c, n_evals = _march(field, rays, t_c, config, occupancy)
     coarse = composite(sigma_c, rgb_c, t_c, rays.far, bg)
     out = {
         "rgb_coarse": coarse.rgb,
@@ -133,22 +176,18 @@ def render_rays(
 
     w_c = coarse.weights.detach()
     t_f = importance_samples(t_c, w_c, config.n_fine, config.jitter, generator)
+    t_all, order = torch.sort(torch.cat([t_c, t_f], dim=-1), dim=-1)
     if fine_field is None:
-        keep = (
-            _transmittance_at(t_c, w_c, t_f) >= config.early_stop if config.early_stop > 0 else None
+        is_coarse = order < config.n_coarse
+        pad = sigma_c.new_zeros(t_f.shape)
+        known_sigma = torch.cat([sigma_c, pad], dim=-1).gather(-1, order)
+        known_rgb = torch.cat([rgb_c, rgb_c.new_zeros(*t_f.shape, 3)], dim=-2)
+        known_rgb = known_rgb.gather(-2, order[..., None].expand(-1, -1, 3))
+        sigma, rgb, n_f = _march(
+            field, rays, t_all, config, occupancy, (is_coarse, known_sigma, known_rgb)
         )
-        sigma_f, rgb_f, n_f = _evaluate(field, rays, t_f, occupancy, keep)
-        t_all, order = torch.sort(torch.cat([t_c, t_f], dim=-1), dim=-1)
-        sigma = torch.cat([sigma_c, sigma_f], dim=-1).gather(-1, order)
-        rgb = torch.cat([rgb_c, rgb_f], dim=-2).gather(-2, order[..., None].expand(-1, -1, 3))
     else:
-        t_all, _ = torch.sort(torch.cat([t_c, t_f], dim=-1), dim=-1)
-        keep = (
-            _transmittance_at(t_c, w_c, t_all) >= config.early_stop
-            if config.early_stop > 0
-            else None
-        )
-        sigma, rgb, n_f = _evaluate(fine_field, rays, t_all, occupancy, keep)
+        sigma, rgb, n_f = _march(fine_field, rays, t_all, config, occupancy)
     fine = composite(sigma, rgb, t_all, rays.far, bg)
     out.update(rgb=fine.rgb, depth=fine.depth, opacity=fine.opacity, weights=fine.weights, t=t_all)
     out["n_field_evals"] = n_evals + n_f
