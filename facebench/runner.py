@@ -113,6 +113,23 @@ def _method(options: RunOptions, device: torch.device) -> Any:
     return entry.obj.create(variant=options.variant, budget=options.budget, device=device)
 
 
+def _load_clip(spec: str, device: torch.device, prepare_missing: bool, progress: Progress) -> Any:
+    """Load the CLIP adapter; SynthCLIP is trained on first use when ``prepare_missing``."""
+    from facebench.clip import load_clip
+    from facebench.weights import MissingWeightsError
+
+    try:
+        return load_clip(spec, device)
+    except MissingWeightsError:
+        if spec != "synthclip" or not prepare_missing:
+            raise
+    from facebench.synthclip import prepare_synthclip
+
+    progress("preparing SynthCLIP (first run only)", 0, 1)
+    prepare_synthclip(progress=progress)
+    return load_clip(spec, device)
+
+
 def _versions() -> dict[str, str]:
     import open_clip
 
@@ -127,7 +144,6 @@ def _versions() -> dict[str, str]:
 def run(options: RunOptions, progress: Progress = no_progress) -> RunSummary:
     """Run the benchmark protocol; see the module docstring."""
     from facebench.artifacts import save_grid, save_turntable
-    from facebench.clip import load_clip
     from facebench.datasets import load_prompts
     from facebench.scene import load_scene
     from facebench.suite import SUITES, Evaluator, measure_cost
@@ -141,7 +157,7 @@ def run(options: RunOptions, progress: Progress = no_progress) -> RunSummary:
     scene = load_scene(options.scene)
     clip_spec = default_clip_spec(options.scene, options.clip)
     method = _method(options, device)
-    clip = load_clip(clip_spec, device=device, prepare_missing=options.prepare_missing)
+    clip = _load_clip(clip_spec, device, options.prepare_missing, progress)
 
     out = Path(options.out)
     store = ResultStore(out / "leaderboard.csv")
@@ -201,8 +217,7 @@ def run(options: RunOptions, progress: Progress = no_progress) -> RunSummary:
             "prompt": prompt,
             "seed": seed,
             **values,
-            "time_s": cost.seconds,
-            "peak_mem_mb": cost.peak_mb,
+            **cost.as_row(),
             **{f"backend_{k}": v for k, v in backends.items()},
             "device": str(device),
             "budget": options.budget,

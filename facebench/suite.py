@@ -1,0 +1,163 @@
+"""Metric suites as data, and the evaluator that feeds a suite what a scene provides.
+
+A suite is a list of registered metric names. For each prompt the
+:class:`Evaluator` assembles the inputs it can (renders, neutral renders, the
+prompt set, and on scenes with answers the true target renders, the regions
+the prompt may change and face landmarks) and runs only the metrics whose
+``requires`` are covered; the rest are skipped with a note that the run
+reports once. Metrics are built with the keyword arguments their
+constructors accept from ``clip``, ``device`` and ``candidates``.
+"""
+
+from __future__ import annotations
+
+import inspect
+import math
+from typing import Any
+
+import torch
+
+from facebench.errors import FacebenchError
+from facebench.metrics import can_run, make_metric, measure_cost, update_from
+from facebench.weights import MissingWeightsError
+
+__all__ = ["SUITES", "Evaluator", "measure_cost"]
+
+SUITES: dict[str, list[str]] = {
+    "scene": [
+        "clip_score",
+        "clip_r_precision",
+        "expression_r_precision",
+        "au_error",
+        "lpips",
+        "identity",
+        "gt_psnr",
+        "gt_lpips",
+        "locality",
+    ],
+    "clip": ["clip_score", "clip_r_precision", "clip_directional"],
+    "quick": ["clip_score", "clip_r_precision", "gt_psnr", "locality"],
+}
+
+
+def _chw(images: torch.Tensor) -> torch.Tensor:
+    """(N, H, W, 3) renders -> (N, 3, H, W) metric inputs, clamped to [0, 1]."""
+    return images.permute(0, 3, 1, 2).clamp(0, 1).contiguous()
+
+
+class Evaluator:
+    """Scores one prompt's renders with a suite; see the module docstring."""
+
+    def __init__(
+        self,
+        suite: list[str],
+        scene: Any,
+        prompt_set: Any,
+        clip: Any,
+        neutral: torch.Tensor,
+        device: torch.device,
+    ) -> None:
+        self.scene = scene
+        self.prompt_set = prompt_set
+        self.clip = clip
+        self.device = device
+        self.neutral = _chw(neutral)
+        self.notes: list[str] = []
+        self._answers = scene_answers(scene, prompt_set)
+        if self._answers is None:
+            self.notes.append(
+                "ground-truth metrics skipped: "
+                + (
+                    "the scene has no ground-truth renderer"
+                    if getattr(scene, "ground_truth", None) is None
+                    else f"prompt set {prompt_set.name!r} has no target answers"
+                )
+            )
+        available = {"images", "prompts", "neutral"}
+        if self._answers is not None:
+            available |= {"target", "masks", "expression_targets"}
+        if getattr(scene, "ground_truth", None) is not None:
+            available |= {"landmarks", "neutral_landmarks"}
+        self.metrics: dict[str, Any] = {}
+        for name in suite:
+            if not can_run(name, available):
+                self.notes.append(f"{name} skipped: this scene/prompt set cannot supply its inputs")
+                continue
+            try:
+                self.metrics[name] = self._build(name)
+            except MissingWeightsError as exc:
+                self.notes.append(f"{name} skipped: {exc}")
+        self._landmarks = self._eval_landmarks()
+
+    def _build(self, name: str) -> Any:
+        from facebench.registry import METRICS
+
+        cls = METRICS.get(name).obj
+        offered = {"clip": self.clip, "device": self.device, "candidates": self.prompt_set.prompts}
+        params = inspect.signature(cls.__init__).parameters
+        kwargs = {k: v for k, v in offered.items() if k in params}
+        return make_metric(name, **kwargs)
+
+    def _eval_landmarks(self) -> torch.Tensor | None:
+        gt = getattr(self.scene, "ground_truth", None)
+        if gt is None:
+            return None
+        return gt.landmarks(self.scene.eval_cameras).to(self.device)
+
+    def score(self, prompt: str, images: torch.Tensor) -> tuple[dict[str, float], dict[str, str]]:
+        """Metric values (and ``<metric>_std``) for one prompt's renders, plus the backends used."""
+        batch: dict[str, Any] = {
+            "images": _chw(images),
+            "neutral": self.neutral,
+            "prompts": [prompt] * images.shape[0],
+        }
+        if self._answers is not None and prompt in self._answers:
+            target, masks, expression = self._answers[prompt]
+            batch.update(target=target, masks=masks, expression_targets=expression)
+        if self._landmarks is not None:
+            batch.update(landmarks=self._landmarks, neutral_landmarks=self._landmarks)
+        values: dict[str, float] = {}
+        backends: dict[str, str] = {}
+        for name, metric in self.metrics.items():
+            if not all(k in batch for k in metric.requires):
+                continue
+            metric.reset()
+            update_from(metric, batch)
+            summary = metric.summary()
+            values[name] = summary.pop("value")
+            std = summary.pop("std", math.nan)
+            if not math.isnan(std):
+                values[f"{name}_std"] = std
+            summary.pop("n", None)
+            backend = summary.pop("backend", "")
+            meaningful = summary.pop("meaningful", True)
+            if backend:
+                backends[name] = backend
+            if not meaningful:
+                backends["meaningful"] = "no"
+            values.update({k: v for k, v in summary.items() if isinstance(v, int | float)})
+        return values, backends
+
+
+def scene_answers(scene: Any, prompt_set: Any) -> dict[str, tuple[Any, Any, Any]] | None:
+    """Per prompt: (true target renders, regions-it-may-change masks, target AU vector).
+
+    ``None`` when the scene has no ground-truth renderer or the prompt set no targets.
+    """
+    gt = getattr(scene, "ground_truth", None)
+    targets = getattr(prompt_set, "targets", None)
+    if gt is None or not targets:
+        return None
+    answers = {}
+    cameras = scene.eval_cameras
+    for prompt in prompt_set.prompts:
+        if prompt not in targets:
+            continue
+        expression = gt.expression_vector(targets[prompt])
+        with torch.no_grad():
+            target = gt.render(expression, cameras)
+            allowed = gt.allowed_change_mask(expression, cameras)
+        if target.shape[-1] != 3:
+            raise FacebenchError("ground-truth renderer returned images without 3 channels")
+        answers[prompt] = (_chw(target), allowed[:, None].float(), expression)
+    return answers
