@@ -1,0 +1,243 @@
+"""flame-nerf: spatial prior, coarse-to-fine window, training, caching/resume, determinism, edits.
+
+One tiny SynthHead scene (16x16 pixels, 4 frames) and one short fit are shared
+by the module; each test adds at most a few seconds on 2 CPU cores.
+"""
+
+from __future__ import annotations
+
+import types
+from pathlib import Path
+
+import pytest
+import torch
+
+from facebench.method import RunContext
+from facebench.render.encoding import window_weights
+
+RES, N_FRAMES = 16, 4
+FAST = dict(
+    steps=60,
+    lr=2e-2,
+    n_rays=96,
+    frames_per_step=2,
+    n_coarse=12,
+    n_fine=0,
+    checkpoint_every=16,
+    edit_steps=4,
+    edit_res=16,
+    edit_lr=0.1,
+    edit_reg=0.0,
+    edit_aug_views=0,
+)
+
+
+def tiny_scene() -> types.SimpleNamespace:
+    """A 4-frame SynthHead capture: neutral, smile, jaw drop, eyes closed (16x16 pixels)."""
+    from facebench.datasets.facs import expression_vector
+    from facebench.datasets.synthhead import SynthHead
+
+    from facebench.render import orbit_cameras
+
+    head = SynthHead()
+    cams = orbit_cameras(
+        N_FRAMES, 4.0, RES, RES, fov_y_deg=40, azimuth_range_deg=(-25, 25), endpoint=True
+    )
+    expr = torch.stack(
+        [
+            expression_vector(),
+            expression_vector(AU6=0.7, AU12=1.0),
+            expression_vector(AU26=1.0),
+            expression_vector(AU43=1.0),
+        ]
+    )
+    return types.SimpleNamespace(
+        name="tiny-synthhead",
+        images=head.render(expr, cams),
+        cameras=cams,
+        train_ids=list(range(N_FRAMES)),
+        val_ids=[],
+        eval_cameras=cams[torch.tensor([0, N_FRAMES - 1])],
+        expressions=expr,
+        au_names=head.au_names,
+        aabb=torch.tensor([[-2.2, -2.2, -1.8], [2.2, 2.2, 1.6]]),
+        near=2.0,
+        far=6.0,
+        background=(1.0, 1.0, 1.0),
+        head=head,
+    )
+
+
+def make(variant: str = "full", **kw):
+    from facebench.methods.flame_nerf import FlameNerf
+
+    return FlameNerf.create(variant, "smoke", "cpu", **{**FAST, **kw})
+
+
+def assert_same_state(a: torch.nn.Module, b: torch.nn.Module) -> None:
+    sa, sb = a.state_dict(), b.state_dict()
+    assert sa.keys() == sb.keys()
+    for k in sa:
+        assert torch.equal(sa[k], sb[k]), k
+
+
+def ctx_for(cache: Path, **kw) -> RunContext:
+    return RunContext(device=torch.device("cpu"), cache_dir=cache, **kw)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """2 shared cores: OpenMP threads spin against other processes (50x slower); use one."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+@pytest.fixture(scope="module")
+def scene():
+    return tiny_scene()
+
+
+@pytest.fixture(scope="module")
+def fitted(scene, tmp_path_factory):
+    cache = tmp_path_factory.mktemp("fn-cache")
+    m = make()
+    m.prepare(scene, ctx_for(cache))
+    return m, cache
+
+
+def test_registered_with_capabilities_and_variants():
+    from facebench.registry import METHODS
+
+    entry = METHODS.get("flame-nerf")
+    assert set(entry.capabilities) == {"fit_scene", "edit_text", "reanimate"}
+    assert set(entry.obj.variants) == {"full", "no-spatial-prior"}
+    cfg = entry.obj.create("no-spatial-prior", "smoke", torch.device("cpu")).config_dict()
+    assert cfg["spatial_prior"] is False and cfg["variant"] == "no-spatial-prior"
+
+
+def test_coarse_to_fine_window_values():
+    m = make(steps=100, anneal_frac=0.5, warp_freqs=6)
+    # linear from 0 to warp_freqs over the first 50 steps, then constant
+    assert [m.warp_alpha(s) for s in (0, 10, 25, 50, 75, 100)] == [0.0, 1.2, 3.0, 6.0, 6.0, 6.0]
+    w = window_weights(m.warp_alpha(25), 6)  # alpha = 3: bands 0-2 on, 3-5 off
+    assert w.tolist() == pytest.approx([1, 1, 1, 0, 0, 0])
+    w = window_weights(m.warp_alpha(5), 6)  # alpha = 0.6: band 0 half-way in
+    assert w[0].item() == pytest.approx(0.5 * (1 - torch.cos(torch.tensor(0.6 * torch.pi))).item())
+
+
+def test_spatial_prior_zeroes_condition_outside_the_head(fitted):
+    m, _ = fitted
+    model = m.model
+    pts = torch.tensor(
+        [[0.0, 0.0, 0.0], [0.0, 0.1, 0.9], [0.0, 0.0, -1.7], [1.9, 1.9, 1.0], [0.0, 2.0, 1.5]]
+    )
+    inside = model.in_head(pts)
+    assert inside.tolist() == [True, True, False, False, False]
+    e = torch.linspace(0.1, 1.0, model.n_expr)
+    cond = model.condition(pts, e)
+    assert torch.equal(cond[inside], e.expand(int(inside.sum()), -1))
+    assert torch.equal(cond[~inside], torch.zeros(int((~inside).sum()), model.n_expr))
+    assert (cond[~inside] == 0).all() and not cond[~inside].signbit().any()
+    # the ablation conditions every sample
+    from dataclasses import replace
+
+    from facebench.methods.flame_nerf import FlameNerfModel
+
+    ablated = FlameNerfModel(
+        replace(m.config, spatial_prior=False), N_FRAMES, model.n_expr, model.head.aabb
+    )
+    ablated.head.load_state_dict(model.head.state_dict())
+    assert torch.equal(ablated.condition(pts, e), e.expand(len(pts), -1))
+
+
+def test_training_loss_falls(fitted):
+    m, _ = fitted
+    h = m.loss_history
+    assert len(h) == FAST["steps"]
+    first, last = sum(h[:6]) / 6, sum(h[-6:]) / 6
+    assert last < 0.75 * first, (first, last)
+
+
+def test_render_shapes_and_reanimation(fitted, scene):
+    m, _ = fitted
+    img = m.render(scene.eval_cameras)
+    assert img.shape == (2, RES, RES, 3) and 0 <= float(img.min()) and float(img.max()) <= 1
+    e = torch.zeros(m.model.n_expr)
+    e[6] = 1.0
+    img2 = m.render_expression(scene.eval_cameras, e)
+    assert img2.shape == img.shape and not torch.equal(img, img2)
+
+
+def test_cache_round_trip_loads_weights_only(fitted, scene, monkeypatch):
+    m, cache = fitted
+    files = sorted(p.name for p in m.cache_path.iterdir())
+    assert files == ["meta.json", "model.safetensors"]  # checkpoint removed after the fit
+    m2 = make()
+
+    def no_training(*a, **k):
+        raise AssertionError("should load from the cache")
+
+    monkeypatch.setattr(m2, "_train", no_training)
+    m2.prepare(scene, ctx_for(cache))
+    assert_same_state(m.model, m2.model)
+    assert torch.equal(m.render(scene.eval_cameras[0]), m2.render(scene.eval_cameras[0]))
+
+
+def test_resume_after_interruption_matches_uninterrupted_and_is_deterministic(
+    fitted, scene, tmp_path
+):
+    m_ref, _ = fitted
+
+    class Stop(Exception):
+        pass
+
+    def stop_at_24(task, done, total):
+        if task == "flame-nerf fit" and done == 24:
+            raise Stop
+
+    m = make()
+    with pytest.raises(Stop):
+        m.prepare(scene, ctx_for(tmp_path, progress=stop_at_24))
+    ckpt = m.cache_path / "checkpoint.pt"
+    assert ckpt.is_file()
+    state = torch.load(ckpt, weights_only=True)
+    assert state["step"] == 16  # last checkpoint before the interruption
+    m2 = make()
+    m2.prepare(scene, ctx_for(tmp_path))
+    assert len(m2.loss_history) == FAST["steps"] - 16  # resumed, not restarted
+    # resumed fit == uninterrupted fit with the same seed (bitwise on CPU)
+    assert_same_state(m_ref.model, m2.model)
+
+
+def test_text_edit_lowers_clip_loss_with_tiny_random_clip(fitted, scene):
+    from facebench.clip import load_clip
+
+    m, _ = fitted
+    clip = load_clip("tiny-random", device="cpu")
+    prompt = "a smiling face"
+    edit = m.edit(prompt, clip, ctx_for(Path("."), seed=0))
+    assert edit.expression.shape == (m.model.n_expr,)
+    lo, hi = m.expression_range
+    assert float(edit.expression.min()) >= lo and float(edit.expression.max()) <= hi
+    cams = m.edit_cameras()
+
+    def clip_loss(e):
+        with torch.no_grad():
+            img = m.render_expression(cams, e).permute(0, 3, 1, 2)
+            return float(clip.global_loss(img, prompt))
+
+    before, after = clip_loss(m.neutral_expression()), clip_loss(edit.expression)
+    assert after < before, (before, after)
+    assert not torch.equal(m.render(scene.eval_cameras, edit), m.render(scene.eval_cameras))
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_cuda_fit_and_render(scene, tmp_path):
+    from facebench.methods.flame_nerf import FlameNerf
+
+    m = FlameNerf.create("full", "smoke", "cuda", **FAST)
+    m.prepare(scene, RunContext(device=torch.device("cuda"), cache_dir=tmp_path))
+    img = m.render(scene.eval_cameras)
+    assert img.device.type == "cuda" and img.shape == (2, RES, RES, 3)
