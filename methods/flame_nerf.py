@@ -43,10 +43,10 @@ checkpoints, resume after interruption, ``torch.load(weights_only=True)`` for
 checkpoints and safetensors for the final weights), ``reanimate``
 (:meth:`FlameNerf.render_expression`: any expression vector, rendered with the
 neutral frame's deformation code) and ``edit_text`` (:meth:`FlameNerf.edit`:
-Adam on the expression vector, starting from the neutral expression, to
-minimise the CLIP loss of renders at ``edit_views`` cameras, plus
-``edit_reg * ||e - e_0||^2``; the result is clamped to the morphable model's
-expression range).
+the shared CLIP-guided loop of :mod:`facebench.methods.clip_edit` optimises only
+the expression vector, from the neutral expression, on renders at views near
+the capture's cameras, plus ``edit_reg * ||e - e_0||^2``, projected onto the
+morphable model's expression range).
 
 Scenes: a SynthFace scene (expressions = its action units, head region from
 SynthHead) or a Nerfies capture with per-frame FLAME parameters
@@ -110,12 +110,14 @@ class FlameNerfConfig:
     head_grid: int = 48
     head_dilation: int = 1
     checkpoint_every: int = 250
-    edit_steps: int = 30
+    edit_steps: int = 60
     edit_lr: float = 0.05
+    edit_lr_final: float = 0.005
     edit_reg: float = 1e-3
-    edit_views: int = 2
-    edit_res: int = 48
+    edit_views: int = 1
+    edit_res: int = 40
     edit_aug_views: int = 2
+    edit_jitter_deg: float = 10.0
     render_chunk: int = 8192
     seed: int = 0
 
@@ -136,9 +138,8 @@ BUDGETS: dict[str, dict[str, Any]] = {
         head_grid=24,
         checkpoint_every=10,
         edit_steps=3,
-        edit_res=24,
-        edit_views=1,
-        edit_aug_views=1,
+        edit_res=16,
+        edit_aug_views=0,
     ),
     "quick": {},
     "full": dict(
@@ -158,10 +159,9 @@ BUDGETS: dict[str, dict[str, Any]] = {
         head_grid=96,
         lr=5e-4,
         checkpoint_every=2000,
-        edit_steps=300,
-        edit_res=112,
-        edit_views=4,
-        edit_aug_views=4,
+        edit_steps=500,
+        edit_res=0,
+        edit_aug_views=0,
     ),
 }
 
@@ -655,49 +655,79 @@ class FlameNerf:
     # -------------------------------------------------------------- text edits
 
     def edit_cameras(self) -> Cameras:
-        """Cameras the CLIP loss sees: ``edit_views`` training views around the neutral frame."""
-        cams = self.scene.cameras
-        ids = list(self.scene.train_ids)
-        n = max(1, min(self.config.edit_views, len(ids)))
-        pick = [ids[round(i * (len(ids) - 1) / max(n - 1, 1))] for i in range(n)]
-        if n == 1:
-            pick = [self.neutral_id]
-        sel = cams[torch.as_tensor(pick, dtype=torch.long)]
-        return scale_cameras(sel, self.config.edit_res)
+        """The training cameras at the edit resolution (CLIP views are drawn near them)."""
+        ids = torch.as_tensor(list(self.scene.train_ids), dtype=torch.long)
+        cams = self.scene.cameras[ids]
+        return scale_cameras(cams, self.config.edit_res) if self.config.edit_res > 0 else cams
+
+    def head_center(self) -> Tensor:
+        """Centre of the head region (the point CLIP views are rotated about)."""
+        grid = self._require().head
+        pts = grid.cell_centers()[grid.mask.reshape(-1)]
+        return pts.mean(0) if len(pts) else grid.aabb.mean(0)
 
     def edit(self, prompt: str, clip: Any, ctx: RunContext) -> FlameNerfEdit:
-        """Optimise the expression parameters so renders match ``prompt`` under ``clip``."""
-        from facebench.clip import ClipAugment
+        """Optimise the expression parameters so renders match ``prompt`` under ``clip``.
+
+        Uses the shared CLIP-guided loop (:func:`facebench.methods.clip_edit.clip_optimize`):
+        only the expression vector is optimised (Adam, ``edit_lr`` decaying to
+        ``edit_lr_final``), starting from the neutral frame's expression, with
+        ``edit_reg * ||e - e_0||^2``; the vector is projected onto the morphable
+        model's expression range before every render and at the end.
+        """
+        from facebench.methods.clip_edit import EditConfig, clip_optimize
 
         model = self._require()
         cfg = self.config
         e0 = self.neutral_expression().detach().clone()
-        e = e0.clone().requires_grad_(True)
-        opt = torch.optim.Adam([e], lr=cfg.edit_lr)
-        cams = self.edit_cameras()
-        gen = torch.Generator().manual_seed(cfg.seed * 1_000_003 + ctx.seed + 101)
-        augment = ClipAugment(views=cfg.edit_aug_views) if cfg.edit_aug_views > 0 else None
+        e = nn.Parameter(e0.clone())
         lo, hi = self.expression_range
-        losses: list[float] = []
+        ecfg = EditConfig(
+            steps=cfg.edit_steps,
+            lr=cfg.edit_lr,
+            lr_final=cfg.edit_lr_final,
+            views_per_step=cfg.edit_views,
+            render_size=cfg.edit_res,
+            view_jitter_deg=cfg.edit_jitter_deg,
+            augment_views=cfg.edit_aug_views,
+            n_coarse=cfg.n_coarse,
+            n_fine=cfg.n_fine,
+            chunk=cfg.render_chunk,
+        )
+
+        def render_fn(cams: Cameras) -> tuple[Tensor, dict[str, Tensor]]:
+            with torch.no_grad():
+                e.clamp_(lo, hi)  # projected gradient descent onto the valid range
+            images = self._render(cams, e, None, grad=True)
+            regs = {"expr_reg": cfg.edit_reg * ((e - e0) ** 2).sum()} if cfg.edit_reg else {}
+            return images, regs
+
+        gen = torch.Generator().manual_seed(cfg.seed * 1_000_003 + ctx.seed + 101)
         for p in model.parameters():
             p.requires_grad_(False)
         try:
-            for step in range(cfg.edit_steps):
-                ctx.progress("flame-nerf edit", step, cfg.edit_steps)
-                images = self._render(cams, e, None, grad=True).permute(0, 3, 1, 2)
-                clip_loss = clip.global_loss(images, prompt, augment=augment, generator=gen)
-                loss = clip_loss + cfg.edit_reg * ((e - e0) ** 2).sum()
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
-                with torch.no_grad():
-                    e.clamp_(lo, hi)
-                losses.append(float(clip_loss.detach()))
+            history = clip_optimize(
+                [e],
+                render_fn,
+                clip,
+                prompt,
+                self.scene.cameras[torch.as_tensor(list(self.scene.train_ids))].to(self.device),
+                self.head_center(),
+                ecfg,
+                gen,
+                progress=ctx.progress,
+                task="flame-nerf edit",
+            )
         finally:
             for p in model.parameters():
                 p.requires_grad_(True)
-        ctx.progress("flame-nerf edit", cfg.edit_steps, cfg.edit_steps)
-        return FlameNerfEdit(prompt=prompt, expression=e.detach().clone(), losses=losses)
+        with torch.no_grad():
+            e.clamp_(lo, hi)
+        return FlameNerfEdit(
+            prompt=prompt,
+            expression=e.detach().clone(),
+            losses=[row["clip"] for row in history],
+        )
 
     def with_overrides(self, **overrides: Any) -> FlameNerf:
         """A new, unfitted instance with ``overrides`` applied to the config."""

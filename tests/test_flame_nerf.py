@@ -27,7 +27,9 @@ FAST = dict(
     edit_steps=4,
     edit_res=16,
     edit_lr=0.1,
+    edit_lr_final=0.1,
     edit_reg=0.0,
+    edit_jitter_deg=0.0,
     edit_aug_views=0,
 )
 
