@@ -40,6 +40,15 @@ app = typer.Typer(
 console = Console()
 
 
+def _mount_subcommands() -> None:
+    from facebench.cli_weights import weights_app
+
+    app.add_typer(weights_app, name="weights")
+
+
+_mount_subcommands()
+
+
 def _version(value: bool) -> None:
     if value:
         console.print(f"facebench {__version__}")
