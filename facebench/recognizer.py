@@ -189,6 +189,7 @@ class SynthFaceRecognizer(nn.Module):
         self.emotions = tuple(emotions)
         self.au_names: tuple[str, ...] | None = tuple(au_names)
         self.image_size = size
+        self.config_hash = ""
 
     @torch.no_grad()
     def recognize(self, images: Tensor, batch: int = 256) -> Recognition:
@@ -373,6 +374,7 @@ def load_recognizer_from(path: Path, device: torch.device | str = "cpu") -> Synt
     net = RecognizerNet(len(meta["au_names"]), len(meta["emotions"]), cfg["channels"])
     net.load_state_dict(ckpt["state_dict"])
     model = SynthFaceRecognizer(net, meta["emotions"], meta["au_names"], cfg["image_size"])
+    model.config_hash = str(meta.get("config_hash", ""))
     return model.to(device).eval()
 
 

@@ -62,3 +62,4 @@ __all__ = [
     "measure_cost",
     "update_from",
 ]
+from facebench.metrics import expression  # noqa: E402,F401  (registers expression_r_precision, au_error)
