@@ -428,8 +428,11 @@ class ClipAdapter:
             pt, pl = (th - nh) // 2, (tw - nw) // 2
             x = F.pad(x, (pl, tw - nw - pl, pt, th - nh - pt), value=self.fill)
         else:
-            s = max(th / h, tw / w)
-            nh, nw = max(th, round(h * s)), max(tw, round(w * s))
+            # torchvision's Resize(int): short side -> target, long side int() (floored)
+            if h <= w:
+                nh, nw = th, max(tw, int(th * w / h))
+            else:
+                nh, nw = max(th, int(tw * h / w)), tw
             x = self._resize(x, (nh, nw))
             top, left = int(round((nh - th) / 2.0)), int(round((nw - tw) / 2.0))
             x = x[..., top : top + th, left : left + tw]

@@ -2,9 +2,9 @@
 
 All take a ``clip`` spec (see :func:`facebench.clip.load_clip`) or a loaded
 :class:`~facebench.clip.ClipAdapter`; ``backend`` is the adapter's backend and
-``meaningful`` is False with ``tiny-random``. Each also accepts precomputed,
-L2-normalized image embeddings through ``update_features`` (e.g. embeddings a
-method already computed).
+``meaningful`` is False with ``tiny-random``. Each ``update`` also accepts precomputed
+image embeddings as ``features=`` (``neutral_features=``) instead of images, e.g.
+embeddings a method already computed with the same model.
 """
 
 from __future__ import annotations
@@ -34,8 +34,13 @@ class _ClipMetric(FacebenchMetric):
         self.meaningful = self.clip.meaningful
 
     @torch.no_grad()
-    def _embed(self, images: Tensor) -> Tensor:
-        return self.clip.encode_images(as_images(images))
+    def _features(self, images: Tensor | None, features: Tensor | None) -> Tensor:
+        """L2-normalized embeddings: ``features`` as given, else ``images`` encoded."""
+        if (images is None) == (features is None):
+            raise FacebenchError(f"{self.name}: give either images or features (not both)")
+        if features is None:
+            features = self.clip.encode_images(as_images(images))
+        return F.normalize(features.detach().float(), dim=-1)
 
 
 def _prompts(prompts: Sequence[str] | str, n: int) -> list[str]:
@@ -55,11 +60,14 @@ class ClipScore(_ClipMetric):
     requires = ("images", "prompts")
     higher_is_better = True
 
-    def update(self, images: Tensor, prompts: Sequence[str] | str) -> None:
-        self.update_features(self._embed(images), prompts)
-
-    def update_features(self, features: Tensor, prompts: Sequence[str] | str) -> None:
-        feats = F.normalize(features.float(), dim=-1)
+    def update(
+        self,
+        images: Tensor | None = None,
+        prompts: Sequence[str] | str = (),
+        *,
+        features: Tensor | None = None,
+    ) -> None:
+        feats = self._features(images, features)
         text = self.clip.encode_text(_prompts(prompts, feats.shape[0])).to(feats.device)
         self._add((100 * (feats * text).sum(-1)).clamp(min=0))
 
@@ -92,11 +100,14 @@ class ClipRPrecision(_ClipMetric):
         self.add_state("features", default=[], dist_reduce_fx="cat")
         self._seen: list[str] = []
 
-    def update(self, images: Tensor, prompts: Sequence[str] | str) -> None:
-        self.update_features(self._embed(images), prompts)
-
-    def update_features(self, features: Tensor, prompts: Sequence[str] | str) -> None:
-        feats = F.normalize(features.detach().float(), dim=-1)
+    def update(
+        self,
+        images: Tensor | None = None,
+        prompts: Sequence[str] | str = (),
+        *,
+        features: Tensor | None = None,
+    ) -> None:
+        feats = self._features(images, features)
         prompts = _prompts(prompts, feats.shape[0])
         if self.candidates is not None:
             unknown = sorted(set(prompts) - set(self.candidates))
@@ -146,17 +157,18 @@ class ClipDirectional(_ClipMetric):
         super().__init__(clip, device, **kwargs)
         self.source_prompt = source_prompt
 
-    def update(self, images: Tensor, neutral: Tensor, prompts: Sequence[str] | str) -> None:
-        images, neutral = as_images(images), as_images(neutral, "neutral")
-        same_shape(images, neutral, "clip_directional images vs neutral")
-        self.update_features(self._embed(images), self._embed(neutral), prompts)
-
-    def update_features(
-        self, features: Tensor, neutral_features: Tensor, prompts: Sequence[str] | str
+    def update(
+        self,
+        images: Tensor | None = None,
+        neutral: Tensor | None = None,
+        prompts: Sequence[str] | str = (),
+        *,
+        features: Tensor | None = None,
+        neutral_features: Tensor | None = None,
     ) -> None:
-        d_img = F.normalize(features.float(), dim=-1) - F.normalize(
-            neutral_features.float(), dim=-1
-        )
+        if images is not None and neutral is not None:
+            same_shape(as_images(images), as_images(neutral, "neutral"), "images vs neutral")
+        d_img = self._features(images, features) - self._features(neutral, neutral_features)
         text = self.clip.encode_text(_prompts(prompts, d_img.shape[0]))
-        d_txt = text - self.clip.encode_text([self.source_prompt])
-        self._add(F.cosine_similarity(d_img, d_txt.to(d_img.device), dim=-1))
+        d_txt = (text - self.clip.encode_text([self.source_prompt])).to(d_img.device)
+        self._add(F.cosine_similarity(d_img, d_txt, dim=-1))

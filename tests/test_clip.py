@@ -1,0 +1,186 @@
+"""CLIP adapter: spec parsing, offline loading and missing-weights errors, preprocessing, losses."""
+
+from __future__ import annotations
+
+import argparse
+
+import numpy as np
+import pytest
+import torch
+
+from facebench.clip import (
+    ClipAugment,
+    clip_cache_status,
+    load_clip,
+    parse_clip_spec,
+    synthclip_checkpoint_path,
+)
+from facebench.errors import FacebenchError
+from facebench.weights import MissingWeightsError
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    return load_clip("tiny-random", "cpu")
+
+
+@pytest.fixture
+def offline_home(tmp_path, monkeypatch):
+    """Empty open_clip / Hugging Face caches under a temporary HOME."""
+    import huggingface_hub.constants as hc
+
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.setattr(hc, "HF_HUB_CACHE", str(tmp_path / "hf"))
+    monkeypatch.delenv("FACEBENCH_ALLOW_DOWNLOAD", raising=False)
+    return tmp_path
+
+
+def _one_line(exc: BaseException) -> str:
+    text = str(exc)
+    assert "\n" not in text
+    return text
+
+
+def test_parse_specs(tmp_path):
+    assert parse_clip_spec("tiny-random").kind == "tiny-random"
+    assert parse_clip_spec("synthclip").kind == "synthclip"
+    s = parse_clip_spec("ViT-B-32:openai")
+    assert (s.kind, s.arch, s.source) == ("pretrained", "ViT-B-32", "openai")
+    ckpt = tmp_path / "w.pt"
+    s = parse_clip_spec(f"ViT-B-32:{ckpt}")
+    assert (s.kind, s.source) == ("file", str(ckpt))
+    for bad, words in [
+        ("ViT-B-32", "is not '<arch>:"),
+        ("NoSuchArch:openai", "unknown open_clip architecture"),
+        ("ViT-B-32:no_such_tag", "neither a pretrained tag"),
+    ]:
+        with pytest.raises(FacebenchError) as info:
+            parse_clip_spec(bad)
+        assert words in _one_line(info.value)
+
+
+def test_uncached_pretrained_is_one_clear_line_and_no_download(offline_home):
+    with pytest.raises(MissingWeightsError) as info:
+        load_clip("ViT-B-32:openai", "cpu", download=False, cache=False)
+    msg = _one_line(info.value)
+    assert "ViT-B-32:openai" in msg and "not cached" in msg
+    assert str(offline_home / "hf") in msg and ".cache/clip/ViT-B-32.pt" in msg
+
+
+def test_cache_lookup_finds_hf_and_url_files(offline_home):
+    assert clip_cache_status("ViT-B-32", "openai")[0] is None
+    # open_clip's URL cache (~/.cache/clip/<file>)
+    url_file = offline_home / ".cache" / "clip" / "ViT-B-32.pt"
+    url_file.parent.mkdir(parents=True)
+    url_file.write_bytes(b"x")
+    assert clip_cache_status("ViT-B-32", "openai")[0] == url_file
+    # the Hugging Face hub cache layout (refs/main -> snapshot) is preferred
+    repo = offline_home / "hf" / "models--timm--vit_base_patch32_clip_224.openai"
+    snap = repo / "snapshots" / "abc123"
+    snap.mkdir(parents=True)
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text("abc123")
+    (snap / "open_clip_model.safetensors").write_bytes(b"x")
+    assert clip_cache_status("ViT-B-32", "openai")[0] == snap / "open_clip_model.safetensors"
+
+
+def test_synthclip_missing_says_how_to_prepare(tmp_path, monkeypatch):
+    monkeypatch.setenv("FACEBENCH_CACHE", str(tmp_path))
+    assert synthclip_checkpoint_path() is None
+    with pytest.raises(MissingWeightsError) as info:
+        load_clip("synthclip", "cpu", cache=False)
+    assert "facebench prepare synthclip" in _one_line(info.value)
+
+
+def test_tiny_random_is_labelled_and_deterministic(tiny):
+    assert tiny.meaningful is False and tiny.info()["meaningful"] is False
+    assert tiny.image_size == (32, 32) and tiny.embed_dim == 32
+    other = load_clip("tiny-random", "cpu", cache=False)
+    assert other is not tiny
+    prompts = ["a smiling face", "a face with closed eyes"]
+    assert torch.allclose(tiny.encode_text(prompts), other.encode_text(prompts))
+    assert load_clip("tiny-random", "cpu") is tiny  # shared per (spec, device)
+
+
+def test_local_checkpoint_loads_with_weights_only(tiny, tmp_path):
+    path = tmp_path / "tiny.pt"
+    torch.save(tiny.model.state_dict(), path)
+    adapter = load_clip(f"facebench-tiny:{path}", "cpu", cache=False)
+    assert adapter.meaningful is True and "tiny.pt" in adapter.backend
+    x = torch.rand(2, 3, 40, 40)
+    assert torch.allclose(adapter.encode_images(x), tiny.encode_images(x), atol=1e-6)
+
+    evil = tmp_path / "evil.pt"
+    torch.save({"state_dict": argparse.Namespace(payload=1)}, evil)  # not allowed by weights_only
+    with pytest.raises(FacebenchError) as info:
+        load_clip(f"facebench-tiny:{evil}", "cpu", cache=False)
+    assert "cannot load" in _one_line(info.value)
+    with pytest.raises(MissingWeightsError):
+        load_clip(f"facebench-tiny:{tmp_path / 'absent.pt'}", "cpu", cache=False)
+
+
+def test_preprocess_matches_open_clip_transform(tiny):
+    from PIL import Image
+    from skimage import data
+
+    from facebench.clip import _open_clip
+
+    open_clip = _open_clip()
+    transform = open_clip.image_transform(
+        tiny.image_size,
+        is_train=False,
+        mean=tuple(tiny.mean.flatten().tolist()),
+        std=tuple(tiny.std.flatten().tolist()),
+        interpolation="bicubic",
+        resize_mode="shortest",
+    )
+    for img in (data.astronaut()[::4, ::4][:100], data.astronaut()[::4, ::4][:, :90]):
+        img = np.ascontiguousarray(img)
+        reference = transform(Image.fromarray(img))[None]
+        mine = tiny.preprocess(torch.from_numpy(img).permute(2, 0, 1)[None].float() / 255)
+        assert mine.shape == reference.shape == (1, 3, 32, 32)
+        assert (mine - reference).abs().mean() < 0.02  # PIL rounds to uint8 and clips
+        assert (mine - reference).abs().max() < 0.3
+
+
+def test_losses_backpropagate_and_match_definitions(tiny):
+    torch.manual_seed(0)
+    x = torch.rand(2, 3, 48, 48, requires_grad=True)
+    src = torch.rand(2, 3, 48, 48)
+    prompts = ["a smiling face", "a surprised face"]
+    loss = tiny.global_loss(x, prompts)
+    loss.backward()
+    assert x.grad is not None and x.grad.abs().sum() > 0
+    with torch.no_grad():
+        expected = (1 - (tiny.encode_images(x) * tiny.encode_text(prompts)).sum(-1)).mean()
+        assert torch.allclose(loss, expected, atol=1e-6)
+        d_img = tiny.encode_images(x) - tiny.encode_images(src)
+        d_txt = tiny.encode_text(prompts) - tiny.encode_text(["a face"] * 2)
+        expected = (1 - torch.nn.functional.cosine_similarity(d_img, d_txt, dim=-1)).mean()
+        got = tiny.directional_loss(x, src, prompts, "a face")
+        assert torch.allclose(got, expected, atol=1e-5)
+
+
+def test_augmented_views_are_reproducible_and_differentiable(tiny):
+    aug = ClipAugment(views=3, scale=(0.5, 0.9))
+    x = torch.rand(2, 3, 40, 40, requires_grad=True)
+    assert tiny.preprocess(x, aug, torch.Generator().manual_seed(1)).shape == (6, 3, 32, 32)
+    a = tiny.global_loss(x, "smile", augment=aug, generator=torch.Generator().manual_seed(1))
+    b = tiny.global_loss(x, "smile", augment=aug, generator=torch.Generator().manual_seed(1))
+    c = tiny.global_loss(x, "smile", augment=aug, generator=torch.Generator().manual_seed(2))
+    assert a.item() == b.item() and a.item() != c.item()
+    a.backward()
+    assert x.grad.abs().sum() > 0
+
+
+def test_text_embeddings_are_cached_per_prompt(tiny, monkeypatch):
+    calls = []
+    tokenizer = tiny.tokenizer
+    monkeypatch.setattr(
+        tiny, "tokenizer", lambda texts: calls.append(list(texts)) or tokenizer(texts)
+    )
+    first = tiny.encode_text(["cache me", "and me"])
+    second = tiny.encode_text(["and me", "cache me"])
+    assert calls == [["cache me", "and me"]]
+    assert torch.equal(first[0], second[1])
+    assert torch.allclose(first.norm(dim=-1), torch.ones(2))
