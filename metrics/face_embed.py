@@ -21,6 +21,7 @@ A face with neither gives a NaN embedding row.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import threading
 from pathlib import Path
@@ -286,12 +287,36 @@ def load_face_embedder(
 
 
 def embed_faces(
-    embedder: FaceEmbedder, images: Tensor, landmarks: Any = None
+    embedder: FaceEmbedder,
+    images: Tensor,
+    landmarks: Any = None,
+    cache: dict[bytes, tuple[np.ndarray, str]] | None = None,
 ) -> tuple[Tensor, list[str]]:
-    """``(B, D)`` float64 tensor of normalized identity embeddings (NaN rows: no face)."""
+    """``(B, D)`` float64 tensor of normalized identity embeddings (NaN rows: no face).
+
+    With ``cache`` (a dict owned by the caller), images already embedded -- same
+    pixels (as uint8) and landmarks -- are not embedded again; metrics use it
+    for the neutral renders, which are the same for every prompt of a scene.
+    """
     arrays = to_uint8_rgb(images)
-    emb, hows = embedder.embed(arrays, _landmarks(landmarks, len(arrays)))
-    return torch.from_numpy(emb), hows
+    lms = _landmarks(landmarks, len(arrays))
+    if cache is None:
+        emb, hows = embedder.embed(arrays, lms)
+        return torch.from_numpy(emb), hows
+    keys = []
+    for i, arr in enumerate(arrays):
+        digest = hashlib.sha1(arr.tobytes())
+        digest.update(repr(arr.shape).encode())
+        if lms is not None:
+            digest.update(lms[i].tobytes())
+        keys.append(digest.digest())
+    todo = [i for i, k in enumerate(keys) if k not in cache]
+    if todo:
+        emb, hows = embedder.embed([arrays[i] for i in todo], None if lms is None else lms[todo])
+        for j, i in enumerate(todo):
+            cache[keys[i]] = (emb[j], hows[j])
+    rows = [cache[k] for k in keys]
+    return torch.from_numpy(np.stack([r[0] for r in rows])), [r[1] for r in rows]
 
 
 @weight_probe

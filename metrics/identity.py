@@ -47,6 +47,7 @@ class _IdentityMetric(FacebenchMetric):
         )
         self.backend = self.embedder.backend
         self.add_state("aligned_by", default=[], dist_reduce_fx="cat")
+        self._neutral_cache: dict[bytes, Any] = {}  # neutral renders repeat across prompts
 
     def _note(self, hows: list[str]) -> None:
         codes = {"none": 0, "detector": 1, "landmarks": 2}
@@ -83,7 +84,7 @@ class IdentitySimilarity(_IdentityMetric):
         if neutral_landmarks is None:
             neutral_landmarks = landmarks
         a, how_a = embed_faces(self.embedder, images, landmarks)
-        b, how_b = embed_faces(self.embedder, neutral, neutral_landmarks)
+        b, how_b = embed_faces(self.embedder, neutral, neutral_landmarks, self._neutral_cache)
         self._note([x if y != "none" else "none" for x, y in zip(how_a, how_b, strict=True)])
         self._add((a * b).sum(-1))  # NaN where either has no face
 

@@ -110,3 +110,32 @@ def test_missing_arcface_pack_is_one_clear_line(tmp_path, monkeypatch):
     else:
         with pytest.raises(MissingWeightsError, match="no identity backend"):
             load_face_embedder("auto", cache=False)
+
+
+class _CountingEmbedder:
+    """A stand-in embedder: embedding = normalized mean colour; counts the images it embeds."""
+
+    backend = "test:mean-colour"
+
+    def __init__(self) -> None:
+        self.seen = 0
+
+    def embed(self, images, landmarks=None):
+        self.seen += len(images)
+        emb = np.stack([im.reshape(-1, 3).mean(0) for im in images]).astype(np.float64)
+        return emb / np.linalg.norm(emb, axis=1, keepdims=True), ["detector"] * len(images)
+
+
+def test_identity_is_cosine_and_neutral_embeddings_are_reused():
+    fake = _CountingEmbedder()
+    m = make_metric("identity", backend=fake)
+    neutral = torch.zeros(2, 3, 8, 8)
+    neutral[:, 0] = 0.5  # red: embedding (1, 0, 0)
+    images = torch.zeros(2, 3, 8, 8)
+    images[0, 0], images[0, 1] = 0.5, 0.5  # (1, 1, 0)/sqrt(2): cosine 0.7071
+    images[1, 2] = 0.5  # blue: cosine 0
+    m.update(images, neutral)
+    m.update(images, neutral)  # a second prompt, same neutral renders
+    assert m.per_sample().tolist() == pytest.approx([0.70711, 0.0, 0.70711, 0.0], abs=1e-4)
+    assert fake.seen == 6  # 2 neutral once + 2 images twice
+    assert m.summary()["backend"] == "test:mean-colour"
