@@ -130,6 +130,17 @@ def _load_clip(spec: str, device: torch.device, prepare_missing: bool, progress:
     return load_clip(spec, device)
 
 
+def _ensure_recognizer(suite: list[str], progress: Progress) -> None:
+    """Train the SynthFace expression recognizer on first use when the suite needs it."""
+    if not {"expression_r_precision", "au_error"} & set(suite):
+        return
+    from facebench.recognizer import prepare_recognizer, recognizer_checkpoint_path
+
+    if recognizer_checkpoint_path() is None:
+        progress("preparing the expression recognizer (first run only)", 0, 1)
+        prepare_recognizer(progress=progress)
+
+
 def _versions() -> dict[str, str]:
     import open_clip
 
@@ -194,6 +205,8 @@ def run(options: RunOptions, progress: Progress = no_progress) -> RunSummary:
     method.prepare(scene, ctx)
     with torch.no_grad():
         neutral = method.render(scene.eval_cameras.to(device), None)
+    if options.prepare_missing and scene.gt is not None:
+        _ensure_recognizer(SUITES[options.suite], progress)
     evaluator = Evaluator(SUITES[options.suite], scene, prompt_set, clip, neutral, device)
     summary.notes.extend(evaluator.notes)
     versions = _versions()

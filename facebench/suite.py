@@ -17,7 +17,6 @@ from typing import Any
 
 import torch
 
-from facebench.errors import FacebenchError
 from facebench.metrics import can_run, make_metric, measure_cost, update_from
 from facebench.weights import MissingWeightsError
 
@@ -65,18 +64,16 @@ class Evaluator:
         self.notes: list[str] = []
         self._answers = scene_answers(scene, prompt_set)
         if self._answers is None:
-            self.notes.append(
-                "ground-truth metrics skipped: "
-                + (
-                    "the scene has no ground-truth renderer"
-                    if getattr(scene, "ground_truth", None) is None
-                    else f"prompt set {prompt_set.name!r} has no target answers"
-                )
+            why = (
+                "the scene has no ground truth"
+                if scene.gt is None
+                else f"prompt set {prompt_set.name!r} has no target answers"
             )
+            self.notes.append(f"ground-truth metrics skipped: {why}")
         available = {"images", "prompts", "neutral"}
         if self._answers is not None:
             available |= {"target", "masks", "expression_targets"}
-        if getattr(scene, "ground_truth", None) is not None:
+        if scene.gt is not None:
             available |= {"landmarks", "neutral_landmarks"}
         self.metrics: dict[str, Any] = {}
         for name in suite:
@@ -93,16 +90,22 @@ class Evaluator:
         from facebench.registry import METRICS
 
         cls = METRICS.get(name).obj
-        offered = {"clip": self.clip, "device": self.device, "candidates": self.prompt_set.prompts}
+        offered = {
+            "clip": self.clip,
+            "device": self.device,
+            "candidates": self.prompt_set.prompts,
+            "scene": self.scene,
+            "emotions": getattr(self.prompt_set, "emotions", None) or None,
+            "au_names": self.scene.au_names or None,
+        }
         params = inspect.signature(cls.__init__).parameters
         kwargs = {k: v for k, v in offered.items() if k in params}
         return make_metric(name, **kwargs)
 
     def _eval_landmarks(self) -> torch.Tensor | None:
-        gt = getattr(self.scene, "ground_truth", None)
-        if gt is None:
+        if self.scene.gt is None:
             return None
-        return gt.landmarks(self.scene.eval_cameras).to(self.device)
+        return landmarks_tensor(self.scene.gt_landmarks()).to(self.device)
 
     def score(self, prompt: str, images: torch.Tensor) -> tuple[dict[str, float], dict[str, str]]:
         """Metric values (and ``<metric>_std``) for one prompt's renders, plus the backends used."""
@@ -140,24 +143,46 @@ class Evaluator:
 
 
 def scene_answers(scene: Any, prompt_set: Any) -> dict[str, tuple[Any, Any, Any]] | None:
-    """Per prompt: (true target renders, regions-it-may-change masks, target AU vector).
+    """Per prompt: (true target renders, regions-it-may-change mask, target AU vector).
 
-    ``None`` when the scene has no ground-truth renderer or the prompt set no targets.
+    The mask is the union, over the units the target activates, of their
+    regions (:func:`facebench.datasets.facs.au_regions`) in the neutral and the
+    target face. ``None`` when the scene has no ground truth or the prompt set
+    no targets.
     """
-    gt = getattr(scene, "ground_truth", None)
-    targets = getattr(prompt_set, "targets", None)
-    if gt is None or not targets:
+    from facebench.datasets.facs import au_regions
+
+    if scene.gt is None or not prompt_set.has_targets:
         return None
-    answers = {}
     cameras = scene.eval_cameras
+    with torch.no_grad():
+        neutral_masks = scene.gt_masks(None, cameras)
+    answers = {}
     for prompt in prompt_set.prompts:
-        if prompt not in targets:
+        expression = prompt_set.target_vector(prompt, scene.au_names)
+        if expression is None:
             continue
-        expression = gt.expression_vector(targets[prompt])
         with torch.no_grad():
-            target = gt.render(expression, cameras)
-            allowed = gt.allowed_change_mask(expression, cameras)
-        if target.shape[-1] != 3:
-            raise FacebenchError("ground-truth renderer returned images without 3 channels")
+            target = scene.render_gt(expression, cameras)
+            target_masks = scene.gt_masks(expression, cameras)
+        allowed = torch.zeros(len(cameras), cameras.height, cameras.width, dtype=torch.bool)
+        for unit, value in zip(scene.au_names, expression.tolist(), strict=True):
+            if value > 0:
+                for region in au_regions(unit):
+                    allowed |= neutral_masks[region].cpu() | target_masks[region].cpu()
         answers[prompt] = (_chw(target), allowed[:, None].float(), expression)
     return answers
+
+
+def landmarks_tensor(points: dict[str, torch.Tensor]) -> torch.Tensor:
+    """SynthHead landmarks ``{name: (N, 2)}`` -> ``(N, 5, 2)`` as the metrics expect them:
+    eye centres, nose tip, mouth corners, each pair ordered image-left first."""
+    from facebench.datasets.synthhead import LANDMARKS
+
+    lm = torch.stack([points[name] for name in LANDMARKS], dim=1).float()
+    for a, b in ((0, 1), (3, 4)):
+        swap = lm[:, a, 0] > lm[:, b, 0]
+        first = torch.where(swap[:, None], lm[:, b], lm[:, a])
+        second = torch.where(swap[:, None], lm[:, a], lm[:, b])
+        lm[:, a], lm[:, b] = first, second
+    return lm
