@@ -23,6 +23,8 @@ from facebench.weights import MissingWeightsError
 
 BATCH = 8
 SIZE = 128
+THREADS = int(os.environ.get("FACEBENCH_BENCH_THREADS", "1"))
+"""Torch threads: 1 by default, so figures are per core and stable on a shared machine."""
 # astronaut's eye centres, nose tip and mouth corners in the 512 px image
 LANDMARKS_512 = np.array(
     [[203.2, 101.5], [246.5, 104.2], [225.0, 127.0], [201.0, 139.0], [246.0, 141.0]]
@@ -91,7 +93,7 @@ METRIC_NAMES = [
 def test_metric_throughput(benchmark, batch, name):
     from facebench.metrics import make_metric, update_from
 
-    torch.set_num_threads(max(1, torch.get_num_threads()))
+    torch.set_num_threads(THREADS)
     try:
         metric = make_metric(name, **_kwargs(name))
     except MissingWeightsError as exc:

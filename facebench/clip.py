@@ -576,7 +576,10 @@ def _probe() -> list[WeightInfo]:
             "--clip ViT-B-32:<path>, or FACEBENCH_ALLOW_DOWNLOAD=1 where the hub is reachable",
         )
     )
-    module = _synthclip_module()
+    try:
+        module = _synthclip_module()
+    except Exception:  # a broken facebench.synthclip must not take `facebench weights` down
+        module = None
     if module is None:  # otherwise facebench.synthclip registers its own probe on import
         found = synthclip_checkpoint_path()
         rows.append(
