@@ -578,8 +578,9 @@ def _probe() -> list[WeightInfo]:
     )
     try:
         module = _synthclip_module()
-    except Exception:  # a broken facebench.synthclip must not take `facebench weights` down
-        module = None
+    except Exception as exc:  # a broken facebench.synthclip must not take `facebench weights` down
+        msg = f"facebench.synthclip failed to import: {type(exc).__name__}: {exc}"
+        return [*rows, WeightInfo("clip synthclip", False, "", msg)]
     if module is None:  # otherwise facebench.synthclip registers its own probe on import
         found = synthclip_checkpoint_path()
         rows.append(
