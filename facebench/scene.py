@@ -1,0 +1,197 @@
+"""The :class:`Scene` every method consumes, and :func:`load_scene` to get one from a spec.
+
+A scene is one face capture: frames (images + cameras), a train/validation
+split, held-out evaluation cameras, the scene box and ray interval, and, for
+SynthFace scenes, per-frame expressions, region masks and a ground-truth
+renderer (:class:`GroundTruth`). Real captures leave those ``None``.
+
+Specs (:func:`load_scene`):
+
+* ``synthface`` / ``synthface:<preset>`` / ``synthface:<preset>,key=value,...``
+  -- a generated SynthFace scene (``facebench datasets`` lists sources;
+  presets are in :data:`facebench.datasets.synthface.PRESETS`), e.g.
+  ``synthface:default,resolution=96,seed=3``.
+* a capture directory containing ``dataset.json`` (Nerfies/HyperNeRF layout)
+  or ``transforms.json`` (nerfstudio/instant-ngp), or the ``transforms.json``
+  file itself; ``nerfies:<dir>`` / ``transforms:<dir>`` force the format.
+
+Conventions are the render core's (:mod:`facebench.render.cameras`): OpenCV
+cameras, +y-up world, pixel centres at ``+0.5``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol, runtime_checkable
+
+import torch
+from torch import Tensor
+
+from facebench.errors import FacebenchError
+from facebench.render.cameras import Cameras
+
+__all__ = ["DEFAULT_SCENE", "GroundTruth", "Scene", "load_scene"]
+
+#: The scene ``facebench run`` uses when none is given.
+DEFAULT_SCENE = "synthface:default"
+
+
+@runtime_checkable
+class GroundTruth(Protocol):
+    """Renders the true scene for any expression and cameras (SynthFace only)."""
+
+    au_names: tuple[str, ...]
+
+    def render(self, expression: Tensor | None, cameras: Cameras, *, grad: bool = False) -> Tensor:
+        """Images ``(N, H, W, 3)``; ``expression`` is ``(n_au,)``, ``(N, n_au)`` or None."""
+        ...
+
+    def masks(self, expression: Tensor | None, cameras: Cameras) -> dict[str, Tensor]:
+        """Region masks ``{name: (N, H, W) bool}``."""
+        ...
+
+    def landmarks(self, expression: Tensor | None, cameras: Cameras) -> dict[str, Tensor]:
+        """Projected 2D landmarks ``{name: (N, 2)}`` (pixel ``(column, row)``)."""
+        ...
+
+    def in_head(self, points: Tensor, margin: float = 0.05) -> Tensor:
+        """Head-region test for world points ``(P, 3)`` -> ``(P,)`` bool."""
+        ...
+
+
+@dataclass
+class Scene:
+    """One face capture, ready for a method to fit.
+
+    ``images`` are ``(N, H, W, 3)`` float32 in ``[0, 1]`` for the ``N`` frames seen
+    by ``cameras``; ``train_ids``/``val_ids`` index frames; ``eval_cameras`` are
+    held-out novel views (no images: render the truth with :meth:`render_gt`
+    when ``gt`` is set). ``aabb`` ``(2, 3)`` bounds everything visible
+    (backdrop included) and ``near``/``far`` bound ray distances.
+    ``background`` is the colour behind the box. ``expressions`` ``(N, n_au)``
+    (ordered as ``au_names``), ``masks`` (region -> ``(N, H, W)`` bool), ``identity``
+    (parameter dict) and ``gt`` are set for SynthFace scenes and None for real
+    captures.
+    """
+
+    name: str
+    images: Tensor
+    cameras: Cameras
+    train_ids: list[int]
+    val_ids: list[int]
+    eval_cameras: Cameras
+    aabb: Tensor
+    near: float
+    far: float
+    background: tuple[float, float, float] = (1.0, 1.0, 1.0)
+    expressions: Tensor | None = None
+    au_names: tuple[str, ...] = ()
+    masks: dict[str, Tensor] | None = None
+    identity: dict[str, Any] | None = None
+    gt: GroundTruth | None = None
+    source: str = ""
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        n = self.images.shape[0]
+        if self.images.dim() != 4 or self.images.shape[-1] != 3:
+            raise FacebenchError(f"scene {self.name}: images must be (N, H, W, 3)")
+        if len(self.cameras) != n:
+            raise FacebenchError(f"scene {self.name}: {n} images but {len(self.cameras)} cameras")
+        if tuple(self.images.shape[1:3]) != (self.cameras.height, self.cameras.width):
+            raise FacebenchError(f"scene {self.name}: image size does not match the cameras")
+        if self.expressions is not None and self.expressions.shape[0] != n:
+            raise FacebenchError(f"scene {self.name}: expressions do not match the frames")
+
+    # ---------------------------------------------------------------- shape
+    @property
+    def n_frames(self) -> int:
+        return int(self.images.shape[0])
+
+    @property
+    def height(self) -> int:
+        return int(self.images.shape[1])
+
+    @property
+    def width(self) -> int:
+        return int(self.images.shape[2])
+
+    @property
+    def n_au(self) -> int:
+        return len(self.au_names)
+
+    def split(self, which: str = "train") -> tuple[Tensor, Cameras]:
+        """``(images, cameras)`` of the ``train`` or ``val`` frames."""
+        ids = {"train": self.train_ids, "val": self.val_ids}[which]
+        index = torch.as_tensor(ids, dtype=torch.long)
+        return self.images[index], self.cameras[index]
+
+    # ---------------------------------------------------------------- ground truth
+    def _need_gt(self) -> GroundTruth:
+        if self.gt is None:
+            raise FacebenchError(
+                f"scene {self.name!r} has no ground truth (only SynthFace scenes do)"
+            )
+        return self.gt
+
+    def neutral(self) -> Tensor:
+        """The neutral expression ``(n_au,)``."""
+        return torch.zeros(self.n_au)
+
+    def render_gt(self, expression: Tensor | None = None, cameras: Cameras | None = None) -> Tensor:
+        """True images ``(N, H, W, 3)`` for ``expression`` (None: neutral) at ``cameras``
+        (default: :attr:`eval_cameras`)."""
+        return self._need_gt().render(expression, cameras or self.eval_cameras)
+
+    def gt_masks(
+        self, expression: Tensor | None = None, cameras: Cameras | None = None
+    ) -> dict[str, Tensor]:
+        """True region masks at ``cameras`` (default: :attr:`eval_cameras`)."""
+        return self._need_gt().masks(expression, cameras or self.eval_cameras)
+
+    def gt_landmarks(
+        self, expression: Tensor | None = None, cameras: Cameras | None = None
+    ) -> dict[str, Tensor]:
+        """True 2D landmarks at ``cameras`` (default: :attr:`eval_cameras`)."""
+        return self._need_gt().landmarks(expression, cameras or self.eval_cameras)
+
+    def summary(self) -> str:
+        kind = "synthetic (ground truth)" if self.gt is not None else "capture"
+        return (
+            f"{self.name}: {self.n_frames} frames {self.width}x{self.height}, "
+            f"{len(self.train_ids)} train / {len(self.val_ids)} val, "
+            f"{len(self.eval_cameras)} eval cameras, {kind}"
+        )
+
+
+def load_scene(spec: str, **overrides: Any) -> Scene:
+    """Resolve a scene spec (see the module docstring) to a :class:`Scene`.
+
+    ``overrides`` go to the scene source (e.g. ``resolution=96`` for SynthFace).
+    Unknown sources, missing directories and broken captures raise
+    :class:`~facebench.errors.FacebenchError` with a one-line message.
+    """
+    from facebench.registry import DATASETS
+
+    spec = str(spec).strip()
+    if not spec:
+        raise FacebenchError("empty scene spec; try synthface:default or a capture directory")
+    source, sep, rest = spec.partition(":")
+    if sep and source in DATASETS and len(source) > 1:
+        entry = DATASETS.get(source)
+        if "scene" not in entry.capabilities:
+            raise FacebenchError(f"dataset {source!r} is not a scene source")
+        return entry.obj(rest, **overrides)
+    if not sep and spec in DATASETS and "scene" in DATASETS.get(spec).capabilities:
+        return DATASETS.get(spec).obj("", **overrides)
+    path = Path(spec).expanduser()
+    if path.exists():
+        from facebench.datasets.capture import load_capture
+
+        return load_capture(path)
+    sources = [e.name for e in DATASETS.entries() if "scene" in e.capabilities]
+    raise FacebenchError(
+        f"unknown scene {spec!r}: not a scene source ({', '.join(sources) or 'none'}) "
+        "and no such capture directory"
+    )
