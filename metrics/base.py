@@ -32,6 +32,7 @@ INPUTS: dict[str, str] = {
     "reference": "(N, 3, H, W): an unpaired reference image set (distribution metrics)",
     "landmarks": "(B, 5, 2) pixel (x, y): eye centres, nose tip, mouth corners (image left first)",
     "neutral_landmarks": "(B, 5, 2): the same for `neutral`",
+    "expression_targets": "the prompt's target expression (AU) vector (SynthFace ground truth)",
 }
 """The input vocabulary: every metric's ``requires``/``optional`` names come from here."""
 

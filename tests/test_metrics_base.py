@@ -67,3 +67,10 @@ def test_measure_cost_sees_time_and_memory():
     assert row["time_s"] >= 0.05
     assert row["peak_mem_kind"] in {"rss_sampled", "rss_lifetime_peak"}
     assert row["peak_mem_mb"] >= 256
+
+
+def test_every_registered_metric_uses_the_input_vocabulary():
+    for entry in METRICS.entries():
+        cls = entry.obj
+        if isinstance(cls, type) and issubclass(cls, FacebenchMetric):
+            assert set(cls.requires) | set(cls.optional) <= set(INPUTS), entry.name
