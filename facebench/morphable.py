@@ -109,6 +109,8 @@ __all__ = [
     "load_flame_params",
     "load_flame_pickle",
     "load_morphable",
+    "capture_frame_ids",
+    "capture_root",
     "scene_morphable",
     "winding_number",
 ]
@@ -660,9 +662,9 @@ class SynthHeadModel(MorphableModel):
 
     @classmethod
     def for_scene(cls, scene: Any, **kw: Any) -> SynthHeadModel:
-        """The SynthHead of a SynthFace scene (``scene.head``), else the default head."""
-        head = getattr(scene, "head", None) or getattr(scene, "synthhead", None)
-        return cls(head, **kw)
+        """The SynthHead of a SynthFace scene (``scene.gt``), else the default head."""
+        head = getattr(scene, "gt", None) or getattr(scene, "head", None)
+        return cls(head if head is not None and hasattr(head, "sdf") else None, **kw)
 
     def _head(self, shape: Tensor | None) -> Any:
         if shape is None:
@@ -861,32 +863,81 @@ class PlacedFlame(MorphableModel):
         return self.flame.in_head(local, shape, expression, self.pose)
 
 
+def capture_root(scene: Any) -> Path | None:
+    """The folder of a Nerfies capture scene (``scene.meta["path"]``), else None."""
+    meta = getattr(scene, "meta", None) or {}
+    path = meta.get("path") if isinstance(meta, dict) else None
+    root = getattr(scene, "root", None) or path
+    if root is None:
+        return None
+    p = Path(root)
+    return p if p.is_dir() else p.parent
+
+
+def capture_frame_ids(scene: Any) -> list[str] | None:
+    """Frame ids of a Nerfies capture in scene-frame order (``dataset.json["ids"]``)."""
+    ids = getattr(scene, "frame_ids", None)
+    if ids is not None:
+        return [str(i) for i in ids]
+    root = capture_root(scene)
+    if root is None or not (root / "dataset.json").is_file():
+        return None
+    import json
+
+    ds = json.loads((root / "dataset.json").read_text())
+    ids = ds.get("ids") or list(ds.get("train_ids", [])) + list(ds.get("val_ids", []))
+    return [str(i) for i in ids]
+
+
+def _capture_normalisation(root: Path | None) -> Tensor:
+    """The 4x4 map from a Nerfies capture's original world to facebench's scene frame.
+
+    Nerfies normalises camera positions as ``(position - center) * scale``
+    (``scene.json``); FLAME parameters are given in the original frame.
+    """
+    m = torch.eye(4)
+    if root is None or not (root / "scene.json").is_file():
+        return m
+    import json
+
+    sj = json.loads((root / "scene.json").read_text())
+    scale = float(sj.get("scale", 1.0))
+    center = torch.tensor([float(v) for v in sj.get("center", [0.0, 0.0, 0.0])])
+    m[:3, :3] *= scale
+    m[:3, 3] = -center * scale
+    return m
+
+
 def scene_morphable(scene: Any, extra: dict[str, Any] | None = None) -> MorphableModel:
     """The morphable model of ``scene``: SynthHead for SynthFace scenes, else the user's FLAME.
 
-    FLAME scenes need the model file (``extra["flame_model"]`` or
-    ``$FACEBENCH_FLAME_MODEL``) and the capture's ``flame_params.npz``
-    (``extra["flame_params"]`` or in ``scene.root``).
+    SynthFace scenes carry their SynthHead as ``scene.gt``. Other captures need
+    the FLAME model file (``extra["flame_model"]`` or ``$FACEBENCH_FLAME_MODEL``)
+    and the capture's per-frame parameters (``extra["flame_params"]`` or
+    ``flame_params.npz`` in the capture folder, :func:`load_flame_params`), whose
+    ``flame_to_world`` is in the capture's original (un-normalised) world frame.
     """
     extra = extra or {}
-    if getattr(scene, "expressions", None) is not None and getattr(scene, "root", None) is None:
-        return SynthHeadModel.for_scene(scene)
-    if getattr(scene, "expressions", None) is not None and _is_synthface(scene):
-        return SynthHeadModel.for_scene(scene)
+    for attr in ("gt", "head"):
+        head = getattr(scene, attr, None)
+        if head is not None and hasattr(head, "sdf") and hasattr(head, "render_views"):
+            return SynthHeadModel(head)
     model_path = extra.get("flame_model") or os.environ.get("FACEBENCH_FLAME_MODEL")
     if not model_path:
         raise FacebenchError(
-            "this scene needs a FLAME model: set FACEBENCH_FLAME_MODEL to your FLAME 2020 "
-            "generic_model.pkl (or a converted .npz)"
+            "this scene has no SynthHead: set FACEBENCH_FLAME_MODEL to your FLAME 2020 "
+            "generic_model.pkl (or a converted .npz) and add flame_params.npz to the capture"
         )
-    params_path = extra.get("flame_params") or Path(scene.root) / "flame_params.npz"
-    params = load_flame_params(params_path, getattr(scene, "frame_ids", None))
+    root = capture_root(scene)
+    params_path = extra.get("flame_params") or (root / "flame_params.npz" if root else None)
+    if params_path is None:
+        raise FacebenchError("no flame_params.npz for this scene (see facebench.morphable)")
+    params = load_flame_params(params_path, capture_frame_ids(scene))
+    norm = _capture_normalisation(root)
+    m = params.flame_to_world if params.flame_to_world is not None else torch.eye(4)
+    params.flame_to_world = norm @ m
     flame = FlameModel.load(model_path, n_expr=params.expression.shape[-1])
     return PlacedFlame(flame, params, frame=0)
-
-
-def _is_synthface(scene: Any) -> bool:
-    return str(getattr(scene, "spec", "") or getattr(scene, "name", "")).startswith("synthface")
 
 
 def load_morphable(spec: str, **kw: Any) -> MorphableModel:

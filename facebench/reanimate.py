@@ -6,10 +6,11 @@
 2. a *driving* expression sequence is chosen (``drive``):
 
    * ``None`` / ``"heldout"`` (default): held-out *combinations* of the
-     SynthFace expression groups (:data:`facebench.datasets.facs.GROUPS`),
-     pairs of groups that never appear together in the scene's frames
-     (SynthFace scenes show groups one at a time), ``n_drive`` of them spread
-     evenly over the sorted list of such pairs;
+     SynthFace expression groups (:data:`facebench.datasets.facs.GROUPS`):
+     pairs of groups that each appear in the scene but never together
+     (SynthFace scenes show groups one at a time), excluding antagonistic
+     pairs, ``n_drive`` of them spread evenly over the sorted list
+     (:func:`heldout_combinations`);
    * a scene spec (``synthface:...``): that scene's per-frame expressions;
    * a file: ``.npz`` with an ``expression`` array ``(K, n_expr)`` (e.g. a
      capture's ``flame_params.npz``) or ``.json`` with a list of vectors or
@@ -52,6 +53,7 @@ from facebench.errors import FacebenchError
 from facebench.method import Progress, RunContext, no_progress
 
 __all__ = [
+    "ANTAGONISTS",
     "ReanimationResult",
     "background_change",
     "heldout_combinations",
@@ -100,24 +102,49 @@ def _group_vector(names: Sequence[str], au_names: Sequence[str]) -> Tensor:
     return v
 
 
+#: Group pairs that act against each other on the same features; not used as combinations.
+ANTAGONISTS: frozenset[frozenset[str]] = frozenset(
+    frozenset(p)
+    for p in (
+        ("brow_raise", "brow_lower"),
+        ("eyes_closed", "eyes_wide"),
+        ("eyes_closed", "lid_tighten"),
+        ("eyes_wide", "lid_tighten"),
+        ("smile", "lip_corners_down"),
+        ("lip_stretch", "lip_press"),
+    )
+)
+
+
 def heldout_combinations(
     expressions: Tensor | None, au_names: Sequence[str], n: int = 4, threshold: float = 0.05
 ) -> tuple[Tensor, list[str]]:
-    """``n`` pairs of expression groups never shown together in ``expressions`` ``(N, n_au)``.
+    """``n`` pairs of expression groups each seen alone in ``expressions`` but never together.
 
-    Returns ``(vectors (n, n_au), labels)``; pairs are sorted by name and
-    ``n`` are taken evenly spaced (deterministic).
+    Candidates are pairs of :data:`~facebench.datasets.facs.GROUPS` that both
+    appear (above ``threshold``) in some frame of ``expressions`` ``(N, n_au)``,
+    never in the same frame, share no action unit and are not
+    :data:`ANTAGONISTS`; each group is at full strength. Pairs are sorted by
+    name and ``n`` of them taken evenly spaced (deterministic). Without
+    ``expressions`` every group counts as seen.
+    Returns ``(vectors (n, n_au), labels)``.
     """
     from facebench.datasets.facs import GROUPS, active_groups
 
-    seen: set[frozenset[str]] = set()
+    seen_pairs: set[frozenset[str]] = set()
+    seen_groups: set[str] = set(GROUPS) if expressions is None else set()
     if expressions is not None:
         for e in torch.as_tensor(expressions):
             act = active_groups(e, threshold)
-            seen.update(frozenset(p) for p in itertools.combinations(sorted(act), 2))
-    pairs = [p for p in itertools.combinations(sorted(GROUPS), 2) if frozenset(p) not in seen]
-    # drop pairs that move the same units (e.g. brow raise + brow lower)
-    pairs = [p for p in pairs if not set(GROUPS[p[0]]) & set(GROUPS[p[1]])]
+            seen_groups.update(act)
+            seen_pairs.update(frozenset(p) for p in itertools.combinations(sorted(act), 2))
+    pairs = [
+        p
+        for p in itertools.combinations(sorted(seen_groups), 2)
+        if frozenset(p) not in seen_pairs
+        and frozenset(p) not in ANTAGONISTS
+        and not set(GROUPS[p[0]]) & set(GROUPS[p[1]])
+    ]
     if not pairs:
         raise FacebenchError("no held-out expression combination left for this scene")
     n = max(1, min(n, len(pairs)))
@@ -170,12 +197,15 @@ def load_drive(
 
 def _ground_truth(scene: Any, expression: Tensor, cameras: Any) -> tuple[Tensor, Tensor] | None:
     """GT images ``(N, H, W, 3)`` and background masks ``(N, H, W)`` (SynthFace), else None."""
-    head = getattr(scene, "head", None)
-    if head is None or not hasattr(head, "render_views"):
+    gt = getattr(scene, "gt", None)
+    if gt is None:
         return None
     with torch.no_grad():
-        out = head.render_views(cameras, expression, labels=True)
-    return out["rgb"].clamp(0, 1), out["labels"] == 0  # label 0 = background (backdrop)
+        if hasattr(gt, "render_views"):  # SynthHead: colour and labels in one pass
+            out = gt.render_views(cameras, expression, labels=True)
+            return out["rgb"].clamp(0, 1), out["labels"] == 0  # label 0: background
+        images = gt.render(expression, cameras)
+        return images.clamp(0, 1), gt.masks(expression, cameras)["background"]
 
 
 def background_change(

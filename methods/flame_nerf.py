@@ -79,7 +79,14 @@ from facebench.render.encoding import PositionalEncoding, linear_window
 from facebench.render.mlp import make_mlp
 from facebench.render.occupancy import OccupancyGrid
 
-__all__ = ["FlameNerf", "FlameNerfConfig", "FlameNerfEdit", "FlameNerfModel", "scale_cameras"]
+__all__ = [
+    "FlameNerf",
+    "FlameNerfConfig",
+    "FlameNerfEdit",
+    "FlameNerfModel",
+    "Trainer",
+    "scale_cameras",
+]
 
 CACHE_VERSION = 1
 
@@ -334,24 +341,28 @@ def scene_expressions(scene: Any, ctx: RunContext | None = None) -> tuple[Tensor
 
     SynthFace: ``scene.expressions`` (action units). A capture without them:
     per-frame FLAME parameters from ``flame_params.npz`` in the capture folder
-    (``scene.root``) or ``ctx.extra["flame_params"]``.
+    or ``ctx.extra["flame_params"]`` (format: :func:`facebench.morphable.load_flame_params`).
     """
     expr = getattr(scene, "expressions", None)
     if expr is not None:
         names = tuple(getattr(scene, "au_names", ()) or ())
         expr = torch.as_tensor(expr).float()
         return expr, names or tuple(f"e{i}" for i in range(expr.shape[-1]))
-    from facebench.morphable import load_flame_params
+    from facebench.morphable import capture_frame_ids, capture_root, load_flame_params
 
+    root = capture_root(scene)
     path = (ctx.extra.get("flame_params") if ctx is not None else None) or (
-        Path(scene.root) / "flame_params.npz" if getattr(scene, "root", None) else None
+        root / "flame_params.npz" if root is not None else None
     )
-    if path is None:
+    if path is None or not Path(path).is_file():
         raise FacebenchError(
-            "flame-nerf: the scene has no expression parameters; supply per-frame FLAME "
-            "parameters as flame_params.npz in the capture folder (see facebench.morphable)"
+            "flame-nerf: the scene has no expression parameters; put per-frame FLAME "
+            "parameters in flame_params.npz in the capture folder (see facebench.morphable)"
         )
-    params = load_flame_params(path, getattr(scene, "frame_ids", None))
+    params = load_flame_params(path, capture_frame_ids(scene))
+    n_rows, n_frames = params.expression.shape[0], scene.images.shape[0]
+    if n_rows != n_frames:
+        raise FacebenchError(f"{Path(path).name}: {n_rows} rows for {n_frames} frames")
     return params.expression, tuple(f"psi{i}" for i in range(params.expression.shape[-1]))
 
 
@@ -360,6 +371,101 @@ def scene_morphable(scene: Any, ctx: RunContext | None = None) -> Any:
     from facebench.morphable import scene_morphable as _sm
 
     return _sm(scene, ctx.extra if ctx is not None else None)
+
+
+# ------------------------------------------------------------------------------------------
+# Training
+
+
+class Trainer:
+    """One fit's optimisation state: Adam, the lr schedule, the samplers' generators.
+
+    :meth:`train_step` runs one step (rays of ``frames_per_step`` random
+    training frames, each rendered with its own deformation code and
+    expression); :meth:`save` writes a checkpoint (``torch.save``; read back
+    with ``weights_only=True``) that a new Trainer resumes from exactly.
+    """
+
+    def __init__(
+        self, method: FlameNerf, scene: Any, ctx: RunContext, checkpoint: Path | None = None
+    ):
+        cfg, model = method.config, method._require()
+        assert method.expressions is not None
+        self.method, self.cfg, self.model, self.checkpoint = method, cfg, model, checkpoint
+        self.dev = dev = method.device
+        self.images = _scene_images(scene)
+        self.cams = scene.cameras
+        self.train_ids = torch.as_tensor(list(scene.train_ids), dtype=torch.long)
+        self.expressions = method.expressions
+        self.rcfg = RenderConfig(
+            n_coarse=cfg.n_coarse, n_fine=cfg.n_fine, jitter=True, background=_background(scene)
+        )
+        self.opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
+        gamma = cfg.lr_final_ratio ** (1.0 / max(cfg.steps, 1))
+        self.sched = torch.optim.lr_scheduler.ExponentialLR(self.opt, gamma)
+        self.gen = torch.Generator().manual_seed(cfg.seed * 1_000_003 + ctx.seed + 17)
+        self.jit = self.gen if dev.type == "cpu" else torch.Generator(device=dev)
+        if self.jit is not self.gen:
+            self.jit.manual_seed(cfg.seed * 1_000_003 + ctx.seed + 29)
+        self.step, self.elapsed = 0, 0.0
+        if checkpoint is not None and checkpoint.is_file() and not ctx.force:
+            state = torch.load(checkpoint, map_location=dev, weights_only=True)
+            model.load_state_dict(state["model"])
+            self.opt.load_state_dict(state["optim"])
+            self.sched.load_state_dict(state["sched"])
+            self.gen.set_state(state["generator"])
+            if self.jit is not self.gen:
+                self.jit.set_state(state["jitter_generator"])
+            self.step, self.elapsed = int(state["step"]), float(state["elapsed"])
+
+    def train_step(self) -> float:
+        """One optimisation step; returns the loss."""
+        cfg, model, dev = self.cfg, self.model, self.dev
+        model.train()
+        model.alpha.fill_(self.method.warp_alpha(self.step))
+        per_frame = max(cfg.n_rays // cfg.frames_per_step, 1)
+        pick = torch.randint(len(self.train_ids), (cfg.frames_per_step,), generator=self.gen)
+        loss = torch.zeros((), device=dev)
+        reg: list[Tensor] = []
+        aabb = model.head.aabb.cpu()
+        for j in pick.tolist():
+            frame = int(self.train_ids[j])
+            rays, idx = sample_pixel_rays(self.cams[frame], per_frame, 0.0, 0.0, generator=self.gen)
+            rays.near, rays.far, _ = near_far_from_aabb(rays.origins, rays.directions, aabb)
+            rays = rays.to(dev)
+            target = self.images[frame, idx[:, 1], idx[:, 2]].to(dev)
+            field = model.field(model.codes.weight[frame], self.expressions[frame], reg)
+            out = render_rays(field, rays, self.rcfg, generator=self.jit)
+            loss = loss + F.mse_loss(out["rgb"], target)
+            if cfg.n_fine > 0:
+                loss = loss + F.mse_loss(out["rgb_coarse"], target)
+        loss = loss / len(pick)
+        if reg and cfg.head_reg > 0:
+            tot = torch.stack(reg).sum(0)
+            loss = loss + cfg.head_reg * tot[0] / tot[1].clamp_min(1.0)
+        self.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        self.opt.step()
+        self.sched.step()
+        self.step += 1
+        return float(loss.detach())
+
+    def save(self, elapsed: float) -> None:
+        """Checkpoint the optimisation state (atomic replace)."""
+        if self.checkpoint is None:
+            return
+        state = {
+            "model": self.model.state_dict(),
+            "optim": self.opt.state_dict(),
+            "sched": self.sched.state_dict(),
+            "generator": self.gen.get_state(),
+            "jitter_generator": self.jit.get_state(),
+            "step": self.step,
+            "elapsed": elapsed,
+        }
+        tmp = self.checkpoint.with_suffix(".tmp")
+        torch.save(state, tmp)
+        os.replace(tmp, self.checkpoint)
 
 
 # ------------------------------------------------------------------------------------------
@@ -510,95 +616,26 @@ class FlameNerf:
         cfg = self.config
         return linear_window(step, max(int(cfg.anneal_frac * cfg.steps), 1), cfg.warp_freqs)
 
+    def trainer(self, scene: Any, ctx: RunContext, checkpoint: Path | None = None) -> Trainer:
+        """A :class:`Trainer` for the built model (resumes from ``checkpoint`` when present)."""
+        self._require()
+        return Trainer(self, scene, ctx, checkpoint)
+
     def _train(self, scene: Any, ctx: RunContext, ckpt: Path) -> float:
-        cfg, model = self.config, self.model
-        assert model is not None and self.expressions is not None
-        dev = self.device
-        images = _scene_images(scene)
-        cams = scene.cameras
-        train_ids = torch.as_tensor(list(scene.train_ids), dtype=torch.long)
-        aabb = model.head.aabb
-        rcfg = RenderConfig(
-            n_coarse=cfg.n_coarse, n_fine=cfg.n_fine, jitter=True, background=_background(scene)
-        )
-        opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
-        gamma = cfg.lr_final_ratio ** (1.0 / max(cfg.steps, 1))
-        sched = torch.optim.lr_scheduler.ExponentialLR(opt, gamma)
-        gen = torch.Generator().manual_seed(cfg.seed * 1_000_003 + ctx.seed + 17)
-        jit = gen if dev.type == "cpu" else torch.Generator(device=dev)
-        if jit is not gen:
-            jit.manual_seed(cfg.seed * 1_000_003 + ctx.seed + 29)
-        start, elapsed = 0, 0.0
-        if ckpt.is_file() and not ctx.force:
-            state = torch.load(ckpt, map_location=dev, weights_only=True)
-            model.load_state_dict(state["model"])
-            opt.load_state_dict(state["optim"])
-            sched.load_state_dict(state["sched"])
-            gen.set_state(state["generator"])
-            if jit is not gen:
-                jit.set_state(state["jitter_generator"])
-            start, elapsed = int(state["step"]), float(state["elapsed"])
-        per_frame = max(cfg.n_rays // cfg.frames_per_step, 1)
+        cfg = self.config
+        tr = self.trainer(scene, ctx, ckpt)
         t0 = time.perf_counter()
-        model.train()
-        for step in range(start, cfg.steps):
-            ctx.progress("flame-nerf fit", step, cfg.steps)
-            model.alpha.fill_(self.warp_alpha(step))
-            pick = torch.randint(len(train_ids), (cfg.frames_per_step,), generator=gen)
-            loss = torch.zeros((), device=dev)
-            reg: list[Tensor] = []
-            for j in pick.tolist():
-                frame = int(train_ids[j])
-                rays, idx = sample_pixel_rays(cams[frame], per_frame, 0.0, 0.0, generator=gen)
-                rays.near, rays.far, _ = near_far_from_aabb(rays.origins, rays.directions, aabb)
-                rays = rays.to(dev)
-                target = images[frame, idx[:, 1], idx[:, 2]].to(dev)
-                code = model.codes.weight[frame]
-                field = model.field(code, self.expressions[frame], reg)
-                out = render_rays(field, rays, rcfg, generator=jit)
-                loss = loss + F.mse_loss(out["rgb"], target)
-                if cfg.n_fine > 0:
-                    loss = loss + F.mse_loss(out["rgb_coarse"], target)
-            loss = loss / len(pick)
-            if reg and cfg.head_reg > 0:
-                tot = torch.stack(reg).sum(0)
-                loss = loss + cfg.head_reg * tot[0] / tot[1].clamp_min(1.0)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            sched.step()
-            self.loss_history.append(float(loss.detach()))
-            done = step + 1
-            if cfg.checkpoint_every > 0 and done % cfg.checkpoint_every == 0 and done < cfg.steps:
-                self._checkpoint(
-                    ckpt, model, opt, sched, gen, done, elapsed + time.perf_counter() - t0
-                )
+        while tr.step < cfg.steps:
+            ctx.progress("flame-nerf fit", tr.step, cfg.steps)
+            self.loss_history.append(tr.train_step())
+            if cfg.checkpoint_every > 0 and tr.step % cfg.checkpoint_every == 0:
+                if tr.step < cfg.steps:
+                    tr.save(tr.elapsed + time.perf_counter() - t0)
         ctx.progress("flame-nerf fit", cfg.steps, cfg.steps)
+        model = self._require()
         model.eval()
         model.alpha.fill_(float(cfg.warp_freqs))
-        return elapsed + time.perf_counter() - t0
-
-    @staticmethod
-    def _checkpoint(
-        path: Path,
-        model: nn.Module,
-        opt: Any,
-        sched: Any,
-        gen: torch.Generator,
-        step: int,
-        elapsed: float,
-    ) -> None:
-        state = {
-            "model": model.state_dict(),
-            "optim": opt.state_dict(),
-            "sched": sched.state_dict(),
-            "generator": gen.get_state(),
-            "step": step,
-            "elapsed": elapsed,
-        }
-        tmp = path.with_suffix(".tmp")
-        torch.save(state, tmp)
-        os.replace(tmp, path)
+        return tr.elapsed + time.perf_counter() - t0
 
     # -------------------------------------------------------------- rendering
 

@@ -6,14 +6,15 @@ by the module; each test adds at most a few seconds on 2 CPU cores.
 
 from __future__ import annotations
 
-import types
 from pathlib import Path
 
 import pytest
 import torch
 
 from facebench.method import RunContext
+from facebench.render import orbit_cameras
 from facebench.render.encoding import window_weights
+from facebench.scene import Scene
 
 RES, N_FRAMES = 16, 4
 FAST = dict(
@@ -34,12 +35,10 @@ FAST = dict(
 )
 
 
-def tiny_scene() -> types.SimpleNamespace:
+def tiny_scene() -> Scene:
     """A 4-frame SynthHead capture: neutral, smile, jaw drop, eyes closed (16x16 pixels)."""
     from facebench.datasets.facs import expression_vector
     from facebench.datasets.synthhead import SynthHead
-
-    from facebench.render import orbit_cameras
 
     head = SynthHead()
     cams = orbit_cameras(
@@ -53,20 +52,20 @@ def tiny_scene() -> types.SimpleNamespace:
             expression_vector(AU43=1.0),
         ]
     )
-    return types.SimpleNamespace(
+    return Scene(
         name="tiny-synthhead",
         images=head.render(expr, cams),
         cameras=cams,
         train_ids=list(range(N_FRAMES)),
         val_ids=[],
         eval_cameras=cams[torch.tensor([0, N_FRAMES - 1])],
-        expressions=expr,
-        au_names=head.au_names,
         aabb=torch.tensor([[-2.2, -2.2, -1.8], [2.2, 2.2, 1.6]]),
         near=2.0,
         far=6.0,
-        background=(1.0, 1.0, 1.0),
-        head=head,
+        expressions=expr,
+        au_names=head.au_names,
+        gt=head,
+        source="synthface",
     )
 
 
