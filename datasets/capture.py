@@ -59,10 +59,10 @@ from typing import Any
 
 import numpy as np
 import torch
-from facebench.datasets.synthhead import REGIONS, SynthHead
 from PIL import Image
 from torch import Tensor
 
+from facebench.datasets.synthhead import REGIONS, SynthHead
 from facebench.errors import FacebenchError
 from facebench.registry import register_dataset
 from facebench.render.cameras import Cameras, opencv_to_opengl, opengl_to_opencv
@@ -208,7 +208,7 @@ def _undistort(
     yd = y * radial + p1 * (r2 + 2 * y * y) + 2 * p2 * x * y
     u, v = xd * fx + cx, yd * fy + cy
     grid = torch.stack([u / w * 2 - 1, v / h * 2 - 1], -1)[None].float()
-    src = torch.from_numpy(img).permute(2, 0, 1)[None].float()
+    src = torch.from_numpy(np.array(img)).permute(2, 0, 1)[None].float()
     out = torch.nn.functional.grid_sample(
         src, grid, mode="bilinear", padding_mode="border", align_corners=False
     )
@@ -393,6 +393,8 @@ def read_nerfies(root: str | Path, scale: int | None = None) -> Scene:
             raise _err(ds_path, f"{name} must be a list of string ids")
     if not ids:
         raise _err(ds_path, "no frames (empty ids)")
+    for fid in ids + list(train) + list(val):  # ids become file names: keep them inside root
+        _inside_root(root, f"camera/{fid}.json", ds_path, f"frame id {fid!r} ->")
     pos_of = {fid: i for i, fid in enumerate(ids)}
     for fid in list(train) + list(val):
         if fid not in pos_of:

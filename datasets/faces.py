@@ -37,10 +37,10 @@ from typing import Any
 
 import numpy as np
 import torch
-from facebench.datasets.facs import AU_NAMES, EMOTIONS, GROUPS, au_index, expression_vector
-from facebench.datasets.synthhead import Backdrop, Identity, SynthHead
 from torch import Tensor
 
+from facebench.datasets.facs import AU_NAMES, EMOTIONS, GROUPS, au_index, expression_vector
+from facebench.datasets.synthhead import Backdrop, Identity, SynthHead
 from facebench.errors import FacebenchError
 from facebench.paths import cache_dir
 from facebench.registry import register_dataset

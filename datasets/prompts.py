@@ -29,9 +29,9 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from facebench.datasets.facs import AU_NAMES, EMOTIONS, GROUPS, au_index
 from torch import Tensor
 
+from facebench.datasets.facs import AU_NAMES, EMOTIONS, GROUPS, au_index
 from facebench.errors import FacebenchError
 
 __all__ = ["PromptSet", "load_prompts", "shipped_prompt_sets", "resolve_target"]

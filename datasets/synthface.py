@@ -36,9 +36,9 @@ from typing import Any
 
 import numpy as np
 import torch
+
 from facebench.datasets.facs import AU_NAMES, GROUPS, au_index
 from facebench.datasets.synthhead import FRONT_Z, REGIONS, Backdrop, Identity, SynthHead
-
 from facebench.errors import FacebenchError
 from facebench.paths import cache_dir
 from facebench.registry import register_dataset
@@ -247,10 +247,10 @@ def expression_schedule(cfg: SynthFaceConfig) -> tuple[np.ndarray, list[tuple[st
     out = np.zeros((n, len(AU_NAMES)))
     events = []
     for k, group in enumerate(order):
-        a = lead + k * seg + 0.25 * seg
-        length = 0.75 * seg
-        env = _smoothstep(a - 0.5, a + 0.3 * length, f) * (
-            1.0 - _smoothstep(a + 0.7 * length, a + length - 0.5, f)
+        a = lead + k * seg + seg / 3.0
+        length = 2.0 * seg / 3.0
+        env = _smoothstep(a - 0.5, a + 0.35 * length, f) * (
+            1.0 - _smoothstep(a + 0.65 * length, a + length - 0.5, f)
         )
         peak = rng.uniform(0.8, 1.0)
         for unit, value in GROUPS[group].items():

@@ -50,14 +50,15 @@ from typing import Any
 
 import numpy as np
 import torch
-from facebench.datasets.facs import AU_NAMES, AUS, au_index
 from torch import Tensor
 
+from facebench.datasets.facs import AU_NAMES, AUS, au_index
 from facebench.errors import FacebenchError
 from facebench.render.cameras import Cameras, generate_rays, near_far_from_aabb
 from facebench.render.composite import composite
 
 __all__ = [
+    "render_threads",
     "BAND",
     "DT",
     "LANDMARKS",
@@ -859,10 +860,11 @@ class SynthHead:
             if points.shape[0] == 0:
                 return points.new_zeros(0), points.new_zeros(0, 3)
             e = _Ex({k: v.to(points.device) for k, v in table.items()})
-            normals = self._normals(points, e.detach())
-            parts = self._parts(points, e, extra=True)
-            albedo, _ = self._albedo_labels(points, parts, e, False)
-            return _density(parts.min()), self._shade(albedo, normals)
+            with render_threads():
+                normals = self._normals(points, e.detach())
+                parts = self._parts(points, e, extra=True)
+                albedo, _ = self._albedo_labels(points, parts, e, False)
+                return _density(parts.min()), self._shade(albedo, normals)
 
         return _field
 
@@ -923,9 +925,10 @@ class SynthHead:
             c0 = torch.maximum(torch.floor(t_hit / DT).long() - 1, cell[idx])
             ts = (c0[:, None] + torch.arange(band, device=dev)[None, :]).to(dt) * DT
             o, dv = origins[idx], directions[idx]
-            normals = self._normals(o + dv * (t_hit + S_W)[:, None], e_trace.subset(idx))
             pts = (o[:, None, :] + dv[:, None, :] * ts[..., None]).reshape(-1, 3)
-            sigma, rgb, probs = self._band(pts, e_all.subset(idx), normals, labels, band)
+            sigma, rgb, probs = self._band(
+                pts, e_all.subset(idx), e_trace.subset(idx), labels, band
+            )
             t_term = ts[:, -1] + DT  # a zero-density terminator closes each band
             block = last_t[:, None].expand(r, band + 1).clone()
             block[idx] = torch.cat([ts, t_term[:, None]], dim=1)
@@ -937,7 +940,7 @@ class SynthHead:
             with torch.no_grad():
                 trans[idx] = trans[idx] * torch.exp(-(sigma.detach() * DT).sum(-1))
                 last_t[idx] = t_term
-                cell[idx] = c0 + band + 1
+                cell[idx] = c0 + band  # the next band may start on this band's terminator
                 t_start[idx] = t_term
                 alive = torch.zeros_like(alive)
                 alive[idx] = trans[idx] > 1e-3
@@ -973,17 +976,25 @@ class SynthHead:
         return self._shade(col, n)
 
     def _band(
-        self, pts: Tensor, e: _Ex, normals: Tensor, labels: bool, band: int = BAND
+        self, pts: Tensor, e: _Ex, e_nograd: _Ex, labels: bool, band: int = BAND
     ) -> tuple[Tensor, Tensor, Tensor | None]:
         """Density ``(Rh, band)``, colour ``(Rh, band, 3)`` and label probabilities of a band.
 
+        Shading uses one normal per ray, taken at its first band sample inside the
+        surface (a grid point, so it does not depend on where tracing stopped).
         Colour and labels are evaluated only where the in-band weight exceeds 1e-5.
         """
-        rh = normals.shape[0]
+        rh = pts.shape[0] // band
         eb = e.repeat_interleave(band)
         parts = self._parts(pts, eb, extra=True)
-        sigma = _density(parts.min()).reshape(rh, band)
+        sdf = parts.min().reshape(rh, band)
+        sigma = _density(sdf)
         with torch.no_grad():
+            sd = sdf.detach()
+            inside = sd < 0
+            first = torch.where(inside.any(1), inside.float().argmax(1), sd.argmin(1))
+            p_n = pts.reshape(rh, band, 3)[torch.arange(rh, device=pts.device), first]
+            normals = self._normals(p_n, e_nograd)
             tau = sigma.detach() * DT
             cum = torch.cumsum(tau, dim=-1) - tau
             w = torch.exp(-cum) * (1.0 - torch.exp(-tau))
