@@ -15,7 +15,8 @@ names), ``au_names`` (or None when it predicts no action units) and
 Cache layout: ``cache_dir()/recognizer/<config hash>/`` with ``checkpoint.pt``
 (``{"state_dict", "meta"}``, loaded with ``weights_only=True``),
 ``quality.json`` (held-out accuracy and AU error), ``train_state.pt`` while
-training and ``data/`` (rendered .npz shards).
+training. Training renders are the ``synthface-faces`` dataset's cached
+shards (shared with SynthCLIP).
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ from torch import Tensor, nn
 
 from facebench.method import Progress, config_hash, no_progress
 from facebench.paths import cache_dir
-from facebench.synthclip import _atomic_save, _atomic_write_text, augment
+from facebench.synthclip import DataRecipe, _atomic_save, _atomic_write_text, augment, load_faces
 from facebench.weights import MissingWeightsError, WeightInfo, weight_probe
 
 __all__ = [
@@ -96,14 +97,13 @@ class RecognizerConfig:
 
     image_size: int = 64
     channels: tuple[int, ...] = (32, 64, 96, 128)
-    n_images: int = 12000
-    emotion_fraction: float = 0.6
-    shard_size: int = 1000
+    data: DataRecipe = field(default_factory=DataRecipe)
     steps: int = 1500
     batch_size: int = 64
     lr: float = 2e-3
     weight_decay: float = 1e-4
     max_shift: int = 3
+    flip: bool = True
     au_weight: float = 10.0
     seed: int = 0
     checkpoint_every: int = 100
@@ -125,8 +125,7 @@ DEFAULT_RECOGNIZER = RecognizerConfig()
 TINY_RECOGNIZER = RecognizerConfig(
     image_size=16,
     channels=(8, 16),
-    n_images=128,
-    shard_size=64,
+    data=DataRecipe(n_images=128, n_eval=64, n_identities=40, resolution=16, shard_size=32),
     steps=30,
     batch_size=32,
     lr=5e-3,
@@ -279,7 +278,7 @@ def train_recognizer(
         idx = perm[k * config.batch_size : (k + 1) * config.batch_size]
         g = torch.Generator().manual_seed(config.seed * 7_919 + step)
         x = data.images[idx].permute(0, 3, 1, 2).float() / 255.0
-        x = _prep(augment(x, config.max_shift, g), config.image_size)
+        x = _prep(augment(x, config.max_shift, g, config.flip), config.image_size)
         au_logits, emo_logits = net(x)
         au_loss = nn.functional.binary_cross_entropy_with_logits(au_logits, data.aus[idx].float())
         labels = data.emotion[idx]
@@ -418,9 +417,9 @@ def prepare_recognizer(
     out.mkdir(parents=True, exist_ok=True)
     t_data = time.perf_counter()
     if data is None:
-        data = render_expression_data(config, "train", out / "data", progress)
+        data = render_expression_data(config, "train", progress)
     if heldout is None:
-        heldout = render_expression_data(config, "test", out / "data", progress)
+        heldout = render_expression_data(config, "test", progress)
     t_data = time.perf_counter() - t_data
     result = train_recognizer(config, data, out, progress)
     quality = evaluate_recognizer(result.model, heldout)
@@ -432,10 +431,38 @@ def prepare_recognizer(
     return ckpt
 
 
+def emotion_classes() -> tuple[str, ...]:
+    """``neutral`` followed by the SynthFace emotion prototypes (``facs.EMOTIONS`` order)."""
+    from facebench.datasets.facs import EMOTIONS
+
+    return ("neutral", *EMOTIONS)
+
+
+def emotion_label(expression: Tensor, classes: Sequence[str]) -> int:
+    """Class index of an expression: ``neutral`` for no unit above 0.05, else the emotion
+    prototype it matches (synthface-faces' ``emotion_of``), else -1 (no emotion)."""
+    from facebench.datasets.faces import emotion_of
+
+    if float(expression.abs().max()) <= 0.05:
+        return classes.index("neutral")
+    emotion = emotion_of(expression)
+    return classes.index(emotion) if emotion in classes else -1
+
+
 def render_expression_data(
-    config: RecognizerConfig, split: str, shard_dir: Path, progress: Progress = no_progress
+    config: RecognizerConfig, split: str, progress: Progress = no_progress
 ) -> ExpressionData:
-    raise NotImplementedError  # filled in against facebench.scene
+    """Labelled renders: the first ``n_images`` (train) or ``n_eval`` (test) synthface-faces items.
+
+    Shares the dataset's cached shards with SynthCLIP.
+    """
+    from facebench.datasets.facs import AU_NAMES
+
+    n = config.data.n_images if split == "train" else config.data.n_eval
+    d = load_faces(config.data, split, n, progress)
+    classes = emotion_classes()
+    labels = torch.tensor([emotion_label(e, classes) for e in d["expressions"]], dtype=torch.long)
+    return ExpressionData(d["images"], d["expressions"], labels, classes, AU_NAMES)
 
 
 @weight_probe

@@ -36,12 +36,12 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import torch
-from facebench.metrics.base import FacebenchMetric, as_images
 from torch import Tensor
 
 from facebench import recognizer as _recognizer_module  # noqa: F401  (registers its weight probe)
 from facebench import synthclip as _synthclip_module  # noqa: F401  (registers its weight probe)
 from facebench.errors import FacebenchError
+from facebench.metrics.base import FacebenchMetric, as_images
 from facebench.recognizer import ExpressionRecognizer, SynthFaceRecognizer, load_recognizer
 from facebench.registry import register_metric
 from facebench.weights import MissingWeightsError
@@ -75,7 +75,8 @@ def _import_object(spec: str) -> Any:
 
 
 def _is_synthface_scene(scene: Any) -> bool:
-    return getattr(scene, "ground_truth", None) is not None
+    """Whether ``scene`` has a SynthFace ground truth (:attr:`facebench.scene.Scene.gt`)."""
+    return getattr(scene, "gt", None) is not None
 
 
 def resolve_recognizer(

@@ -6,10 +6,10 @@ import math
 
 import pytest
 import torch
+
 from facebench.datasets.facs import AU_NAMES, EMOTIONS, expression_vector
 from facebench.metrics import can_run, make_metric, update_from
 from facebench.metrics.expression import prompt_emotion, resolve_recognizer
-
 from facebench.recognizer import ExpressionRecognizer, Recognition
 from facebench.weights import MissingWeightsError
 
@@ -83,7 +83,7 @@ def test_recognizer_resolution(tmp_path, monkeypatch):
     monkeypatch.delenv("FACEBENCH_RECOGNIZER", raising=False)
 
     class RealScene:
-        ground_truth = None
+        gt = None
 
     with pytest.raises(MissingWeightsError, match="non-SynthFace"):
         resolve_recognizer(scene=RealScene())

@@ -109,3 +109,45 @@ def test_prepare_save_load_round_trip(cache):
     assert torch.equal(a[0], b[0]) and torch.equal(a[1], b[1])
     # cached: a second prepare returns at once without training
     assert sc.prepare_synthclip(config=cfg, data=None) == path
+
+
+def test_caption_variants_come_from_the_dataset_vocabulary():
+    from facebench.datasets.faces import caption
+    from facebench.datasets.facs import EMOTIONS, expression_vector
+    from facebench.datasets.synthhead import Identity
+
+    identity = Identity()
+    happy = expression_vector(EMOTIONS["happy"])
+    v = sc.caption_variants(identity, happy)
+    assert caption(identity, happy, 0) in v.templates
+    assert "a happy face" in v.short
+    assert "closed eyes" in v.absent and "a wide smile" not in v.absent
+    g = torch.Generator().manual_seed(0)
+    texts = {v.choose(g)[0] for _ in range(200)}
+    assert any(t.endswith("without closed eyes") for t in texts)
+    assert set(sc.au_phrases()) == {
+        "AU1", "AU2", "AU4", "AU5", "AU6", "AU7", "AU12", "AU15", "AU20", "AU23", "AU26", "AU43"
+    }  # fmt: skip
+
+
+def test_batches_avoid_false_negatives():
+    from facebench.datasets.facs import EMOTIONS, expression_vector
+    from facebench.datasets.synthhead import Identity
+
+    exprs = [expression_vector(EMOTIONS[e]) for e in EMOTIONS] + [torch.zeros(12)]
+    variants = [sc.caption_variants(Identity(), exprs[i % len(exprs)]) for i in range(60)]
+    data = sc.PairData(
+        torch.zeros(60, 4, 4, 3, dtype=torch.uint8), [v.templates[0] for v in variants], variants
+    )
+    for step in range(5):
+        idx, texts = sc._batch(step, data, 16, 0, True)
+        assert len(set(texts)) == len(texts) == len(idx)
+        short_keys = [
+            data.variants[i].key for i, t in zip(idx.tolist(), texts, strict=True)
+            if t not in data.variants[i].templates
+        ]  # fmt: skip
+        all_keys = [data.variants[i].key for i in idx.tolist()]
+        for k in short_keys:
+            assert all_keys.count(k) == 1
+        again = sc._batch(step, data, 16, 0, True)
+        assert torch.equal(again[0], idx) and again[1] == texts
