@@ -1,0 +1,297 @@
+"""Static reference NeRF (Mildenhall et al. 2020) over the shared render core.
+
+Coarse and fine MLP radiance fields (positional encoding of position and
+view direction, NeRF's 8x256 trunk with a skip at layer 4 by default),
+trained with Adam on random pixel batches of any posed images (OpenCV
+cameras, see :mod:`facebench.render.cameras`), rendered through
+:func:`facebench.render.render_rays` / :func:`facebench.render.render_image`.
+Seeded and deterministic on CPU. It is the starting point of the NeRF+FT
+baseline (FaceCLIPNeRF Table 1), so it stays generic.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from facebench.registry import register_method
+from facebench.render import (
+    Cameras,
+    OccupancyGrid,
+    PositionalEncoding,
+    RayBundle,
+    RenderConfig,
+    make_mlp,
+    near_far_from_aabb,
+    render_image,
+    render_rays,
+    sample_pixel_rays,
+)
+
+__all__ = ["NeRF", "NeRFConfig", "NeRFField"]
+
+Progress = Callable[[str, int, int], None]
+
+
+@dataclass
+class NeRFConfig:
+    """Model, sampling and training settings (defaults: the NeRF paper's, 64 + 64 samples)."""
+
+    n_freqs_xyz: int = 10
+    n_freqs_dir: int = 4
+    hidden: int = 256
+    depth: int = 8
+    skips: tuple[int, ...] = (4,)
+    hidden_dir: int = 128
+    use_viewdirs: bool = True
+    pos_scale: float = 1.0  # points are multiplied by this before encoding
+    separate_fine: bool = True  # False: one field for both passes (coarse evaluations reused)
+    n_coarse: int = 64
+    n_fine: int = 64
+    near: float = 2.0
+    far: float = 6.0
+    aabb: tuple[tuple[float, float, float], tuple[float, float, float]] | None = None
+    background: tuple[float, float, float] = (1.0, 1.0, 1.0)
+    steps: int = 20_000
+    batch_rays: int = 1024
+    lr: float = 5e-4
+    lr_final: float = 5e-5
+    grid_resolution: int = 0  # > 0 (needs aabb): occupancy grid for training and rendering
+    grid_threshold: float = 0.01
+    grid_every: int = 16  # steps between grid updates during training
+    grid_warmup: int = 32  # dense steps before the first grid update
+    chunk: int = 4096
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class NeRFField(nn.Module):
+    """One NeRF MLP: ``(points, directions) -> (sigma, rgb)``."""
+
+    def __init__(self, config: NeRFConfig):
+        super().__init__()
+        c = config
+        self.pos_scale = c.pos_scale
+        self.use_viewdirs = c.use_viewdirs
+        self.enc_xyz = PositionalEncoding(c.n_freqs_xyz)
+        self.enc_dir = PositionalEncoding(c.n_freqs_dir)
+        self.trunk = make_mlp(self.enc_xyz.out_dim, c.hidden, c.depth, c.hidden + 1, skips=c.skips)
+        head_in = c.hidden + (self.enc_dir.out_dim if c.use_viewdirs else 0)
+        self.rgb_head = make_mlp(head_in, c.hidden_dir, 1, 3)
+
+    def density(self, points: Tensor) -> Tensor:
+        return nn.functional.softplus(self.trunk(self.enc_xyz(points * self.pos_scale))[..., 0])
+
+    def forward(self, points: Tensor, directions: Tensor) -> tuple[Tensor, Tensor]:
+        h = self.trunk(self.enc_xyz(points * self.pos_scale))
+        sigma = nn.functional.softplus(h[..., 0])
+        feat = h[..., 1:]
+        if self.use_viewdirs:
+            feat = torch.cat([feat, self.enc_dir(directions)], dim=-1)
+        return sigma, torch.sigmoid(self.rgb_head(feat))
+
+
+BUDGET_STEPS = {"smoke": 50, "quick": 2000, "full": 200_000}
+
+
+@register_method("nerf", capabilities=("fit_scene",))
+class NeRF:
+    """Static NeRF (coarse + fine MLPs) fitted to posed images through the shared renderer."""
+
+    capabilities = ("fit_scene",)
+    variants: dict[str, dict[str, Any]] = {"full": {}}
+
+    def __init__(self, config: NeRFConfig | None = None, device: torch.device | str | None = None):
+        self.config = config or NeRFConfig()
+        self.device = torch.device(device) if device is not None else None
+        self.coarse: NeRFField | None = None
+        self.fine: NeRFField | None = None
+        self.grid: OccupancyGrid | None = None
+        self.history: list[dict[str, float]] = []
+
+    @classmethod
+    def create(
+        cls, variant: str = "full", budget: str = "quick", device: torch.device | None = None
+    ) -> NeRF:
+        """Runner entry point: the config for ``variant`` with the step count of ``budget``."""
+        cfg = dataclasses.replace(NeRFConfig(**cls.variants[variant]), steps=BUDGET_STEPS[budget])
+        return cls(cfg, device)
+
+    def config_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self.config)
+
+    # -- model -------------------------------------------------------------------------------
+    def _build(self, seed: int, device: torch.device) -> None:
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            self.coarse = NeRFField(self.config).to(device)
+            self.fine = NeRFField(self.config).to(device) if self.config.separate_fine else None
+
+    def _render_config(self, jitter: bool) -> RenderConfig:
+        c = self.config
+        return RenderConfig(
+            c.n_coarse, c.n_fine, jitter=jitter, background=c.background, chunk=c.chunk
+        )
+
+    def _aabb(self, device: torch.device) -> Tensor | None:
+        return None if self.config.aabb is None else torch.tensor(self.config.aabb, device=device)
+
+    def _clip(self, rays: RayBundle) -> RayBundle:
+        aabb = self._aabb(rays.device)
+        if aabb is not None:
+            rays.near, rays.far, _ = near_far_from_aabb(rays.origins, rays.directions, aabb)
+        return rays
+
+    def parameters(self) -> list[nn.Parameter]:
+        mods = [m for m in (self.coarse, self.fine) if m is not None]
+        return [p for m in mods for p in m.parameters()]
+
+    # -- training ------------------------------------------------------------------------------
+    def fit(
+        self,
+        images: Tensor,
+        cameras: Cameras,
+        config: NeRFConfig | None = None,
+        seed: int = 0,
+        progress: Progress | None = None,
+    ) -> NeRF:
+        """Fit to ``images`` ``(N, H, W, 3)`` (float in [0, 1] or uint8) seen by ``cameras``.
+
+        Each step renders ``batch_rays`` random pixels (jittered samples) and
+        minimises the coarse + fine MSE with Adam; the learning rate decays
+        exponentially from ``lr`` to ``lr_final``. ``progress(task, done,
+        total)`` is called every 1% of the steps. Returns ``self``.
+        """
+        if config is not None:
+            self.config = config
+        c = self.config
+        device = self.device or images.device
+        self.device = device
+        if images.dtype == torch.uint8:
+            images = images.float() / 255.0
+        images = images.to(device=device, dtype=torch.float32)
+        cameras = cameras.to(device)
+        if images.shape[:3] != (len(cameras), cameras.height, cameras.width):
+            raise ValueError(
+                f"images {tuple(images.shape)} do not match {len(cameras)} cameras of "
+                f"{cameras.height}x{cameras.width}"
+            )
+        self._build(seed, device)
+        gen = torch.Generator(device=device).manual_seed(seed)
+        opt = torch.optim.Adam(self.parameters(), lr=c.lr)
+        gamma = (c.lr_final / c.lr) ** (1.0 / max(c.steps, 1))
+        sched = torch.optim.lr_scheduler.ExponentialLR(opt, gamma)
+        rcfg = self._render_config(jitter=True)
+        every = max(c.steps // 100, 1)
+        self.history = []
+        self.grid = None
+        use_grid = c.grid_resolution > 0 and c.aabb is not None
+        if use_grid:
+            self.grid = OccupancyGrid(self._aabb(device), c.grid_resolution, c.grid_threshold)
+        for step in range(c.steps):
+            if use_grid and step >= c.grid_warmup and (step - c.grid_warmup) % c.grid_every == 0:
+                self.grid.update(self._density, generator=gen)
+            rays, index = sample_pixel_rays(cameras, c.batch_rays, c.near, c.far, generator=gen)
+            rays = self._clip(rays)
+            target = images[index[:, 0], index[:, 1], index[:, 2]]
+            out = render_rays(
+                self.coarse, rays, rcfg, fine_field=self.fine, occupancy=self.grid, generator=gen
+            )
+            loss_fine = (out["rgb"] - target).pow(2).mean()
+            loss = (
+                loss_fine + (out["rgb_coarse"] - target).pow(2).mean()
+                if c.n_fine > 0
+                else loss_fine
+            )
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            sched.step()
+            if progress is not None and (step % every == 0 or step == c.steps - 1):
+                mse = float(loss_fine.detach())
+                self.history.append(
+                    {"step": step, "loss": float(loss.detach()), "psnr": -10 * math.log10(mse)}
+                )
+                progress("nerf fit", step + 1, c.steps)
+        if use_grid:
+            self.update_grid(seed)
+        return self
+
+    def _density(self, points: Tensor) -> Tensor:
+        sigma = self.coarse.density(points)
+        return sigma if self.fine is None else torch.maximum(sigma, self.fine.density(points))
+
+    @torch.no_grad()
+    def update_grid(self, seed: int = 0) -> OccupancyGrid:
+        """Rebuild the occupancy grid from scratch (max of coarse and fine density)."""
+        c = self.config
+        if c.aabb is None or c.grid_resolution <= 0:
+            raise ValueError("an occupancy grid needs config.aabb and config.grid_resolution > 0")
+        grid = OccupancyGrid(self._aabb(self.device), c.grid_resolution, c.grid_threshold)
+        gen = torch.Generator(device=self.device).manual_seed(seed)
+        grid.update(self._density, generator=gen)
+        self.grid = grid
+        return grid
+
+    # -- rendering -----------------------------------------------------------------------------
+    def render(self, cameras: Cameras, index: int) -> dict[str, Tensor]:
+        """Render camera ``index``: ``rgb (H, W, 3)``, ``depth``, ``opacity (H, W)``, ...."""
+        if self.coarse is None:
+            raise RuntimeError("NeRF.render before fit/load")
+        cams = cameras.to(self.device)
+        c = self.config
+        kw: dict[str, Any] = (
+            {"aabb": self._aabb(self.device)} if c.aabb else {"near": c.near, "far": c.far}
+        )
+        return render_image(
+            self.coarse,
+            cams,
+            index,
+            self._render_config(jitter=False),
+            fine_field=self.fine,
+            occupancy=self.grid,
+            **kw,
+        )
+
+    def render_all(self, cameras: Cameras) -> Tensor:
+        """RGB of every camera, ``(N, H, W, 3)``."""
+        return torch.stack([self.render(cameras, i)["rgb"] for i in range(len(cameras))])
+
+    # -- persistence ---------------------------------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "config": dataclasses.asdict(self.config),
+            "coarse": self.coarse.state_dict() if self.coarse is not None else None,
+            "fine": self.fine.state_dict() if self.fine is not None else None,
+            "grid": self.grid.state_dict() if self.grid is not None else None,
+        }
+
+    def save(self, path: str | Path) -> None:
+        torch.save(self.state_dict(), path)
+
+    @classmethod
+    def load(cls, path: str | Path, device: torch.device | str = "cpu") -> NeRF:
+        state = torch.load(path, map_location=device, weights_only=True)
+        cfg = state["config"]
+        cfg["skips"] = tuple(cfg["skips"])
+        if cfg["aabb"] is not None:
+            cfg["aabb"] = tuple(tuple(v) for v in cfg["aabb"])
+        cfg["background"] = tuple(cfg["background"])
+        model = cls(NeRFConfig(**cfg), device)
+        model._build(0, torch.device(device))
+        model.coarse.load_state_dict(state["coarse"])
+        if model.fine is not None:
+            model.fine.load_state_dict(state["fine"])
+        if state["grid"] is not None:
+            c = model.config
+            model.grid = OccupancyGrid(model._aabb(torch.device(device)), c.grid_resolution).to(
+                device
+            )
+            model.grid.load_state_dict(state["grid"])
+        return model
