@@ -148,7 +148,7 @@ BUDGETS: dict[str, dict[str, Any]] = {
         edit_res=16,
         edit_aug_views=0,
     ),
-    "quick": {},
+    "quick": dict(steps=2000, n_rays=256, n_coarse=32, n_fine=16),
     "full": dict(
         steps=50_000,
         n_rays=1024,
