@@ -59,7 +59,7 @@ __all__ = [
 ]
 
 #: Bump when generation changes, so stale caches are not reused.
-SYNTHFACE_VERSION = 1
+SYNTHFACE_VERSION = 2
 
 TARGET = (0.0, -0.1, 0.25)  # where the cameras look (between nose and mouth)
 
