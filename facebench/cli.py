@@ -41,9 +41,11 @@ console = Console()
 
 
 def _mount_subcommands() -> None:
+    from facebench.cli_prepare import prepare_app
     from facebench.cli_weights import weights_app
 
     app.add_typer(weights_app, name="weights")
+    app.add_typer(prepare_app, name="prepare")
 
 
 _mount_subcommands()
