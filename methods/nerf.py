@@ -14,7 +14,7 @@ from __future__ import annotations
 import dataclasses
 import math
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -68,7 +68,6 @@ class NeRFConfig:
     grid_every: int = 16  # steps between grid updates during training
     grid_warmup: int = 32  # dense steps before the first grid update
     chunk: int = 4096
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 class NeRFField(nn.Module):
@@ -98,6 +97,7 @@ class NeRFField(nn.Module):
 
 
 BUDGET_STEPS = {"smoke": 50, "quick": 2000, "full": 200_000}
+"""Training steps per runner budget (``full``: NeRF's 200k iterations, a GPU job)."""
 
 
 @register_method("nerf", capabilities=("fit_scene",))

@@ -82,7 +82,7 @@ def look_at(
     broadcast against each other. When ``forward`` is parallel to ``up`` the
     roll is ill-defined; world +z (or +x) is then used as the up hint.
     """
-    eye_t = torch.as_tensor(eye, dtype=torch.get_default_dtype())
+    eye_t = torch.as_tensor(eye)
     dev = eye_t.device
     dtype = eye_t.dtype if eye_t.is_floating_point() else torch.get_default_dtype()
     eye_t = eye_t.to(dtype)
