@@ -143,3 +143,10 @@ def test_rays_cuda_match_cpu():
         b.origins, b.directions, torch.tensor([[-1.0] * 3, [1.0] * 3])
     )
     assert near.device.type == "cuda"
+    # A CPU generator drives CUDA sampling identically to CPU sampling.
+    ra, ia = sample_pixel_rays(cams, 64, 1.0, 5.0, generator=torch.Generator().manual_seed(0))
+    rb, ib = sample_pixel_rays(
+        cams.to("cuda"), 64, 1.0, 5.0, generator=torch.Generator().manual_seed(0)
+    )
+    assert ib.device.type == "cuda" and torch.equal(ia, ib.cpu())
+    assert torch.allclose(ra.directions, rb.directions.cpu(), atol=1e-6)

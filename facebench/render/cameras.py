@@ -298,13 +298,15 @@ def sample_pixel_rays(
     """``n_rays`` rays through uniformly random pixel centres of random cameras.
 
     Returns ``(rays, index)``, ``index`` a LongTensor ``(n_rays, 3)`` of
-    ``(camera, y, x)``. ``generator`` must live on ``cameras.device``.
+    ``(camera, y, x)``. A ``generator`` on another device than the cameras
+    (e.g. a CPU generator for CUDA cameras) draws there and the result moves.
     ``near``/``far`` are floats or ``(n_rays,)`` tensors.
     """
     dev = cameras.device
-    cam = torch.randint(len(cameras), (n_rays,), device=dev, generator=generator)
-    y = torch.randint(cameras.height, (n_rays,), device=dev, generator=generator)
-    x = torch.randint(cameras.width, (n_rays,), device=dev, generator=generator)
+    gdev = generator.device if generator is not None else dev
+    cam = torch.randint(len(cameras), (n_rays,), device=gdev, generator=generator).to(dev)
+    y = torch.randint(cameras.height, (n_rays,), device=gdev, generator=generator).to(dev)
+    x = torch.randint(cameras.width, (n_rays,), device=gdev, generator=generator).to(dev)
     dt = cameras.c2w.dtype
     rays = rays_from_pixels(cameras, cam, x.to(dt) + 0.5, y.to(dt) + 0.5, near, far)
     return rays, torch.stack([cam, y, x], dim=-1)

@@ -90,9 +90,9 @@ class OccupancyGrid(nn.Module):
         for _ in range(max(samples_per_cell, 1)):
             pts = centers
             if jitter:
-                u = torch.rand(
-                    centers.shape, device=centers.device, dtype=centers.dtype, generator=generator
-                )
+                gdev = generator.device if generator is not None else centers.device
+                u = torch.rand(centers.shape, device=gdev, dtype=centers.dtype, generator=generator)
+                u = u.to(centers.device)
                 pts = centers + (u - 0.5) * size
             for code in code_list:
                 for s in range(0, pts.shape[0], chunk):

@@ -1,8 +1,9 @@
 """Sample positions along rays: stratified (coarse) and inverse-CDF importance (fine) sampling.
 
 Both return sorted ray parameters ``t`` of shape ``(R, S)`` (distances along
-unit-length rays). Randomness comes only from ``generator`` (which must live on
-the inputs' device), so a seeded generator makes sampling reproducible.
+unit-length rays). Randomness comes only from ``generator``, so a seeded
+generator makes sampling reproducible; a generator on another device than the
+rays (e.g. a CPU generator with CUDA rays) draws there and the numbers move.
 """
 
 from __future__ import annotations
@@ -20,7 +21,8 @@ def _unit_offsets(
     rows, s = shape
     i = torch.arange(s, device=like.device, dtype=like.dtype)
     if jitter:
-        u = torch.rand(rows, s, device=like.device, dtype=like.dtype, generator=generator)
+        gdev = generator.device if generator is not None else like.device
+        u = torch.rand(rows, s, device=gdev, dtype=like.dtype, generator=generator).to(like.device)
     else:
         u = torch.full((rows, s), 0.5, device=like.device, dtype=like.dtype)
     return (i + u) / s
