@@ -632,6 +632,9 @@ def read_transforms(path: str | Path) -> Scene:
     doc = _read_json(tf_path)
     if not isinstance(doc, dict):
         raise _err(tf_path, "expected a JSON object")
+    model = doc.get("camera_model", "OPENCV")
+    if model not in ("OPENCV", "PINHOLE", "SIMPLE_PINHOLE", "SIMPLE_RADIAL", "RADIAL"):
+        raise _err(tf_path, f"camera_model {model!r} is not supported (use OPENCV or PINHOLE)")
     frames = _key(doc, "frames", tf_path)
     if not isinstance(frames, list) or not frames:
         raise _err(tf_path, "frames must be a non-empty list")

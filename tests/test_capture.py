@@ -273,6 +273,12 @@ def test_broken_transforms_captures(written, tmp_path):
     )
     case("no_frames", lambda o: o.pop("frames"), "transforms.json", "missing key 'frames'")
     case(
+        "fisheye",
+        lambda o: o.__setitem__("camera_model", "OPENCV_FISHEYE"),
+        "transforms.json",
+        "camera_model 'OPENCV_FISHEYE' is not supported",
+    )
+    case(
         "neg_focal",
         lambda o: o["frames"][0].__setitem__("fl_x", -3.0),
         "transforms.json",
