@@ -936,7 +936,8 @@ def scene_morphable(scene: Any, extra: dict[str, Any] | None = None) -> Morphabl
     norm = _capture_normalisation(root)
     m = params.flame_to_world if params.flame_to_world is not None else torch.eye(4)
     params.flame_to_world = norm @ m
-    flame = FlameModel.load(model_path, n_expr=params.expression.shape[-1])
+    n_shape = int(params.shape.numel()) if params.shape is not None else 0
+    flame = FlameModel.load(model_path, n_shape=n_shape, n_expr=params.expression.shape[-1])
     return PlacedFlame(flame, params, frame=0)
 
 

@@ -270,3 +270,44 @@ def test_synthhead_in_head_known_points_and_landmarks():
     lmk = m.landmarks()
     assert lmk.shape == (5, 3)
     assert lmk[0, 0].item() == pytest.approx(-lmk[1, 0].item())  # eyes symmetric in x
+
+
+# ------------------------------------------------------------------------------------------
+# A capture with per-frame FLAME parameters (flame_params.npz)
+
+
+def test_flame_params_file_reorders_by_frame_id_and_places_flame(flame_pickle, tmp_path):
+    import json
+    import types
+
+    from facebench.methods.flame_nerf import scene_expressions
+    from facebench.morphable import PlacedFlame, load_flame_params, scene_morphable
+
+    ids = ["f0", "f1", "f2"]
+    (tmp_path / "dataset.json").write_text(json.dumps({"ids": ids, "train_ids": ids}))
+    (tmp_path / "scene.json").write_text(json.dumps({"scale": 2.0, "center": [0.0, 0.0, 1.0]}))
+    expr = np.array([[0.2, 0, 0], [0.0, 0.1, 0], [0.0, 0, 0.3]], dtype=np.float32)
+    to_world = np.eye(4, dtype=np.float32)
+    to_world[:3, 3] = [0.0, 0.0, 1.0]  # FLAME head at z = 1 in the capture's world
+    np.savez(
+        tmp_path / "flame_params.npz",
+        frame_ids=np.array(["f2", "f0", "f1"]),  # stored out of order
+        expression=expr[[2, 0, 1]],
+        shape=np.zeros(2, dtype=np.float32),
+        flame_to_world=to_world,
+    )
+    params = load_flame_params(tmp_path / "flame_params.npz", ids)
+    np.testing.assert_array_equal(params.expression.numpy(), expr)
+    with pytest.raises(FacebenchError, match="no parameters for frame"):
+        load_flame_params(tmp_path / "flame_params.npz", ["f0", "nope"])
+
+    scene = types.SimpleNamespace(
+        expressions=None, images=torch.zeros(3, 4, 4, 3), meta={"path": str(tmp_path)}
+    )
+    got, names = scene_expressions(scene)
+    assert torch.equal(got, torch.from_numpy(expr)) and names == ("psi0", "psi1", "psi2")
+    model = scene_morphable(scene, {"flame_model": str(flame_pickle)})
+    assert isinstance(model, PlacedFlame)
+    # capture world z=1 is FLAME's origin; facebench normalises (p - center) * scale -> origin
+    pts = torch.tensor([[0.0, 0.0, 0.0], [0.19, 0.0, 0.0], [0.3, 0.0, 0.0]])
+    assert model.in_head(pts).tolist() == [True, True, False]  # octahedron radius 0.1 * 2
