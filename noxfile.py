@@ -76,6 +76,9 @@ def smoke(session: nox.Session) -> None:
         out,
         "--clip",
         "tiny-random",
+        "--no-prepare",
+        "--scene",
+        "synthface:tiny",
     )
     session.run("facebench", "leaderboard", out)
 

@@ -15,6 +15,7 @@ from rich.console import Console
 from rich.table import Table
 
 from facebench import __version__
+from facebench.cli_progress import RichProgress, progress_bars
 from facebench.errors import FacebenchError
 
 try:  # typer >= 0.20 vendors its own copy of click
@@ -134,40 +135,6 @@ def doctor_cmd() -> None:
         console.print(table)
 
 
-class _RichProgress:
-    """Adapts the methods' ``progress(task, done, total)`` callback to rich progress bars."""
-
-    def __init__(self, progress):
-        self.progress = progress
-        self.tasks: dict[str, object] = {}
-
-    def __call__(self, task: str, done: int, total: int) -> None:
-        if task not in self.tasks:
-            self.tasks[task] = self.progress.add_task(task, total=total)
-        self.progress.update(self.tasks[task], completed=done, total=total)
-
-
-def _progress_bars():
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TextColumn,
-        TimeElapsedColumn,
-        TimeRemainingColumn,
-    )
-
-    return Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        TimeRemainingColumn(),
-        console=console,
-        transient=False,
-    )
-
-
 @app.command("run")
 def run_cmd(
     method: str = typer.Option(..., "--method", "-m", help="Registered method name."),
@@ -187,6 +154,9 @@ def run_cmd(
     ),
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or cuda:N."),
     force: bool = typer.Option(False, "--force", help="Recompute rows already in the CSV."),
+    prepare: bool = typer.Option(
+        True, "--prepare/--no-prepare", help="Train SynthCLIP / the recognizer when missing."
+    ),
 ) -> None:
     """Fit a scene, edit it for every prompt, score the renders, append leaderboard rows.
 
@@ -214,9 +184,10 @@ def run_cmd(
         variant=variant,
         force=force,
         device=device,
+        prepare_missing=prepare,
     )
-    with _progress_bars() as bars:
-        summary = run(options, progress=_RichProgress(bars))
+    with progress_bars(console) as bars:
+        summary = run(options, progress=RichProgress(bars))
     _print_summary(summary)
 
 
@@ -261,6 +232,9 @@ def ablate_cmd(
     budget: str = typer.Option("quick", "--budget", help="smoke, quick or full."),
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or cuda:N."),
     force: bool = typer.Option(False, "--force", help="Recompute rows already in the CSV."),
+    prepare: bool = typer.Option(
+        True, "--prepare/--no-prepare", help="Train SynthCLIP / the recognizer when missing."
+    ),
 ) -> None:
     """Run every variant of a method (the full method and its ablations) on the same setup.
 
@@ -276,7 +250,7 @@ def ablate_cmd(
     from facebench.runner import RunOptions, run
 
     variants = list(getattr(METHODS.get(method).obj, "variants", {"full": {}}))
-    with _progress_bars() as bars:
+    with progress_bars(console) as bars:
         summaries = [
             run(
                 RunOptions(
@@ -290,8 +264,9 @@ def ablate_cmd(
                     variant=variant,
                     force=force,
                     device=device,
+                    prepare_missing=prepare,
                 ),
-                progress=_RichProgress(bars),
+                progress=RichProgress(bars),
             )
             for variant in variants
         ]

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from facebench.cli_progress import RichProgress, progress_bars
 from facebench.errors import FacebenchError
 
 prepare_app = typer.Typer(
@@ -30,15 +30,8 @@ class CaptureFormat(str, Enum):
     transforms = "transforms"
 
 
-def _progress() -> Progress:
-    return Progress(
-        TextColumn("[bold]{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        console=console,
-        transient=False,
-    )
+def _progress():
+    return progress_bars(console)
 
 
 @prepare_app.command("synthface")
@@ -117,3 +110,46 @@ def check_cmd(
 
     scene = load_scene(spec)
     typer.echo(scene.summary())
+
+
+@prepare_app.command("synthclip")
+def synthclip_cmd(
+    force: bool = typer.Option(False, "--force", help="Retrain even when a checkpoint is cached."),
+) -> None:
+    """Train SynthCLIP (a small open_clip model on SynthFace renders) and cache it.
+
+    Valid for SynthFace scenes only; not a substitute for CLIP on real photos.
+    About 15 minutes on 2 CPU cores; an interrupted run resumes.
+
+    Examples:
+
+      facebench prepare synthclip
+
+      facebench prepare synthclip --force
+    """
+    from facebench.synthclip import prepare_synthclip
+
+    with _progress() as bars:
+        path = prepare_synthclip(progress=RichProgress(bars), force=force)
+    typer.echo(f"SynthCLIP checkpoint: {path} (quality figures in {path.parent / 'quality.json'})")
+
+
+@prepare_app.command("recognizer")
+def recognizer_cmd(
+    force: bool = typer.Option(False, "--force", help="Retrain even when a checkpoint is cached."),
+) -> None:
+    """Train the SynthFace expression recognizer (action units + emotion) and cache it.
+
+    Used by the expression_r_precision and au_error metrics on SynthFace scenes.
+
+    Examples:
+
+      facebench prepare recognizer
+
+      facebench prepare recognizer --force
+    """
+    from facebench.recognizer import prepare_recognizer
+
+    with _progress() as bars:
+        path = prepare_recognizer(progress=RichProgress(bars), force=force)
+    typer.echo(f"recognizer checkpoint: {path} (quality figures in {path.parent / 'quality.json'})")
