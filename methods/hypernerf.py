@@ -1,0 +1,920 @@
+"""FaceCLIPNeRF's *scene manipulator*: a HyperNeRF-style deformable NeRF over the shared core.
+
+Model (Park et al. 2021, "HyperNeRF"; FaceCLIPNeRF sec. 3.1):
+
+* per-frame **deformation codes** ``w_i`` (``code_dim``) and **appearance codes**
+  ``a_i`` (``appearance_dim``), :class:`torch.nn.Embedding` tables;
+* an **SE(3) deformation field** ``T(x, w)`` (the core's
+  :class:`~facebench.render.deform.SE3Field`) mapping observation-space points into
+  the canonical space, with the Nerfies coarse-to-fine window on its positional
+  encoding (``alpha`` grows linearly over ``warp_anneal`` of the steps);
+* an **ambient slicing network** ``H(x, w)`` giving ``hyper_dim`` hyper-coordinates
+  (2 by default; ``hyper_dim = 0`` turns the model into Nerfies -- deformation only);
+  as in HyperNeRF it reads the *observation-space* point and the code, and its
+  hyper-coordinate encoding has its own window (delayed, then linear);
+* a **template NeRF** taking (canonical position, hyper-coordinates, view
+  direction, appearance code) -> (density, colour).
+
+One latent code per frame drives both the deformation and the slicing network
+(HyperNeRF's default: the ambient network uses the warp embedding), so "the latent
+code" that FaceCLIPNeRF manipulates is ``w``; appearance stays fixed during edits.
+
+The deformation and slicing MLPs are Lipschitz-regularised (the core's
+:class:`~facebench.render.lipschitz.LipschitzLinear`; loss = product of
+``softplus(c)`` per network, weight ``1e-7`` from REFERENCE.md); ``lipschitz=False``
+is the ablation (a different config, so a separately cached manipulator).
+
+Points are normalised into ``[-1, 1]^3`` with the scene's AABB before encoding.
+Rays are clipped to the AABB; an :class:`~facebench.render.occupancy.OccupancyGrid`
+in *observation* space is kept conservative for the deformable field: every update
+takes the maximum density over ``occupancy_codes`` random training frames' codes,
+the grid's decayed memory keeps earlier frames, and ``occupancy_dilation`` cells
+cover codes in between (edits compose codes of observed frames).
+
+The renderer's field interface is ``field(points, dirs)`` with no ray identity (the
+renderer compacts skipped samples), so per-frame conditioning is bound per frame:
+a training step renders a few frames' rays with one ``render_rays`` call each.
+
+Training (:func:`fit_manipulator`) is seeded, deterministic on CPU, reports progress,
+checkpoints every ``checkpoint_every`` steps (model, optimiser, generator state, grid)
+and resumes from the last checkpoint; the fitted model is cached under
+``cache_dir/scene_manipulator/<scene key>/<config hash>/`` and loaded with
+``torch.load(weights_only=True)``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import math
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from facebench.method import RunContext, config_hash
+from facebench.render import (
+    Cameras,
+    OccupancyGrid,
+    PositionalEncoding,
+    RayBundle,
+    RenderConfig,
+    make_mlp,
+    near_far_from_aabb,
+    render_rays,
+    sample_pixel_rays,
+)
+from facebench.render.deform import SE3Field
+from facebench.render.encoding import linear_window
+from facebench.render.lipschitz import lipschitz_loss
+
+__all__ = [
+    "ManipulatorConfig",
+    "SceneManipulator",
+    "ToyScene",
+    "fit_manipulator",
+    "frame_code",
+    "make_toy_scene",
+    "load_or_fit_manipulator",
+    "manipulator_preset",
+    "neutral_frame",
+    "psnr",
+    "render_cameras",
+    "render_field",
+    "scene_key",
+]
+
+CodeFn = Callable[[Tensor], Tensor]
+"""Position-conditional code: normalised observation points ``(P, 3)`` -> codes ``(P, C)``."""
+
+
+# --------------------------------------------------------------------------- config
+
+
+@dataclass
+class ManipulatorConfig:
+    """Scene-manipulator architecture, sampling and training settings.
+
+    Defaults are the CPU-practical ``quick`` preset; :func:`manipulator_preset`
+    gives ``smoke`` (seconds) and ``full`` (HyperNeRF-sized networks, 64 + 64
+    samples, long schedule -- for a GPU).
+    """
+
+    # latent codes
+    code_dim: int = 8
+    appearance_dim: int = 4
+    code_init_std: float = 0.05
+    # deformation field (SE(3), Lipschitz)
+    warp_freqs: int = 6
+    warp_hidden: int = 64
+    warp_depth: int = 4
+    warp_anneal: float = 0.5  # fraction of the steps over which the warp window opens
+    # ambient slicing network (hyper_dim = 0: Nerfies, no slicing)
+    hyper_dim: int = 2
+    slice_freqs: int = 6
+    slice_hidden: int = 64
+    slice_depth: int = 4
+    hyper_freqs: int = 1
+    hyper_anneal_start: float = 0.1
+    hyper_anneal: float = 0.4
+    # Lipschitz regularisation of the deformation and slicing MLPs
+    lipschitz: bool = True
+    lipschitz_weight: float = 1e-7
+    # template NeRF
+    pos_freqs: int = 8
+    view_freqs: int = 2
+    use_viewdirs: bool = True
+    hidden: int = 96
+    depth: int = 5
+    skips: tuple[int, ...] = (3,)
+    rgb_hidden: int = 48
+    # sampling (one field serves both passes; coarse evaluations are reused)
+    n_coarse: int = 48
+    n_fine: int = 32
+    early_stop: float = 1e-3
+    chunk: int = 8192
+    # occupancy grid (observation space; 0 disables)
+    occupancy_resolution: int = 48
+    occupancy_threshold: float = 0.5
+    occupancy_every: int = 100
+    occupancy_warmup: int = 200
+    occupancy_codes: int = 6
+    occupancy_dilation: int = 1
+    # training
+    steps: int = 4000
+    frames_per_step: int = 4
+    rays_per_frame: int = 256
+    lr: float = 3e-3
+    lr_final: float = 2e-4
+    code_lr_scale: float = 1.0
+    coarse_loss_weight: float = 0.5
+    seed: int = 0
+    checkpoint_every: int = 250
+    eval_every: int = 0  # 0: only at the end
+    eval_frames: int = 8  # held-out frames scored at the end (0: all)
+
+
+def manipulator_preset(budget: str) -> ManipulatorConfig:
+    """The manipulator config for a budget: ``smoke``, ``quick`` (default) or ``full``."""
+    if budget == "quick":
+        return ManipulatorConfig()
+    if budget == "smoke":
+        return ManipulatorConfig(
+            code_dim=4,
+            appearance_dim=2,
+            warp_freqs=4,
+            warp_hidden=32,
+            warp_depth=2,
+            slice_freqs=4,
+            slice_hidden=32,
+            slice_depth=2,
+            pos_freqs=6,
+            view_freqs=0,
+            use_viewdirs=False,
+            hidden=48,
+            depth=3,
+            skips=(),
+            rgb_hidden=32,
+            n_coarse=24,
+            n_fine=8,
+            occupancy_resolution=24,
+            occupancy_every=20,
+            occupancy_warmup=20,
+            occupancy_codes=3,
+            steps=40,
+            frames_per_step=2,
+            rays_per_frame=128,
+            lr=5e-3,
+            lr_final=1e-3,
+            checkpoint_every=20,
+            eval_frames=2,
+        )
+    if budget == "full":
+        # HyperNeRF-sized networks (8x256 template, 6x128 warp, 6x64 slicing), 64 + 64
+        # samples (REFERENCE.md), a long schedule. Meant for a GPU.
+        return ManipulatorConfig(
+            code_dim=8,
+            appearance_dim=8,
+            warp_freqs=8,
+            warp_hidden=128,
+            warp_depth=6,
+            slice_freqs=6,
+            slice_hidden=64,
+            slice_depth=6,
+            pos_freqs=10,
+            view_freqs=4,
+            hidden=256,
+            depth=8,
+            skips=(4,),
+            rgb_hidden=128,
+            n_coarse=64,
+            n_fine=64,
+            early_stop=0.0,
+            chunk=16384,
+            occupancy_resolution=96,
+            occupancy_threshold=0.5,
+            occupancy_every=500,
+            occupancy_warmup=2000,
+            occupancy_codes=16,
+            steps=100_000,
+            frames_per_step=8,
+            rays_per_frame=512,
+            lr=1e-3,
+            lr_final=1e-4,
+            checkpoint_every=2000,
+            eval_frames=0,
+        )
+    raise ValueError(f"unknown budget {budget!r} (smoke, quick, full)")
+
+
+def config_from_dict(d: dict[str, Any]) -> ManipulatorConfig:
+    d = dict(d)
+    d["skips"] = tuple(d.get("skips", ()))
+    return ManipulatorConfig(**d)
+
+
+# --------------------------------------------------------------------------- model
+
+
+def _small_init(layer: nn.Linear, scale: float = 1e-4) -> None:
+    nn.init.uniform_(layer.weight, -scale, scale)
+    nn.init.zeros_(layer.bias)
+
+
+class SceneManipulator(nn.Module):
+    """HyperNeRF-style deformable NeRF with per-frame codes (see the module docstring)."""
+
+    def __init__(self, config: ManipulatorConfig, n_frames: int, aabb: Tensor):
+        super().__init__()
+        c = self.config = config
+        self.n_frames = int(n_frames)
+        aabb = torch.as_tensor(aabb, dtype=torch.float32).reshape(2, 3)
+        self.register_buffer("aabb", aabb.clone())
+        self.register_buffer("center", aabb.mean(0))
+        self.register_buffer("extent", ((aabb[1] - aabb[0]) / 2).max().reshape(()))
+        self.deform_codes = nn.Embedding(self.n_frames, c.code_dim)
+        nn.init.normal_(self.deform_codes.weight, 0.0, c.code_init_std)
+        self.appearance_codes = nn.Embedding(self.n_frames, max(c.appearance_dim, 0))
+        nn.init.normal_(self.appearance_codes.weight, 0.0, c.code_init_std)
+        self.warp = SE3Field(
+            c.code_dim,
+            n_freqs=c.warp_freqs,
+            hidden=c.warp_hidden,
+            depth=c.warp_depth,
+            skips=(),
+            lipschitz=c.lipschitz,
+        )
+        self.slicer: nn.Module | None = None
+        self.hyper_enc: PositionalEncoding | None = None
+        hyper_in = 0
+        if c.hyper_dim > 0:
+            self.slice_enc = PositionalEncoding(c.slice_freqs)
+            self.slicer = make_mlp(
+                self.slice_enc.out_dim + c.code_dim,
+                c.slice_hidden,
+                c.slice_depth,
+                c.hyper_dim,
+                lipschitz=c.lipschitz,
+            )
+            # hyper-coordinates start near 0 (HyperNeRF initialises the sheet output tiny)
+            _small_init(self.slicer.out, 1e-5)
+            self.hyper_enc = PositionalEncoding(c.hyper_freqs, in_dim=c.hyper_dim)
+            hyper_in = self.hyper_enc.out_dim
+        self.pos_enc = PositionalEncoding(c.pos_freqs)
+        self.view_enc = PositionalEncoding(c.view_freqs) if c.use_viewdirs else None
+        self.trunk = make_mlp(
+            self.pos_enc.out_dim + hyper_in, c.hidden, c.depth, c.hidden + 1, skips=c.skips
+        )
+        head_in = c.hidden + c.appearance_dim
+        head_in += self.view_enc.out_dim if self.view_enc is not None else 0
+        self.rgb_head = make_mlp(head_in, c.rgb_hidden, 1, 3)
+        # coarse-to-fine windows (set by the trainer; buffers so checkpoints carry them)
+        self.register_buffer("warp_alpha", torch.tensor(float(c.warp_freqs)))
+        self.register_buffer("hyper_alpha", torch.tensor(float(c.hyper_freqs)))
+
+    # -- coordinates and schedules -----------------------------------------------------------
+    def normalize(self, points: Tensor) -> Tensor:
+        """World points -> the model's normalised frame (AABB centre at 0, longest half-side 1)."""
+        return (points - self.center) / self.extent
+
+    def set_step(self, step: int, total: int) -> None:
+        """Set the coarse-to-fine windows for training step ``step`` of ``total``."""
+        c = self.config
+        self.warp_alpha.fill_(linear_window(step, int(round(c.warp_anneal * total)), c.warp_freqs))
+        start = int(round(c.hyper_anneal_start * total))
+        self.hyper_alpha.fill_(
+            linear_window(step - start, int(round(c.hyper_anneal * total)), c.hyper_freqs)
+        )
+
+    def finish_schedule(self) -> None:
+        """Open every window (the state of a fully trained model)."""
+        self.warp_alpha.fill_(float(self.config.warp_freqs))
+        self.hyper_alpha.fill_(float(self.config.hyper_freqs))
+
+    # -- field ---------------------------------------------------------------------------------
+    def canonical(self, xn: Tensor, code: Tensor) -> tuple[Tensor, Tensor | None]:
+        """Warp normalised observation points with ``code`` ``(P, C)`` or ``(C,)``.
+
+        Returns canonical points ``(P, 3)`` and hyper-coordinates ``(P, hyper_dim)``
+        (None without the slicing network).
+        """
+        xc = self.warp(xn, code, self.warp_alpha)
+        hyper = None
+        if self.slicer is not None:
+            code_p = code.expand(xn.shape[0], -1) if code.dim() == 1 else code
+            hyper = self.slicer(torch.cat([self.slice_enc(xn), code_p], dim=-1))
+        return xc, hyper
+
+    def _trunk(self, xc: Tensor, hyper: Tensor | None) -> Tensor:
+        feats = [self.pos_enc(xc)]
+        if hyper is not None and self.hyper_enc is not None:
+            feats.append(self.hyper_enc(hyper, self.hyper_alpha))
+        return self.trunk(torch.cat(feats, dim=-1))
+
+    def query(
+        self,
+        points: Tensor,
+        directions: Tensor,
+        code: Tensor | CodeFn,
+        appearance: Tensor,
+    ) -> tuple[Tensor, Tensor]:
+        """``(sigma (P,), rgb (P, 3))`` at world ``points``.
+
+        ``code`` is a latent code ``(C,)``, per-point codes ``(P, C)`` or a callable
+        mapping normalised points to per-point codes (PAC). ``appearance`` is ``(A,)``.
+        """
+        xn = self.normalize(points)
+        code_v = code(xn) if callable(code) else code
+        xc, hyper = self.canonical(xn, code_v)
+        h = self._trunk(xc, hyper)
+        sigma = nn.functional.softplus(h[:, 0] - 1.0)
+        feats = [h[:, 1:]]
+        if self.view_enc is not None:
+            feats.append(self.view_enc(directions))
+        if self.config.appearance_dim > 0:
+            feats.append(appearance.to(h.dtype).expand(h.shape[0], -1))
+        rgb = torch.sigmoid(self.rgb_head(torch.cat(feats, dim=-1)))
+        return sigma, rgb
+
+    def density(self, points: Tensor, code: Tensor | CodeFn) -> Tensor:
+        """Density ``(P,)`` only (occupancy updates)."""
+        xn = self.normalize(points)
+        code_v = code(xn) if callable(code) else code
+        xc, hyper = self.canonical(xn, code_v)
+        return nn.functional.softplus(self._trunk(xc, hyper)[:, 0] - 1.0)
+
+    def field(
+        self, code: Tensor | CodeFn, appearance: Tensor
+    ) -> Callable[[Tensor, Tensor], tuple[Tensor, Tensor]]:
+        """A core ``field(points, directions)`` for one code (or code function) and appearance."""
+
+        def _field(points: Tensor, directions: Tensor) -> tuple[Tensor, Tensor]:
+            return self.query(points, directions, code, appearance)
+
+        return _field
+
+    def frame_field(self, frame: int) -> Callable[[Tensor, Tensor], tuple[Tensor, Tensor]]:
+        """The field of training frame ``frame`` (its deformation and appearance codes)."""
+        return self.field(self.deform_codes.weight[frame], self.appearance_codes.weight[frame])
+
+    def regularizer(self) -> Tensor:
+        """Lipschitz loss of the deformation and slicing networks (0 when disabled)."""
+        if not self.config.lipschitz:
+            return self.aabb.new_zeros(())
+        loss = lipschitz_loss(self.warp)
+        if self.slicer is not None:
+            loss = loss + lipschitz_loss(self.slicer)
+        return loss
+
+
+# --------------------------------------------------------------------------- scene helpers
+
+
+def psnr(a: Tensor, b: Tensor) -> float:
+    """PSNR in dB of images in [0, 1]."""
+    mse = float((a.float() - b.float()).pow(2).mean())
+    return float("inf") if mse == 0 else -10.0 * math.log10(mse)
+
+
+def _ids(x: Any) -> list[int]:
+    if x is None:
+        return []
+    if isinstance(x, Tensor):
+        return [int(v) for v in x.reshape(-1).tolist()]
+    return [int(v) for v in x]
+
+
+def train_ids(scene: Any) -> list[int]:
+    ids = _ids(getattr(scene, "train_ids", None))
+    return ids or list(range(int(scene.images.shape[0])))
+
+
+def val_ids(scene: Any) -> list[int]:
+    return _ids(getattr(scene, "val_ids", None))
+
+
+def code_ids(scene: Any) -> list[int]:
+    """Per-frame latent-code index (``warp_ids``/``time_ids`` when the scene has them)."""
+    n = int(scene.images.shape[0])
+    for name in ("warp_ids", "code_ids", "time_ids"):
+        ids = _ids(getattr(scene, name, None))
+        if len(ids) == n:
+            return ids
+    return list(range(n))
+
+
+def neutral_frame(scene: Any) -> int:
+    """The scene's neutral frame: ``scene.neutral_id``, else the first training frame
+    (then any frame) whose expression vector is all zeros, else the first training frame."""
+    nid = getattr(scene, "neutral_id", None)
+    if nid is not None:
+        return int(nid)
+    tr = train_ids(scene)
+    expr = getattr(scene, "expressions", None)
+    if expr is not None:
+        expr = torch.as_tensor(expr)
+        zero = (expr.abs().reshape(expr.shape[0], -1).amax(-1) == 0).nonzero().reshape(-1).tolist()
+        for f in tr:
+            if f in zero:
+                return f
+        if zero:
+            return int(zero[0])
+    return tr[0] if tr else 0
+
+
+def scene_aabb(scene: Any) -> Tensor:
+    aabb = getattr(scene, "aabb", None)
+    if aabb is None:
+        return torch.tensor([[-1.5, -1.5, -1.5], [1.5, 1.5, 1.5]])
+    return torch.as_tensor(aabb, dtype=torch.float32).reshape(2, 3).cpu()
+
+
+def scene_background(scene: Any) -> tuple[float, float, float]:
+    bg = getattr(scene, "background", None)
+    if bg is None:
+        return (1.0, 1.0, 1.0)
+    if isinstance(bg, int | float):
+        return (float(bg),) * 3
+    t = torch.as_tensor(bg, dtype=torch.float32).reshape(-1).tolist()
+    return (t[0], t[0], t[0]) if len(t) == 1 else (t[0], t[1], t[2])
+
+
+def scene_key(scene: Any) -> str:
+    """A short stable id for the scene: its name/spec plus a hash of images and cameras."""
+    h = hashlib.sha256()
+    imgs = scene.images.detach().cpu().contiguous()
+    h.update(str(tuple(imgs.shape)).encode())
+    h.update((imgs.float() * 255).round().to(torch.uint8).numpy().tobytes())
+    h.update(scene.cameras.c2w.detach().cpu().float().contiguous().numpy().tobytes())
+    name = str(getattr(scene, "spec", None) or getattr(scene, "name", None) or "scene")
+    safe = "".join(ch if ch.isalnum() or ch in "-_." else "-" for ch in name)[:40]
+    return f"{safe}-{h.hexdigest()[:10]}"
+
+
+# --------------------------------------------------------------------------- rendering
+
+
+def render_config(config: ManipulatorConfig, jitter: bool, background: Any) -> RenderConfig:
+    return RenderConfig(
+        n_coarse=config.n_coarse,
+        n_fine=config.n_fine,
+        jitter=jitter,
+        background=background,
+        chunk=config.chunk,
+        early_stop=config.early_stop,
+    )
+
+
+def clip_rays(rays: RayBundle, aabb: Tensor) -> RayBundle:
+    rays.near, rays.far, _ = near_far_from_aabb(rays.origins, rays.directions, aabb)
+    return rays
+
+
+def render_field(
+    field: Callable[[Tensor, Tensor], tuple[Tensor, Tensor]],
+    cameras: Cameras,
+    aabb: Tensor,
+    rcfg: RenderConfig,
+    occupancy: OccupancyGrid | None = None,
+    grad: bool = False,
+    extra: Callable[[RayBundle, dict[str, Tensor]], None] | None = None,
+    fine_field: Callable[[Tensor, Tensor], tuple[Tensor, Tensor]] | None = None,
+) -> Tensor:
+    """Render every camera of ``cameras`` through the core renderer: ``(N, H, W, 3)``.
+
+    Rays are clipped to ``aabb``. ``grad=True`` keeps the graph (CLIP-guided edits);
+    ``extra(rays, out)`` sees every chunk's :func:`render_rays` output (e.g. to
+    composite PAC ratios with the same weights).
+    """
+    from facebench.render import generate_rays
+
+    cams = cameras.to(aabb.device)
+    images = []
+    with torch.set_grad_enabled(grad and torch.is_grad_enabled()):
+        for i in range(len(cams)):
+            rays = clip_rays(generate_rays(cams[i], 0.0, 0.0), aabb)
+            parts = []
+            for s in range(0, len(rays), max(rcfg.chunk, 1)):
+                part = rays[s : s + rcfg.chunk]
+                out = render_rays(field, part, rcfg, fine_field=fine_field, occupancy=occupancy)
+                if extra is not None:
+                    extra(part, out)
+                parts.append(out["rgb"])
+            images.append(torch.cat(parts).reshape(cams.height, cams.width, 3))
+    return torch.stack(images)
+
+
+def render_cameras(
+    model: SceneManipulator,
+    cameras: Cameras,
+    code: Tensor | CodeFn,
+    appearance: Tensor,
+    background: Any,
+    occupancy: OccupancyGrid | None = None,
+    rcfg: RenderConfig | None = None,
+    grad: bool = False,
+    extra: Callable[[RayBundle, dict[str, Tensor]], None] | None = None,
+) -> Tensor:
+    """Render every camera with one code (or code function): ``(N, H, W, 3)``."""
+    rcfg = rcfg or render_config(model.config, False, background)
+    field = model.field(code, appearance)
+    return render_field(field, cameras, model.aabb, rcfg, occupancy, grad, extra)
+
+
+# --------------------------------------------------------------------------- training
+
+
+def _atomic_save(obj: Any, path: Path) -> None:
+    tmp = path.with_name(path.name + f".tmp{os.getpid()}")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+def _build(config: ManipulatorConfig, n_frames: int, aabb: Tensor, device: torch.device):
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(config.seed)
+        model = SceneManipulator(config, n_frames, aabb).to(device)
+    grid = None
+    if config.occupancy_resolution > 0:
+        grid = OccupancyGrid(aabb, config.occupancy_resolution, config.occupancy_threshold)
+        grid = grid.to(device)
+    return model, grid
+
+
+def _optimizer(model: SceneManipulator, config: ManipulatorConfig) -> torch.optim.Adam:
+    codes = [model.deform_codes.weight, model.appearance_codes.weight]
+    code_ids_ = {id(p) for p in codes}
+    nets = [p for p in model.parameters() if id(p) not in code_ids_]
+    return torch.optim.Adam(
+        [
+            {"params": nets, "lr_scale": 1.0},
+            {"params": codes, "lr_scale": config.code_lr_scale},
+        ],
+        lr=config.lr,
+    )
+
+
+def _lr(config: ManipulatorConfig, step: int) -> float:
+    frac = min(step / max(config.steps, 1), 1.0)
+    return config.lr * (config.lr_final / config.lr) ** frac
+
+
+@torch.no_grad()
+def update_occupancy(
+    model: SceneManipulator,
+    grid: OccupancyGrid,
+    frames: list[int],
+    generator: torch.Generator,
+    dilation: int,
+    codes: list[Tensor] | None = None,
+) -> None:
+    """Conservative update: max density over the codes of ``frames`` (or ``codes``)."""
+    code_list = codes if codes is not None else [model.deform_codes.weight[f] for f in frames]
+    grid.update(
+        lambda p, code: model.density(p, code),
+        codes=code_list,
+        dilation=dilation,
+        generator=generator,
+        chunk=1 << 15,
+    )
+
+
+@dataclass
+class FitResult:
+    model: SceneManipulator
+    occupancy: OccupancyGrid | None
+    metrics: dict[str, float]
+    resumed_from: int = 0
+    loaded: bool = False
+    history: list[dict[str, float]] = dataclasses.field(default_factory=list)
+
+
+def frame_code(model: SceneManipulator, scene: Any, frame: int) -> tuple[Tensor, Tensor]:
+    """``(deformation code, appearance code)`` for ``frame``.
+
+    A training frame uses its own codes. A held-out frame has no trained code: it
+    gets the mean of the codes of the nearest training frames before and after it in
+    capture order (the capture is a video, so neighbours are close in time and
+    expression) -- no test-time optimisation.
+    """
+    cids = code_ids(scene)
+    tr = sorted(set(train_ids(scene)))
+    w_d, w_a = model.deform_codes.weight, model.appearance_codes.weight
+    if frame in tr:
+        return w_d[cids[frame]].detach(), w_a[cids[frame]].detach()
+    before = [f for f in tr if f < frame]
+    after = [f for f in tr if f > frame]
+    near = ([before[-1]] if before else []) + ([after[0]] if after else [])
+    idx = torch.tensor([cids[f] for f in near], device=w_d.device)
+    return w_d[idx].mean(0).detach(), w_a[idx].mean(0).detach()
+
+
+def evaluate(
+    model: SceneManipulator,
+    scene: Any,
+    frames: list[int],
+    occupancy: OccupancyGrid | None,
+    background: Any,
+) -> float:
+    """Mean PSNR over ``frames`` rendered at their cameras with :func:`frame_code` codes."""
+    if not frames:
+        return float("nan")
+    vals = []
+    for f in frames:
+        code, app = frame_code(model, scene, f)
+        img = render_cameras(model, scene.cameras[f], code, app, background, occupancy)[0]
+        vals.append(psnr(img.cpu(), scene.images[f].cpu()))
+    return sum(vals) / len(vals)
+
+
+def _eval_frames(scene: Any, n: int) -> list[int]:
+    ids = val_ids(scene)
+    if not ids:
+        return []
+    if n <= 0 or n >= len(ids):
+        return ids
+    step = len(ids) / n
+    return [ids[int(i * step)] for i in range(n)]
+
+
+def fit_manipulator(
+    scene: Any,
+    config: ManipulatorConfig,
+    device: torch.device,
+    ckpt_path: Path | None = None,
+    progress: Callable[[str, int, int], None] | None = None,
+    task: str = "scene manipulator",
+    on_log: Callable[[dict[str, float]], None] | None = None,
+) -> FitResult:
+    """Train a scene manipulator on ``scene`` (resuming from ``ckpt_path`` when present).
+
+    Each step draws ``frames_per_step`` training frames and ``rays_per_frame`` random
+    pixels of each, renders them with jittered samples through the core renderer and
+    minimises the fine + ``coarse_loss_weight`` x coarse MSE plus the Lipschitz loss.
+    The learning rate decays exponentially from ``lr`` to ``lr_final``.
+    """
+    c = config
+    n_frames = int(scene.images.shape[0])
+    aabb = scene_aabb(scene)
+    bg = scene_background(scene)
+    images = scene.images.to(device=device, dtype=torch.float32)
+    cameras = scene.cameras.to(device)
+    tr = train_ids(scene)
+    cids = code_ids(scene)
+    model, grid = _build(c, n_frames, aabb, device)
+    opt = _optimizer(model, c)
+    gen = torch.Generator(device=device).manual_seed(c.seed * 7919 + 17)
+    start = 0
+    history: list[dict[str, float]] = []
+    if ckpt_path is not None and ckpt_path.exists():
+        state = torch.load(ckpt_path, map_location=device, weights_only=True)
+        model.load_state_dict(state["model"])
+        opt.load_state_dict(state["optim"])
+        if grid is not None and state.get("grid") is not None:
+            grid.load_state_dict(state["grid"])
+        gen.set_state(state["generator"].cpu() if device.type == "cpu" else state["generator"])
+        start = int(state["step"])
+        history = list(state.get("history", []))
+    resumed_from = start
+    rcfg = render_config(c, True, bg)
+    tr_t = torch.tensor(tr, device=device)
+    t0 = time.perf_counter()
+    elapsed0 = float(history[-1]["time"]) if history else 0.0
+    every = max(c.steps // 100, 1)
+    for step in range(start, c.steps):
+        model.set_step(step, c.steps)
+        lr = _lr(c, step)
+        for g in opt.param_groups:
+            g["lr"] = lr * g["lr_scale"]
+        if (
+            grid is not None
+            and step >= c.occupancy_warmup
+            and ((step - c.occupancy_warmup) % c.occupancy_every == 0)
+        ):
+            pick = torch.randint(
+                len(tr), (max(c.occupancy_codes, 1),), generator=gen, device=device
+            )
+            update_occupancy(
+                model, grid, [cids[tr[int(i)]] for i in pick], gen, c.occupancy_dilation
+            )
+        occ = grid if (grid is not None and step >= c.occupancy_warmup) else None
+        frames = tr_t[torch.randint(len(tr), (c.frames_per_step,), generator=gen, device=device)]
+        loss_rgb = images.new_zeros(())
+        loss_c = images.new_zeros(())
+        n_evals = 0
+        for f in frames.tolist():
+            rays, index = sample_pixel_rays(cameras[f], c.rays_per_frame, 0.0, 0.0, generator=gen)
+            rays = clip_rays(rays, model.aabb)
+            target = images[f][index[:, 1], index[:, 2]]
+            field = model.frame_field(cids[f])
+            out = render_rays(field, rays, rcfg, occupancy=occ, generator=gen)
+            loss_rgb = loss_rgb + (out["rgb"] - target).pow(2).mean()
+            n_evals += int(out["n_field_evals"])
+            if c.n_fine > 0 and c.coarse_loss_weight > 0:
+                loss_c = loss_c + (out["rgb_coarse"] - target).pow(2).mean()
+        loss_rgb = loss_rgb / len(frames)
+        loss = loss_rgb + c.coarse_loss_weight * loss_c / len(frames)
+        reg = model.regularizer()
+        if c.lipschitz and c.lipschitz_weight > 0:
+            loss = loss + c.lipschitz_weight * reg
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        done = step + 1
+        if done % every == 0 or done == c.steps:
+            mse = float(loss_rgb.detach())
+            history.append(
+                {
+                    "step": done,
+                    "loss": float(loss.detach()),
+                    "psnr": -10 * math.log10(max(mse, 1e-12)),
+                    "time": elapsed0 + time.perf_counter() - t0,
+                    "evals_per_ray": n_evals / (len(frames) * c.rays_per_frame),
+                }
+            )
+            if on_log is not None:
+                on_log(history[-1])
+        if progress is not None:
+            progress(task, done, c.steps)
+        if (
+            ckpt_path is not None
+            and c.checkpoint_every > 0
+            and (done % c.checkpoint_every == 0 and done < c.steps)
+        ):
+            _atomic_save(
+                {
+                    "model": model.state_dict(),
+                    "optim": opt.state_dict(),
+                    "grid": grid.state_dict() if grid is not None else None,
+                    "generator": gen.get_state(),
+                    "step": done,
+                    "history": history,
+                },
+                ckpt_path,
+            )
+    model.finish_schedule()
+    if grid is not None:
+        # final conservative grid over many frames' codes for rendering and edits
+        frames_all = sorted({cids[f] for f in tr})
+        stride = max(len(frames_all) // max(4 * c.occupancy_codes, 1), 1)
+        update_occupancy(model, grid, frames_all[::stride], gen, c.occupancy_dilation)
+    train_time = elapsed0 + time.perf_counter() - t0
+    model.eval()
+    metrics = {
+        "train_time_s": train_time,
+        "steps": float(c.steps),
+        "train_psnr_last": history[-1]["psnr"] if history else float("nan"),
+    }
+    t1 = time.perf_counter()
+    metrics["val_psnr"] = evaluate(model, scene, _eval_frames(scene, c.eval_frames), grid, bg)
+    metrics["eval_time_s"] = time.perf_counter() - t1
+    if grid is not None:
+        metrics["occupied_fraction"] = float(grid.occupied_fraction())
+    return FitResult(model, grid, metrics, resumed_from=resumed_from, history=history)
+
+
+def cache_paths(root: Path, scene: Any, config: ManipulatorConfig) -> tuple[Path, Path, Path]:
+    """``(directory, model file, checkpoint file)`` of the cached manipulator."""
+    d = Path(root) / "scene_manipulator" / scene_key(scene) / config_hash(config)
+    return d, d / "model.pt", d / "checkpoint.pt"
+
+
+def load_or_fit_manipulator(scene: Any, config: ManipulatorConfig, ctx: RunContext) -> FitResult:
+    """The cached manipulator for (scene, config), training it (resumably) when absent.
+
+    ``ctx.force`` retrains from scratch. The model file holds only tensors, numbers and
+    strings and is loaded with ``weights_only=True``.
+    """
+    device = torch.device(ctx.device)
+    d, model_path, ckpt_path = cache_paths(ctx.cache_dir, scene, config)
+    if ctx.force:
+        for p in (model_path, ckpt_path):
+            if p.exists():
+                p.unlink()
+    if model_path.exists():
+        state = torch.load(model_path, map_location=device, weights_only=True)
+        model, grid = _build(config, int(state["n_frames"]), state["model"]["aabb"].cpu(), device)
+        model.load_state_dict(state["model"])
+        if grid is not None and state.get("grid") is not None:
+            grid.load_state_dict(state["grid"])
+        model.eval()
+        return FitResult(model, grid, dict(state.get("metrics", {})), loaded=True)
+    d.mkdir(parents=True, exist_ok=True)
+    (d / "config.json").write_text(json.dumps(dataclasses.asdict(config), indent=2))
+    res = fit_manipulator(scene, config, device, ckpt_path, ctx.progress)
+    _atomic_save(
+        {
+            "model": res.model.state_dict(),
+            "grid": res.occupancy.state_dict() if res.occupancy is not None else None,
+            "n_frames": res.model.n_frames,
+            "metrics": res.metrics,
+            "config_hash": config_hash(config),
+        },
+        model_path,
+    )
+    (d / "metrics.json").write_text(json.dumps(res.metrics, indent=2))
+    if ckpt_path.exists():
+        ckpt_path.unlink()
+    return res
+
+
+# --------------------------------------------------------------------------- toy scene
+
+
+@dataclass
+class ToyScene:
+    """A minimal scene with the fields the manipulator reads (tests and benchmarks)."""
+
+    images: Tensor
+    cameras: Cameras
+    train_ids: list[int]
+    val_ids: list[int]
+    expressions: Tensor
+    aabb: Tensor
+    near: float
+    far: float
+    background: tuple[float, float, float]
+    eval_cameras: Cameras
+    name: str = "toy"
+    au_names: tuple[str, ...] = ("shift", "nose")
+
+
+def make_toy_scene(
+    n_frames: int = 12, size: int = 16, n_val: int = 2, device: str | torch.device = "cpu"
+) -> ToyScene:
+    """A deforming analytic head (:class:`facebench.render.analytic.HeadField`) seen by an arc
+    of cameras: frame ``i`` shifts the head sideways and moves its nose (two "expression"
+    parameters, frame 0 neutral). Every ``n_frames // n_val``-th frame after 0 is held out."""
+    from facebench.render import orbit_cameras, render_image
+    from facebench.render.analytic import HeadField
+
+    cams = orbit_cameras(
+        n_frames, 4.0, size, size, fov_y_deg=34.0, azimuth_range_deg=(-30.0, 30.0), endpoint=True
+    )
+    order = torch.randperm(n_frames, generator=torch.Generator().manual_seed(1))
+    cams = cams[order]
+    t = torch.arange(n_frames, dtype=torch.float32)
+    expr = torch.stack([0.5 * (1 + torch.sin(1.3 * t)), 0.5 * (1 + torch.cos(0.7 * t))], -1)
+    expr[0] = 0.0
+    aabb = torch.tensor([[-1.3, -1.3, -1.3], [1.3, 1.3, 1.3]])
+    rcfg = RenderConfig(n_coarse=96, n_fine=0, background=(1.0, 1.0, 1.0), chunk=8192)
+    images = []
+    for i in range(n_frames):
+        shift, nose = float(expr[i, 0]), float(expr[i, 1])
+        head = HeadField(radii=(0.75, 0.95, 0.85), center=(0.2 * shift, 0.0, 0.0), edge=0.05)
+        base = head.sdf
+
+        def sdf(p: Tensor, base=base, nose=nose, shift=shift) -> Tensor:
+            c = torch.tensor([0.2 * shift, -0.2 + 0.25 * nose, 0.85], device=p.device)
+            q = (p - c) / torch.tensor([0.14, 0.14, 0.22], device=p.device)
+            return torch.minimum(base(p), (q.norm(dim=-1) - 1.0) * 0.14)
+
+        head.sdf = sdf  # type: ignore[method-assign]
+        images.append(render_image(head, cams, i, rcfg, aabb=aabb)["rgb"])
+    n_val = max(0, min(n_val, n_frames - 2))
+    val = [int(v) for v in torch.linspace(1, n_frames - 1, n_val).round().tolist()] if n_val else []
+    tr = [i for i in range(n_frames) if i not in val]
+    scene = ToyScene(
+        images=torch.stack(images).clamp(0, 1),
+        cameras=cams,
+        train_ids=tr,
+        val_ids=val,
+        expressions=expr,
+        aabb=aabb,
+        near=2.0,
+        far=6.0,
+        background=(1.0, 1.0, 1.0),
+        eval_cameras=orbit_cameras(
+            3, 4.0, size, size, fov_y_deg=34.0, azimuth_range_deg=(-20.0, 20.0), endpoint=True
+        ),
+    )
+    if str(device) != "cpu":
+        scene.images = scene.images.to(device)
+        scene.cameras = scene.cameras.to(device)
+    return scene

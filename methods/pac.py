@@ -1,0 +1,579 @@
+"""FaceCLIPNeRF (``pac``): anchor codes + the Position-conditional Anchor Compositor (PAC).
+
+Pipeline (Hwang et al., ICCV 2023; the scene manipulator is :mod:`.hypernerf`):
+
+1. :meth:`PACMethod.prepare` fits (or loads from the cache) the scene manipulator on
+   the captured frames and summarises its per-frame latent codes into **anchor codes**
+   (:func:`select_anchors`): the neutral frame's code plus ``n_anchors - 1`` k-means
+   centres (:func:`kmeans`, torch, k-means++ seeded) of the training frames' codes,
+   each snapped to the nearest observed frame code (the paper picks *representative
+   frames'* codes; snapping keeps anchors on codes the manipulator was trained on),
+   or explicit ``anchor_frames``.
+2. :meth:`PACMethod.edit` optimises a :class:`PAC` per prompt: an MLP (depth 6, width
+   64) mapping a 3D position to softmax **composition ratios** over the anchors; the
+   position-conditional code is ``z(x) = sum_k r_k(x) anchor_k``, fed to the
+   deformation and slicing networks at ``x``. Loss: the CLIP loss of renders from
+   random views near the capture's views (:mod:`.clip_edit`) + ``tv_weight`` x the
+   total variation of the *rendered ratio map* (:func:`tv_loss`).
+3. :meth:`PACMethod.render` renders the composed scene (``edit=None``: the neutral frame).
+
+**Where PAC reads positions: observation space.** The code at a point decides how that
+point is deformed into the canonical space, so it has to be known *before* the warp;
+a canonical-space PAC would be circular (the canonical position depends on the code
+being chosen). FaceCLIPNeRF likewise composes per sampled ray point, in observation
+space, and then deforms it. Positions are the manipulator's normalised coordinates.
+
+**TV loss.** The ratios are composited along each ray with the renderer's (detached)
+sample weights and normalised by opacity, giving a ``K``-channel ratio image at the
+CLIP render's resolution; the loss is the mean squared difference of horizontally and
+vertically neighbouring pixels, over pixel pairs whose opacity both exceed
+``tv_min_opacity``. It is exactly 0 for spatially constant ratios. Weights are
+detached so the TV term smooths the ratios rather than moving geometry.
+
+Variants: ``full``; ``no-lipschitz`` (manipulator trained without the Lipschitz
+loss/layers, cached separately); ``no-tv`` (``tv_weight = 0``); ``single-code``
+(one latent code optimised instead of PAC: the HyperNeRF+I procedure). The
+``hypernerf-i`` and ``nerfies-i`` baselines (:mod:`.baselines`) reuse this class.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import time
+import zlib
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from facebench.method import RunContext, apply_overrides
+from facebench.registry import register_method
+from facebench.render import Cameras, OccupancyGrid, PositionalEncoding, RayBundle, make_mlp
+
+from .clip_edit import EditConfig, clip_optimize, edit_preset
+from .hypernerf import (
+    ManipulatorConfig,
+    SceneManipulator,
+    code_ids,
+    load_or_fit_manipulator,
+    manipulator_preset,
+    neutral_frame,
+    render_cameras,
+    render_config,
+    scene_background,
+    train_ids,
+)
+
+__all__ = [
+    "PAC",
+    "ManipulatorEdit",
+    "PACConfig",
+    "PACMethod",
+    "apply_nested",
+    "kmeans",
+    "pac_preset",
+    "select_anchors",
+    "tv_loss",
+]
+
+
+# --------------------------------------------------------------------------- k-means / anchors
+
+
+def kmeans(
+    x: Tensor, k: int, generator: torch.Generator | None = None, iters: int = 50
+) -> tuple[Tensor, Tensor]:
+    """Lloyd's k-means with k-means++ initialisation drawn from ``generator`` (CPU).
+
+    ``x`` is ``(N, D)``. Returns ``(centres (k, D), labels (N,))``. Deterministic for a
+    seeded generator; empty clusters are re-seeded at the point farthest from its centre.
+    """
+    n = x.shape[0]
+    if k <= 0 or n == 0:
+        raise ValueError(f"kmeans needs k >= 1 and points, got k={k}, n={n}")
+    k = min(k, n)
+    xd = x.detach().float()
+    first = int(torch.randint(n, (1,), generator=generator))
+    centres = [xd[first]]
+    d2 = (xd - centres[0]).pow(2).sum(-1)
+    for _ in range(1, k):
+        total = d2.sum()
+        if float(total) <= 0:
+            idx = int(torch.randint(n, (1,), generator=generator))
+        else:
+            u = torch.rand((), generator=generator).to(xd.device) * total
+            idx = int(torch.searchsorted(torch.cumsum(d2, 0), u).clamp_max(n - 1))
+        centres.append(xd[idx])
+        d2 = torch.minimum(d2, (xd - xd[idx]).pow(2).sum(-1))
+    c = torch.stack(centres)
+    labels = torch.zeros(n, dtype=torch.long, device=xd.device)
+    for _ in range(iters):
+        dist = torch.cdist(xd, c)
+        labels = dist.argmin(-1)
+        new = torch.zeros_like(c).index_add_(0, labels, xd)
+        counts = torch.bincount(labels, minlength=k).to(xd.dtype)
+        empty = counts == 0
+        new = new / counts.clamp_min(1)[:, None]
+        if bool(empty.any()):
+            far = dist.gather(1, labels[:, None])[:, 0]
+            for j in empty.nonzero().reshape(-1).tolist():
+                i = int(far.argmax())
+                new[j] = xd[i]
+                far[i] = -1
+        if torch.allclose(new, c):
+            c = new
+            break
+        c = new
+    labels = torch.cdist(xd, c).argmin(-1)
+    return c, labels
+
+
+def select_anchors(
+    codes: Tensor,
+    frames: list[int],
+    k: int,
+    neutral: int | None = None,
+    explicit: tuple[int, ...] | list[int] = (),
+    snap: bool = True,
+    generator: torch.Generator | None = None,
+    iters: int = 50,
+) -> tuple[Tensor, list[int]]:
+    """Anchor codes ``(K, C)`` and the frame each came from (-1: an unsnapped centre).
+
+    ``codes`` is the per-frame code table, ``frames`` the candidate (training) frames.
+    With ``explicit`` frame ids those frames' codes are the anchors. Otherwise the
+    neutral frame's code (when given) is anchor 0 and k-means over the candidates'
+    codes gives the rest (snapped to the nearest candidate code when ``snap``).
+    """
+    if explicit:
+        ids = [int(f) for f in explicit]
+        return codes[ids].detach().clone(), ids
+    anchors: list[Tensor] = []
+    ids: list[int] = []
+    if neutral is not None:
+        anchors.append(codes[neutral].detach())
+        ids.append(int(neutral))
+    pool = [f for f in frames if f not in ids]
+    n_more = max(k - len(anchors), 0)
+    if n_more > 0 and pool:
+        x = codes[pool].detach()
+        centres, _ = kmeans(x, n_more, generator, iters)
+        for cen in centres:
+            if snap:
+                j = int((x - cen).pow(2).sum(-1).argmin())
+                if pool[j] in ids:  # two centres snapped to one frame: keep the centre itself
+                    anchors.append(cen)
+                    ids.append(-1)
+                else:
+                    anchors.append(x[j])
+                    ids.append(pool[j])
+            else:
+                anchors.append(cen)
+                ids.append(-1)
+    return torch.stack(anchors).clone(), ids
+
+
+# --------------------------------------------------------------------------- PAC
+
+
+class PAC(nn.Module):
+    """Position-conditional Anchor Compositor: position -> softmax ratios over anchors.
+
+    ``forward(x)`` maps normalised observation-space points ``(P, 3)`` to composed
+    latent codes ``(P, C)``; :meth:`ratios` gives the ``(P, K)`` ratios. The output
+    layer starts at zero weights with bias ``init_logits``, so the initial ratios are
+    spatially constant (``softmax(init_logits)``).
+    """
+
+    def __init__(
+        self,
+        anchors: Tensor,
+        depth: int = 6,
+        width: int = 64,
+        n_freqs: int = 4,
+        init_logits: Tensor | None = None,
+    ):
+        super().__init__()
+        self.register_buffer("anchors", anchors.detach().clone().float())
+        k = anchors.shape[0]
+        self.enc = PositionalEncoding(n_freqs)
+        self.mlp = make_mlp(self.enc.out_dim, width, depth, k)
+        nn.init.zeros_(self.mlp.out.weight)
+        with torch.no_grad():
+            self.mlp.out.bias.copy_(init_logits if init_logits is not None else torch.zeros(k))
+
+    @property
+    def n_anchors(self) -> int:
+        return self.anchors.shape[0]
+
+    def logits(self, x: Tensor) -> Tensor:
+        return self.mlp(self.enc(x))
+
+    def ratios(self, x: Tensor) -> Tensor:
+        return torch.softmax(self.logits(x), dim=-1)
+
+    def compose(self, ratios: Tensor) -> Tensor:
+        return ratios @ self.anchors.to(ratios.dtype)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.compose(self.ratios(x))
+
+
+def tv_loss(ratio_map: Tensor, valid: Tensor | None = None) -> Tensor:
+    """Total variation of a ``(B, H, W, K)`` ratio image: mean squared neighbour difference.
+
+    Only pixel pairs where ``valid`` ``(B, H, W)`` holds at both pixels count (all when
+    None). Zero for spatially constant maps.
+    """
+    if valid is None:
+        valid = torch.ones(ratio_map.shape[:3], dtype=torch.bool, device=ratio_map.device)
+    dx = (ratio_map[:, :, 1:] - ratio_map[:, :, :-1]).pow(2).sum(-1)
+    mx = (valid[:, :, 1:] & valid[:, :, :-1]).to(ratio_map.dtype)
+    dy = (ratio_map[:, 1:] - ratio_map[:, :-1]).pow(2).sum(-1)
+    my = (valid[:, 1:] & valid[:, :-1]).to(ratio_map.dtype)
+    return (dx * mx).sum() / mx.sum().clamp_min(1) + (dy * my).sum() / my.sum().clamp_min(1)
+
+
+class RatioMap:
+    """Collects the rendered ratio map of a PAC through :func:`render_field`'s ``extra`` hook."""
+
+    def __init__(self, model: SceneManipulator, pac: PAC, min_weight: float = 1e-3):
+        self.model, self.pac, self.min_weight = model, pac, min_weight
+        self.maps: list[Tensor] = []
+        self.opacity: list[Tensor] = []
+
+    def __call__(self, rays: RayBundle, out: dict[str, Tensor]) -> None:
+        w = out["weights"].detach()
+        r, s = w.shape
+        pts = rays.points(out["t"].detach()).reshape(-1, 3)
+        flat = w.reshape(-1)
+        idx = (flat > self.min_weight).nonzero().reshape(-1)
+        ratios = self.pac.ratios(self.model.normalize(pts[idx]))
+        k = self.pac.n_anchors
+        num = ratios.new_zeros(r * s, k).index_copy(0, idx, ratios * flat[idx, None])
+        num = num.reshape(r, s, k).sum(1)
+        opacity = w.sum(-1)
+        self.maps.append(num / opacity.clamp_min(1e-6)[:, None])
+        self.opacity.append(opacity)
+
+    def image(self, n: int, h: int, w: int) -> tuple[Tensor, Tensor]:
+        k = self.pac.n_anchors
+        return torch.cat(self.maps).reshape(n, h, w, k), torch.cat(self.opacity).reshape(n, h, w)
+
+
+# --------------------------------------------------------------------------- config / method
+
+
+@dataclass
+class PACConfig:
+    """Everything that changes a ``pac`` (or ``+I`` baseline) result."""
+
+    manipulator: ManipulatorConfig = field(default_factory=ManipulatorConfig)
+    edit: EditConfig = field(default_factory=EditConfig)
+    mode: str = "pac"  # "pac": PAC over anchors; "single": one latent code (the +I baselines)
+    n_anchors: int = 8
+    anchor_frames: tuple[int, ...] = ()  # explicit anchor frame ids (override k-means)
+    anchor_snap: bool = True
+    include_neutral: bool = True
+    kmeans_iters: int = 50
+    pac_depth: int = 6  # REFERENCE.md: PAC MLP depth 6, width 64
+    pac_width: int = 64
+    pac_freqs: int = 4
+    pac_init_neutral_logit: float = 2.0  # initial ratios favour the neutral anchor
+    tv_weight: float = 100.0  # REFERENCE.md: TV weight on the composition ratios
+    tv_min_opacity: float = 0.5
+
+
+def pac_preset(budget: str) -> PACConfig:
+    """``smoke`` (seconds), ``quick`` (CPU-practical) or ``full`` (the paper's settings)."""
+    cfg = PACConfig(manipulator=manipulator_preset(budget), edit=edit_preset(budget))
+    if budget == "smoke":
+        cfg = dataclasses.replace(cfg, n_anchors=3, pac_depth=2, pac_width=16, pac_freqs=2)
+    return cfg
+
+
+def apply_nested(config: Any, overrides: dict[str, Any]) -> Any:
+    """:func:`facebench.method.apply_overrides` with dotted keys for nested dataclasses
+    (``{"manipulator.lipschitz": False, "tv_weight": 0.0}``)."""
+    top: dict[str, Any] = {}
+    nested: dict[str, dict[str, Any]] = {}
+    for key, value in overrides.items():
+        head, dot, rest = key.partition(".")
+        if dot:
+            nested.setdefault(head, {})[rest] = value
+        else:
+            top[key] = value
+    for head, sub in nested.items():
+        if not hasattr(config, head):
+            raise KeyError(f"unknown config field {head!r} for {type(config).__name__}")
+        top[head] = apply_nested(getattr(config, head), sub)
+    return apply_overrides(config, top)
+
+
+@dataclass
+class ManipulatorEdit:
+    """An edit of the scene manipulator: one code, or a PAC over anchor codes."""
+
+    prompt: str
+    mode: str
+    appearance: Tensor
+    code: Tensor | None = None
+    pac: PAC | None = None
+    occupancy: OccupancyGrid | None = None
+    history: list[dict[str, float]] = field(default_factory=list)
+    time_s: float = 0.0
+    meaningful: bool = True
+
+    def code_fn(self) -> Any:
+        return self.pac if self.pac is not None else self.code
+
+
+def _prompt_offset(prompt: str) -> int:
+    return zlib.crc32(prompt.encode()) & 0x7FFFFFFF
+
+
+class PACMethod:
+    """FaceCLIPNeRF: scene manipulator + anchor codes + PAC optimised with CLIP per prompt."""
+
+    name = "pac"
+    capabilities = ("fit_scene", "edit_text")
+    variants: dict[str, dict[str, Any]] = {
+        "full": {},
+        "no-lipschitz": {"manipulator.lipschitz": False},
+        "no-tv": {"tv_weight": 0.0},
+        "single-code": {"mode": "single"},
+    }
+    base_overrides: dict[str, Any] = {}
+
+    def __init__(
+        self,
+        config: PACConfig | None = None,
+        device: torch.device | str | None = None,
+        variant: str = "full",
+        budget: str = "quick",
+    ):
+        self.config = config or PACConfig()
+        if self.config.mode not in ("pac", "single"):
+            raise ValueError(f"mode must be 'pac' or 'single', got {self.config.mode!r}")
+        self.device = torch.device(device) if device is not None else torch.device("cpu")
+        self.variant, self.budget = variant, budget
+        self.model: SceneManipulator | None = None
+        self.occupancy: OccupancyGrid | None = None
+        self.fit_metrics: dict[str, float] = {}
+        self.anchors: Tensor | None = None
+        self.anchor_frames: list[int] = []
+
+    @classmethod
+    def create(
+        cls, variant: str = "full", budget: str = "quick", device: torch.device | None = None
+    ) -> PACMethod:
+        if variant not in cls.variants:
+            raise KeyError(f"{cls.name}: unknown variant {variant!r}; known: {list(cls.variants)}")
+        cfg = apply_nested(pac_preset(budget), {**cls.base_overrides, **cls.variants[variant]})
+        return cls(cfg, device, variant=variant, budget=budget)
+
+    def config_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self.config)
+        d["method"] = self.name
+        return d
+
+    # -- prepare -----------------------------------------------------------------------------
+    def prepare(self, scene: Any, ctx: RunContext) -> None:
+        """Fit or load the scene manipulator, pick the neutral frame and the anchors."""
+        self.device = torch.device(ctx.device)
+        res = load_or_fit_manipulator(scene, self.config.manipulator, ctx)
+        self.model = res.model.to(self.device).eval().requires_grad_(False)
+        self.occupancy = res.occupancy
+        self.fit_metrics = dict(res.metrics)
+        self.background = scene_background(scene)
+        cids = code_ids(scene)
+        self.neutral_id = neutral_frame(scene)
+        self.neutral_code_id = cids[self.neutral_id]
+        tr = train_ids(scene)
+        self.train_cameras: Cameras = scene.cameras[torch.tensor(tr)].to(self.device)
+        codes = self.model.deform_codes.weight.detach()
+        gen = torch.Generator().manual_seed(self.config.manipulator.seed * 31 + 5)
+        explicit = tuple(cids[f] for f in self.config.anchor_frames)
+        self.anchors, self.anchor_frames = select_anchors(
+            codes,
+            sorted({cids[f] for f in tr}),
+            self.config.n_anchors,
+            neutral=self.neutral_code_id if self.config.include_neutral else None,
+            explicit=explicit,
+            snap=self.config.anchor_snap,
+            generator=gen,
+            iters=self.config.kmeans_iters,
+        )
+
+    def _require(self) -> SceneManipulator:
+        if self.model is None:
+            raise RuntimeError(f"{self.name}: call prepare(scene, ctx) before edit/render")
+        return self.model
+
+    @property
+    def neutral_code(self) -> Tensor:
+        return self._require().deform_codes.weight[self.neutral_code_id].detach()
+
+    @property
+    def neutral_appearance(self) -> Tensor:
+        return self._require().appearance_codes.weight[self.neutral_code_id].detach()
+
+    # -- edit --------------------------------------------------------------------------------
+    def make_pac(self, seed_offset: int = 0) -> PAC:
+        cfg = self.config
+        assert self.anchors is not None
+        logits = torch.zeros(self.anchors.shape[0])
+        if cfg.include_neutral and not cfg.anchor_frames:
+            logits[0] = cfg.pac_init_neutral_logit
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed_offset)
+            pac = PAC(self.anchors.cpu(), cfg.pac_depth, cfg.pac_width, cfg.pac_freqs, logits)
+        return pac.to(self.device)
+
+    def edit(self, prompt: str, clip: Any, ctx: RunContext) -> ManipulatorEdit:
+        """Optimise a PAC (or one code) so renders match ``prompt`` under ``clip``."""
+        model = self._require()
+        cfg, ecfg = self.config, self.config.edit
+        t0 = time.perf_counter()
+        offset = _prompt_offset(prompt)
+        gen = ctx.generator(offset)
+        rcfg = dataclasses.replace(
+            render_config(model.config, False, self.background),
+            n_coarse=ecfg.n_coarse,
+            n_fine=ecfg.n_fine,
+            early_stop=ecfg.early_stop,
+            chunk=ecfg.chunk,
+        )
+        appearance = self.neutral_appearance
+        pac: PAC | None = None
+        code: Tensor | None = None
+        if cfg.mode == "pac":
+            pac = self.make_pac(ctx.seed * 1_000_003 + offset)
+            params = list(pac.parameters())
+
+            def render_fn(cams: Cameras) -> tuple[Tensor, dict[str, Tensor]]:
+                collector = RatioMap(model, pac) if cfg.tv_weight > 0 else None
+                imgs = render_cameras(
+                    model,
+                    cams,
+                    pac,
+                    appearance,
+                    self.background,
+                    self.occupancy,
+                    rcfg,
+                    grad=True,
+                    extra=collector,
+                )
+                regs: dict[str, Tensor] = {}
+                if collector is not None:
+                    rmap, opacity = collector.image(len(cams), cams.height, cams.width)
+                    regs["tv"] = cfg.tv_weight * tv_loss(rmap, opacity > cfg.tv_min_opacity)
+                return imgs, regs
+
+        else:
+            code = nn.Parameter(self.neutral_code.clone())
+            params = [code]
+
+            def render_fn(cams: Cameras) -> tuple[Tensor, dict[str, Tensor]]:
+                imgs = render_cameras(
+                    model,
+                    cams,
+                    code,
+                    appearance,
+                    self.background,
+                    self.occupancy,
+                    rcfg,
+                    grad=True,
+                )
+                return imgs, {}
+
+        def source_fn(cams: Cameras) -> Tensor:
+            return render_cameras(
+                model, cams, self.neutral_code, appearance, self.background, self.occupancy, rcfg
+            )
+
+        history = clip_optimize(
+            params,
+            render_fn,
+            clip,
+            prompt,
+            self.train_cameras,
+            model.center,
+            ecfg,
+            gen,
+            progress=ctx.progress,
+            task=f"{self.name} edit",
+            source_fn=source_fn,
+        )
+        if pac is not None:
+            pac.requires_grad_(False).eval()
+        code_final = code.detach().clone() if code is not None else None
+        occ = self._edit_occupancy(pac if pac is not None else code_final, gen)
+        return ManipulatorEdit(
+            prompt=prompt,
+            mode=cfg.mode,
+            appearance=appearance,
+            code=code_final,
+            pac=pac,
+            occupancy=occ,
+            history=history,
+            time_s=time.perf_counter() - t0,
+            meaningful=bool(getattr(clip, "meaningful", True)),
+        )
+
+    def _edit_occupancy(self, code: Any, gen: torch.Generator) -> OccupancyGrid | None:
+        """The scene grid united (no decay) with the density of the edited code(s)."""
+        if self.occupancy is None:
+            return None
+        grid = copy.deepcopy(self.occupancy)
+        dev_gen = torch.Generator(device=self.device).manual_seed(
+            int(torch.randint(2**31, (1,), generator=gen))
+        )
+        with torch.no_grad():
+            grid.update(
+                lambda p, c: self._require().density(p, c),
+                codes=[code],
+                decay=1.0,
+                dilation=self.config.manipulator.occupancy_dilation,
+                generator=dev_gen,
+                chunk=1 << 15,
+            )
+        # the update re-thresholds the (max-merged) density; keep every cell that was occupied
+        grid.mask |= self.occupancy.mask
+        return grid
+
+    # -- render ------------------------------------------------------------------------------
+    @torch.no_grad()
+    def render(self, cameras: Cameras, edit: ManipulatorEdit | None = None) -> Tensor:
+        """``(N, H, W, 3)`` renders of ``cameras``: the edit, or the neutral frame when None."""
+        model = self._require()
+        if edit is None:
+            code: Any = self.neutral_code
+            appearance, occ = self.neutral_appearance, self.occupancy
+        else:
+            code, appearance, occ = edit.code_fn(), edit.appearance, edit.occupancy
+        out = render_cameras(model, cameras, code, appearance, self.background, occ)
+        return out.clamp(0, 1)
+
+    def ratio_images(self, cameras: Cameras, edit: ManipulatorEdit) -> Tensor:
+        """Rendered PAC ratio maps ``(N, H, W, K)`` of an edit (for figures and tests)."""
+        model = self._require()
+        if edit.pac is None:
+            raise ValueError("ratio_images needs a PAC edit")
+        collector = RatioMap(model, edit.pac)
+        with torch.no_grad():
+            render_cameras(
+                model,
+                cameras,
+                edit.pac,
+                edit.appearance,
+                self.background,
+                edit.occupancy,
+                extra=collector,
+            )
+        return collector.image(len(cameras), cameras.height, cameras.width)[0]
+
+
+register_method("pac", capabilities=PACMethod.capabilities)(PACMethod)

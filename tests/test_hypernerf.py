@@ -1,0 +1,198 @@
+"""Scene manipulator (methods/hypernerf.py): fitting, codes, caching, determinism, resume."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+import torch
+
+from facebench.method import RunContext
+from facebench.methods.hypernerf import (
+    ManipulatorConfig,
+    SceneManipulator,
+    cache_paths,
+    fit_manipulator,
+    frame_code,
+    load_or_fit_manipulator,
+    make_toy_scene,
+    manipulator_preset,
+    neutral_frame,
+    psnr,
+    render_cameras,
+)
+from facebench.render import RenderConfig, render_rays, sample_pixel_rays
+from facebench.render.lipschitz import LipschitzLinear
+
+CPU = torch.device("cpu")
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """Tiny workloads: one intra-op thread avoids oversubscription on shared CPUs."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+@pytest.fixture(scope="module")
+def toy():
+    return make_toy_scene(n_frames=8, size=12, n_val=1)
+
+
+def tiny_config(**kw) -> ManipulatorConfig:
+    base = dataclasses.replace(manipulator_preset("smoke"), occupancy_resolution=0, steps=6)
+    return dataclasses.replace(base, **kw)
+
+
+@pytest.fixture(scope="module")
+def fitted(toy):
+    cfg = tiny_config(
+        steps=120,
+        frames_per_step=3,
+        rays_per_frame=96,
+        occupancy_resolution=16,
+        occupancy_warmup=60,
+        occupancy_every=30,
+        occupancy_threshold=0.1,
+        lr=1e-2,
+        lr_final=2e-3,
+        eval_frames=0,
+    )
+    return fit_manipulator(toy, cfg, CPU)
+
+
+def test_manipulator_loss_falls_and_fits_toy_scene(toy, fitted):
+    hist = fitted.history
+    assert hist[-1]["loss"] < 0.5 * hist[0]["loss"]
+    m = fitted.model
+    vals = []
+    for f in toy.train_ids:
+        code, app = frame_code(m, toy, f)
+        img = render_cameras(m, toy.cameras[f], code, app, toy.background, fitted.occupancy)[0]
+        vals.append(psnr(img, toy.images[f]))
+    assert sum(vals) / len(vals) > 19.0
+    assert fitted.metrics["val_psnr"] == fitted.metrics["val_psnr"]  # held-out frame scored
+
+
+def test_occupancy_grid_is_conservative(toy, fitted):
+    m, grid = fitted.model, fitted.occupancy
+    assert grid is not None and 0.0 < float(grid.occupied_fraction()) < 1.0
+    f = toy.train_ids[1]
+    code, app = frame_code(m, toy, f)
+    with_grid = render_cameras(m, toy.cameras[f], code, app, toy.background, grid)
+    without = render_cameras(m, toy.cameras[f], code, app, toy.background, None)
+    assert (with_grid - without).abs().max() < 0.05
+
+
+def test_gradients_reach_codes_and_lipschitz_constants(toy):
+    cfg = tiny_config()
+    m = SceneManipulator(cfg, toy.images.shape[0], toy.aabb)
+    gen = torch.Generator().manual_seed(0)
+    rays, index = sample_pixel_rays(toy.cameras[2], 64, 0.0, 0.0, generator=gen)
+    from facebench.methods.hypernerf import clip_rays
+
+    rays = clip_rays(rays, m.aabb)
+    out = render_rays(m.frame_field(2), rays, RenderConfig(16, 8, jitter=False))
+    target = toy.images[2][index[:, 1], index[:, 2]]
+    loss = (out["rgb"] - target).pow(2).mean() + 1e-3 * m.regularizer()
+    loss.backward()
+    g = m.deform_codes.weight.grad
+    assert g[2].abs().sum() > 0 and g[3].abs().sum() == 0
+    assert m.appearance_codes.weight.grad[2].abs().sum() > 0
+    lip = [mod for mod in m.warp.modules() if isinstance(mod, LipschitzLinear)]
+    assert lip and all(layer.c.grad is not None for layer in lip)
+    assert any(isinstance(mod, LipschitzLinear) for mod in m.slicer.modules())
+
+
+def test_switches_lipschitz_and_hyper(toy):
+    off = SceneManipulator(tiny_config(lipschitz=False), 4, toy.aabb)
+    assert not any(isinstance(mod, LipschitzLinear) for mod in off.modules())
+    assert float(off.regularizer()) == 0.0
+    nerfies = SceneManipulator(tiny_config(hyper_dim=0), 4, toy.aabb)
+    assert nerfies.slicer is None
+    sigma, rgb = nerfies.query(
+        torch.zeros(5, 3),
+        torch.ones(5, 3) / 3**0.5,
+        nerfies.deform_codes.weight[0],
+        nerfies.appearance_codes.weight[0],
+    )
+    assert sigma.shape == (5,) and rgb.shape == (5, 3)
+    # the ablation is a different config, hence a separately cached manipulator
+    assert (
+        cache_paths("/c", toy, tiny_config())[0]
+        != cache_paths("/c", toy, tiny_config(lipschitz=False))[0]
+    )
+
+
+def test_neutral_frame_rules(toy):
+    assert neutral_frame(toy) == 0  # frame 0 has an all-zero expression vector
+    ns = dataclasses.replace(toy)
+    ns.expressions = torch.ones_like(toy.expressions)
+    assert neutral_frame(ns) == ns.train_ids[0]
+    ns.neutral_id = 5  # type: ignore[attr-defined]
+    assert neutral_frame(ns) == 5
+
+
+def test_deterministic_for_a_seed(toy):
+    a = fit_manipulator(toy, tiny_config(), CPU).model.state_dict()
+    b = fit_manipulator(toy, tiny_config(), CPU).model.state_dict()
+    c = fit_manipulator(toy, tiny_config(seed=1), CPU).model.state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert not all(torch.equal(a[k], c[k]) for k in a)
+
+
+def test_cache_round_trip_weights_only(toy, tmp_path):
+    cfg = tiny_config(steps=4)
+    ctx = RunContext(device=CPU, cache_dir=tmp_path)
+    first = load_or_fit_manipulator(toy, cfg, ctx)
+    assert not first.loaded
+    _, model_path, ckpt = cache_paths(tmp_path, toy, cfg)
+    assert model_path.exists() and not ckpt.exists()
+    torch.load(model_path, weights_only=True)  # plain tensors / numbers only
+    second = load_or_fit_manipulator(toy, cfg, ctx)
+    assert second.loaded
+    sa, sb = first.model.state_dict(), second.model.state_dict()
+    assert all(torch.equal(sa[k], sb[k]) for k in sa)
+    f = toy.train_ids[0]
+    ca, aa = frame_code(first.model, toy, f)
+    img_a = render_cameras(first.model, toy.cameras[f], ca, aa, toy.background)
+    img_b = render_cameras(second.model, toy.cameras[f], ca, aa, toy.background)
+    assert torch.equal(img_a, img_b)
+
+
+class _Interrupt(Exception):
+    pass
+
+
+def test_resume_after_interrupted_prepare(toy, tmp_path):
+    cfg = tiny_config(
+        steps=10, checkpoint_every=4, occupancy_resolution=12, occupancy_warmup=3, occupancy_every=3
+    )
+    reference = fit_manipulator(toy, cfg, CPU).model.state_dict()
+
+    def stop_at_7(task: str, done: int, total: int) -> None:
+        if done == 7:
+            raise _Interrupt
+
+    ctx = RunContext(device=CPU, cache_dir=tmp_path, progress=stop_at_7)
+    with pytest.raises(_Interrupt):
+        load_or_fit_manipulator(toy, cfg, ctx)
+    _, model_path, ckpt = cache_paths(tmp_path, toy, cfg)
+    assert ckpt.exists() and not model_path.exists()
+    assert torch.load(ckpt, weights_only=True)["step"] == 4
+
+    seen: list[int] = []
+    ctx = RunContext(device=CPU, cache_dir=tmp_path, progress=lambda t, d, n: seen.append(d))
+    res = load_or_fit_manipulator(toy, cfg, ctx)
+    assert res.resumed_from == 4 and seen[0] == 5
+    assert model_path.exists() and not ckpt.exists()
+    state = res.model.state_dict()
+    assert all(torch.allclose(state[k], reference[k], atol=1e-6) for k in reference)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_fit_on_cuda(toy):
+    res = fit_manipulator(toy, tiny_config(steps=3), torch.device("cuda"))
+    assert res.model.deform_codes.weight.is_cuda

@@ -1,0 +1,245 @@
+"""Anchors, PAC, TV loss and the ``pac`` method (methods/pac.py) on a tiny toy scene."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+import torch
+
+from facebench.method import RunContext
+from facebench.methods.clip_edit import perturb_cameras, resize_cameras
+from facebench.methods.hypernerf import cache_paths, make_toy_scene
+from facebench.methods.pac import PAC, PACMethod, apply_nested, kmeans, select_anchors, tv_loss
+
+CPU = torch.device("cpu")
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """Tiny workloads: one intra-op thread avoids oversubscription on shared CPUs."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+# --------------------------------------------------------------------------- k-means / anchors
+
+
+def _blobs(seed: int = 0) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    g = torch.Generator().manual_seed(seed)
+    centres = torch.tensor([[0.0, 0.0, 0.0], [4.0, 0.0, 1.0], [0.0, 5.0, -2.0], [-4.0, -3.0, 3.0]])
+    labels = torch.arange(4).repeat_interleave(25)
+    x = centres[labels] + 0.3 * torch.randn(100, 3, generator=g)
+    perm = torch.randperm(100, generator=g)
+    return x[perm], labels[perm], centres
+
+
+def test_kmeans_recovers_known_clusters():
+    x, truth, centres = _blobs()
+    found, labels = kmeans(x, 4, torch.Generator().manual_seed(3))
+    # each found cluster is exactly one true cluster
+    for k in range(4):
+        assert truth[labels == k].unique().numel() == 1
+    # and the centres match up to order
+    d = torch.cdist(found, centres)
+    assert d.min(dim=1).values.max() < 0.3
+    again, labels2 = kmeans(x, 4, torch.Generator().manual_seed(3))
+    assert torch.equal(found, again) and torch.equal(labels, labels2)
+
+
+def test_select_anchors_neutral_first_snapped_or_explicit():
+    x, _, _ = _blobs()
+    frames = list(range(100))
+    anchors, ids = select_anchors(
+        x, frames, 5, neutral=7, generator=torch.Generator().manual_seed(0)
+    )
+    assert anchors.shape == (5, 3) and ids[0] == 7
+    assert torch.equal(anchors[0], x[7])
+    for a, i in zip(anchors[1:], ids[1:], strict=True):
+        assert i >= 0 and torch.equal(a, x[i])  # snapped to an observed frame code
+    explicit, eids = select_anchors(x, frames, 5, explicit=(3, 9))
+    assert eids == [3, 9] and torch.equal(explicit, x[[3, 9]])
+
+
+# --------------------------------------------------------------------------- PAC / TV
+
+
+def test_pac_ratios_sum_to_one_and_one_hot_gives_anchor():
+    anchors = torch.randn(4, 6)
+    pac = PAC(anchors, depth=3, width=16, n_freqs=2)
+    with torch.no_grad():
+        for p in pac.mlp.parameters():
+            p.normal_(0, 0.5)
+    x = torch.rand(50, 3) * 2 - 1
+    r = pac.ratios(x)
+    assert r.shape == (50, 4) and torch.allclose(r.sum(-1), torch.ones(50), atol=1e-6)
+    assert (r > 0).all()
+    codes = pac(x)
+    assert codes.shape == (50, 6)
+    assert torch.allclose(codes, r @ anchors, atol=1e-6)
+    one_hot = torch.zeros(50, 4)
+    one_hot[:, 2] = 1
+    assert torch.allclose(pac.compose(one_hot), anchors[2].expand(50, -1))
+    # a dominant logit drives the softmax to one-hot and the code to that anchor
+    dominant = PAC(anchors, depth=2, width=8, init_logits=torch.tensor([0.0, 0.0, 0.0, 60.0]))
+    assert torch.allclose(dominant(x), anchors[3].expand(50, -1), atol=1e-5)
+
+
+def test_tv_loss_zero_for_constant_positive_otherwise():
+    const = torch.tensor([0.2, 0.3, 0.5]).expand(2, 8, 8, 3).clone()
+    assert float(tv_loss(const)) == 0.0
+    varied = const.clone()
+    varied[:, :, 4:] = torch.tensor([1.0, 0.0, 0.0])
+    assert float(tv_loss(varied)) > 0.0
+    valid = torch.ones(2, 8, 8, dtype=torch.bool)
+    valid[:, :, 4:] = False  # the edge is between a valid and an invalid pixel: ignored
+    assert float(tv_loss(varied, valid)) == 0.0
+
+
+def test_perturbed_cameras_stay_near_and_resize():
+    scene = make_toy_scene(n_frames=4, size=12, n_val=0)
+    target = torch.zeros(3)
+    g = torch.Generator().manual_seed(0)
+    cams = perturb_cameras(scene.cameras, 6, g, 10.0, target, size=8)
+    assert cams.width == 8 and cams.height == 8 and len(cams) == 6
+    dist = cams.centers.norm(dim=-1)
+    assert torch.allclose(
+        dist, torch.full_like(dist, 4.0), atol=1e-3
+    )  # rotated about the look-at point
+    fwd = cams.c2w[:, :, 2]
+    to_target = torch.nn.functional.normalize(target - cams.centers, dim=-1)
+    assert ((fwd * to_target).sum(-1) > 0.999).all()
+    same = resize_cameras(scene.cameras, 0)
+    assert same.width == scene.cameras.width
+
+
+# --------------------------------------------------------------------------- the method
+
+
+def _config(**kw):
+    cfg = PACMethod.create("full", "smoke").config
+    cfg = apply_nested(
+        cfg,
+        {
+            "manipulator.steps": 30,
+            "manipulator.occupancy_resolution": 0,
+            "edit.steps": 12,
+            "edit.lr": 3e-2,
+            "edit.lr_final": 3e-2,
+            "edit.render_size": 12,
+            "edit.view_jitter_deg": 0.0,
+            **kw,
+        },
+    )
+    return cfg
+
+
+@pytest.fixture(scope="module")
+def toy():
+    return make_toy_scene(n_frames=8, size=12, n_val=1)
+
+
+@pytest.fixture(scope="module")
+def clip():
+    from facebench.clip import load_clip
+
+    return load_clip("tiny-random", device=CPU)
+
+
+@pytest.fixture(scope="module")
+def prepared(toy, tmp_path_factory):
+    cache = tmp_path_factory.mktemp("cache")
+    m = PACMethod(_config(), CPU)
+    m.prepare(toy, RunContext(device=CPU, cache_dir=cache))
+    return m, cache
+
+
+def _clip_loss(method, scene, clip, prompt, edit=None):
+    cams = resize_cameras(method.train_cameras, method.config.edit.render_size)
+    with torch.no_grad():
+        imgs = method.render(cams, edit)
+        return float(clip.global_loss(imgs.permute(0, 3, 1, 2), prompt))
+
+
+def test_variants_and_configs():
+    assert set(PACMethod.variants) == {"full", "no-lipschitz", "no-tv", "single-code"}
+    full = PACMethod.create("full", "quick")
+    assert (
+        full.config.tv_weight == 100.0
+        and full.config.pac_depth == 6
+        and full.config.pac_width == 64
+    )
+    assert full.config.manipulator.lipschitz_weight == 1e-7
+    assert PACMethod.create("no-tv", "quick").config.tv_weight == 0.0
+    assert PACMethod.create("single-code", "quick").config.mode == "single"
+    assert PACMethod.create("no-lipschitz", "quick").config.manipulator.lipschitz is False
+    paper = PACMethod.create("full", "full").config
+    assert (paper.edit.steps, paper.edit.lr, paper.edit.lr_final) == (7000, 5e-4, 5e-5)
+    assert (paper.manipulator.n_coarse, paper.manipulator.n_fine) == (64, 64)
+    assert full.config_dict() != PACMethod.create("no-tv", "quick").config_dict()
+    with pytest.raises(KeyError):
+        PACMethod.create("nope", "quick")
+    with pytest.raises(KeyError):
+        apply_nested(full.config, {"manipulator.nope": 1})
+
+
+def test_registered():
+    import facebench.methods  # noqa: F401  (registers the built-ins)
+    from facebench.registry import METHODS
+
+    entry = METHODS.get("pac")
+    assert entry.obj is PACMethod and set(entry.capabilities) == {"fit_scene", "edit_text"}
+
+
+def test_prepare_anchors_and_neutral_render(prepared, toy):
+    m, cache = prepared
+    assert m.anchors.shape == (m.config.n_anchors, m.config.manipulator.code_dim)
+    assert m.anchor_frames[0] == 0  # the neutral frame's code is anchor 0
+    assert torch.equal(m.anchors[0], m.model.deform_codes.weight[0])
+    imgs = m.render(toy.eval_cameras)
+    assert imgs.shape == (3, 12, 12, 3) and imgs.min() >= 0 and imgs.max() <= 1
+    # a second prepare loads the cached manipulator
+    m2 = PACMethod(m.config, CPU)
+    m2.prepare(toy, RunContext(device=CPU, cache_dir=cache))
+    assert torch.equal(m2.render(toy.eval_cameras), imgs)
+
+
+def test_pac_edit_reduces_clip_loss_and_is_deterministic(prepared, toy, clip):
+    m, cache = prepared
+    prompt = "a face with a big smile"
+    before = _clip_loss(m, toy, clip, prompt)
+    ctx = RunContext(device=CPU, cache_dir=cache, seed=0)
+    edit = m.edit(prompt, clip, ctx)
+    after = _clip_loss(m, toy, clip, prompt, edit)
+    assert after < before
+    assert edit.pac is not None and not edit.meaningful  # tiny-random CLIP is flagged
+    assert "tv" in edit.history[0]
+    again = m.edit(prompt, clip, ctx)
+    sa, sb = edit.pac.state_dict(), again.pac.state_dict()
+    assert all(torch.equal(sa[k], sb[k]) for k in sa)
+    imgs = m.render(toy.eval_cameras, edit)
+    assert imgs.shape == (3, 12, 12, 3)
+    ratios = m.ratio_images(toy.eval_cameras, edit)
+    assert ratios.shape == (3, 12, 12, m.config.n_anchors)
+
+
+def test_single_code_edit_reduces_clip_loss(prepared, toy, clip):
+    m, cache = prepared
+    single = PACMethod(dataclasses.replace(m.config, mode="single"), CPU)
+    single.prepare(toy, RunContext(device=CPU, cache_dir=cache))  # same manipulator: loaded
+    prompt = "closed eyes"
+    before = _clip_loss(single, toy, clip, prompt)
+    edit = single.edit(prompt, clip, RunContext(device=CPU, cache_dir=cache, seed=1))
+    assert edit.pac is None and edit.code is not None
+    assert not torch.equal(edit.code, single.neutral_code)
+    assert _clip_loss(single, toy, clip, prompt, edit) < before
+
+
+def test_no_lipschitz_variant_uses_its_own_manipulator(toy):
+    full = PACMethod(_config(), CPU)
+    off = PACMethod(_config(**{"manipulator.lipschitz": False}), CPU)
+    a = cache_paths("/c", toy, full.config.manipulator)[0]
+    b = cache_paths("/c", toy, off.config.manipulator)[0]
+    assert a != b
