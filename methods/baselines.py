@@ -92,8 +92,7 @@ def nerf_ft_preset(budget: str) -> NeRFFTConfig:
             batch_rays=256,
             lr=5e-3,
             lr_final=1e-3,
-            grid_resolution=24,
-            grid_threshold=0.5,
+            grid_resolution=0,  # a few steps learn no reliable empty space
         )
     elif budget == "quick":
         nerf = dict(

@@ -1,0 +1,104 @@
+"""FaceCLIPNeRF baselines (methods/baselines.py): nerf-ft, nerfies-i, hypernerf-i."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from facebench.method import RunContext
+from facebench.methods.baselines import HyperNeRFI, NeRFFT, NerfiesI
+from facebench.methods.clip_edit import resize_cameras
+from facebench.methods.hypernerf import cache_paths, make_toy_scene
+from facebench.methods.pac import PACMethod, apply_nested
+
+CPU = torch.device("cpu")
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """Tiny workloads: one intra-op thread avoids oversubscription on shared CPUs."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+@pytest.fixture(scope="module")
+def toy():
+    return make_toy_scene(n_frames=6, size=12, n_val=1)
+
+
+@pytest.fixture(scope="module")
+def clip():
+    from facebench.clip import load_clip
+
+    return load_clip("tiny-random", device=CPU)
+
+
+def test_registered_by_name():
+    import facebench.methods  # noqa: F401
+    from facebench.registry import METHODS
+
+    for name, cls in (("nerf-ft", NeRFFT), ("nerfies-i", NerfiesI), ("hypernerf-i", HyperNeRFI)):
+        entry = METHODS.get(name)
+        assert entry.obj is cls
+        assert {"fit_scene", "edit_text"} <= set(entry.capabilities)
+        assert "full" in cls.variants
+
+
+def test_single_code_baselines_configs(toy):
+    hyper = HyperNeRFI.create("full", "quick")
+    nerfies = NerfiesI.create("full", "quick")
+    pac = PACMethod.create("full", "quick")
+    assert hyper.config.mode == "single" and nerfies.config.mode == "single"
+    assert nerfies.config.manipulator.hyper_dim == 0 and hyper.config.manipulator.hyper_dim == 2
+    # hypernerf-i reuses pac's scene manipulator; nerfies-i trains its own
+    assert hyper.config.manipulator == pac.config.manipulator
+    p = cache_paths("/c", toy, pac.config.manipulator)[0]
+    assert cache_paths("/c", toy, hyper.config.manipulator)[0] == p
+    assert cache_paths("/c", toy, nerfies.config.manipulator)[0] != p
+    # pac's single-code ablation is hypernerf-i's procedure
+    single = PACMethod.create("single-code", "quick").config
+    assert single == hyper.config
+    assert hyper.config_dict()["method"] == "hypernerf-i"
+
+
+def test_nerfies_i_edits_one_code(toy, clip, tmp_path):
+    cfg = apply_nested(
+        NerfiesI.create("full", "smoke").config,
+        {"manipulator.steps": 8, "manipulator.occupancy_resolution": 0, "edit.steps": 3},
+    )
+    m = NerfiesI(cfg, CPU)
+    m.prepare(toy, RunContext(device=CPU, cache_dir=tmp_path))
+    assert m.model.slicer is None
+    edit = m.edit("a surprised face", clip, RunContext(device=CPU, cache_dir=tmp_path))
+    assert edit.pac is None and edit.code.shape == m.neutral_code.shape
+    assert len(edit.history) == 3
+    assert m.render(toy.eval_cameras, edit).shape == (3, 12, 12, 3)
+
+
+def test_nerf_ft_fits_finetunes_and_keeps_the_original(toy, clip, tmp_path):
+    m = NeRFFT.create("full", "smoke")
+    m.config.nerf.update(steps=20)
+    m.config.edit.steps = 4
+    m.config.edit.render_size = 12
+    ctx = RunContext(device=CPU, cache_dir=tmp_path)
+    m.prepare(toy, ctx)
+    neutral = m.render(toy.eval_cameras)
+    assert neutral.shape == (3, 12, 12, 3)
+    original = {k: v.clone() for k, v in m.nerf.coarse.state_dict().items()}
+    prompt = "an angry face"
+    cams = resize_cameras(m.train_cameras, 12)
+    with torch.no_grad():
+        before = float(clip.global_loss(m.render(cams).permute(0, 3, 1, 2), prompt))
+    edit = m.edit(prompt, clip, ctx)
+    assert all(torch.equal(v, m.nerf.coarse.state_dict()[k]) for k, v in original.items())
+    changed = any(not torch.equal(v, edit.coarse.state_dict()[k]) for k, v in original.items())
+    assert changed and len(edit.history) == 4
+    with torch.no_grad():
+        after = float(clip.global_loss(m.render(cams, edit).permute(0, 3, 1, 2), prompt))
+    assert after < before
+    # cached: a second prepare loads the same NeRF
+    m2 = NeRFFT(m.config, CPU)
+    m2.prepare(toy, ctx)
+    assert torch.equal(m2.render(toy.eval_cameras), neutral)
