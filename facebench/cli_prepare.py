@@ -16,8 +16,10 @@ from facebench.errors import FacebenchError
 
 prepare_app = typer.Typer(
     name="prepare",
-    help="Prepare datasets: write SynthFace scenes as Nerfies/HyperNeRF or transforms.json "
-    "captures, and check captures.",
+    help="Prepare datasets and offline models: write SynthFace scenes as Nerfies/HyperNeRF "
+    "or transforms.json captures, check captures, train SynthCLIP and the recognizer.\n\n"
+    "Examples: facebench prepare synthface --name default --out scene/ --format nerfies; "
+    "facebench prepare synthclip",
     no_args_is_help=True,
     add_completion=False,
     rich_markup_mode="rich",

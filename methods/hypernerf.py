@@ -77,7 +77,9 @@ from facebench.render.lipschitz import lipschitz_loss
 __all__ = [
     "ManipulatorConfig",
     "SceneManipulator",
+    "VisibilityGrid",
     "ToyScene",
+    "expand_occupancy",
     "fit_manipulator",
     "frame_code",
     "make_toy_scene",
@@ -126,10 +128,16 @@ class ManipulatorConfig:
     # Lipschitz regularisation of the deformation and slicing MLPs
     lipschitz: bool = True
     lipschitz_weight: float = 1e-7
-    # template NeRF
+    # template NeRF ("mlp": positional encoding + MLP, as HyperNeRF; "triplane": a
+    # tri-plane feature encoding of the canonical position + a small MLP, for CPU speed)
+    template: str = "mlp"
+    triplane_resolution: int = 128
+    triplane_channels: int = 16
+    triplane_lr_scale: float = 10.0
     pos_freqs: int = 8
     view_freqs: int = 2
     use_viewdirs: bool = True
+    density_activation: str = "exp"  # "exp" (instant-NGP style, fast to sharpen) or "softplus"
     hidden: int = 96
     depth: int = 5
     skips: tuple[int, ...] = (3,)
@@ -138,6 +146,7 @@ class ManipulatorConfig:
     n_coarse: int = 48
     n_fine: int = 32
     early_stop: float = 1e-3
+    segment: int = 8
     chunk: int = 8192
     # occupancy grid (observation space; 0 disables)
     occupancy_resolution: int = 48
@@ -146,6 +155,8 @@ class ManipulatorConfig:
     occupancy_warmup: int = 200
     occupancy_codes: int = 6
     occupancy_dilation: int = 1
+    visibility_threshold: float = 0.01  # 0 disables visibility pruning
+    visibility_decay: float = 0.8
     # training
     steps: int = 4000
     frames_per_step: int = 4
@@ -247,6 +258,35 @@ def _small_init(layer: nn.Linear, scale: float = 1e-4) -> None:
     nn.init.zeros_(layer.bias)
 
 
+class TriPlane(nn.Module):
+    """Tri-plane feature encoding (EG3D-style, Chan et al. 2022) of 3D points.
+
+    Three axis-aligned feature planes (xy, xz, yz) of ``resolution^2`` x ``channels``;
+    a point's feature is the concatenation of its bilinear samples on the three planes
+    (``3 * channels``). Points are scaled by ``scale`` (per axis) into ``[-1, 1]``;
+    outside, features are zero (``grid_sample`` zero padding). The render core has no
+    grid encoding; this is the smallest one (``torch.nn.functional.grid_sample``).
+    """
+
+    def __init__(self, resolution: int, channels: int, scale: Tensor, init_std: float = 0.1):
+        super().__init__()
+        self.channels = channels
+        self.planes = nn.Parameter(torch.randn(3, channels, resolution, resolution) * init_std)
+        self.register_buffer("scale", torch.as_tensor(scale, dtype=torch.float32).reshape(3))
+
+    @property
+    def out_dim(self) -> int:
+        return 3 * self.channels
+
+    def forward(self, x: Tensor) -> Tensor:
+        u = x * self.scale
+        coords = torch.stack([u[:, [0, 1]], u[:, [0, 2]], u[:, [1, 2]]])  # (3, P, 2)
+        feats = nn.functional.grid_sample(
+            self.planes, coords[:, :, None, :], mode="bilinear", align_corners=False
+        )  # (3, C, P, 1)
+        return feats[..., 0].permute(2, 0, 1).reshape(x.shape[0], self.out_dim)
+
+
 class SceneManipulator(nn.Module):
     """HyperNeRF-style deformable NeRF with per-frame codes (see the module docstring)."""
 
@@ -288,9 +328,15 @@ class SceneManipulator(nn.Module):
             hyper_in = self.hyper_enc.out_dim
         self.pos_enc = PositionalEncoding(c.pos_freqs)
         self.view_enc = PositionalEncoding(c.view_freqs) if c.use_viewdirs else None
-        self.trunk = make_mlp(
-            self.pos_enc.out_dim + hyper_in, c.hidden, c.depth, c.hidden + 1, skips=c.skips
-        )
+        self.triplane: TriPlane | None = None
+        pos_in = self.pos_enc.out_dim
+        if c.template == "triplane":
+            half = (aabb[1] - aabb[0]) / 2
+            self.triplane = TriPlane(c.triplane_resolution, c.triplane_channels, scale=1.0 / half)
+            pos_in += self.triplane.out_dim
+        elif c.template != "mlp":
+            raise ValueError(f"template must be 'mlp' or 'triplane', got {c.template!r}")
+        self.trunk = make_mlp(pos_in + hyper_in, c.hidden, c.depth, c.hidden + 1, skips=c.skips)
         head_in = c.hidden + c.appearance_dim
         head_in += self.view_enc.out_dim if self.view_enc is not None else 0
         self.rgb_head = make_mlp(head_in, c.rgb_hidden, 1, 3)
@@ -333,6 +379,8 @@ class SceneManipulator(nn.Module):
 
     def _trunk(self, xc: Tensor, hyper: Tensor | None) -> Tensor:
         feats = [self.pos_enc(xc)]
+        if self.triplane is not None:
+            feats.append(self.triplane(xc * self.extent))
         if hyper is not None and self.hyper_enc is not None:
             feats.append(self.hyper_enc(hyper, self.hyper_alpha))
         return self.trunk(torch.cat(feats, dim=-1))
@@ -353,7 +401,7 @@ class SceneManipulator(nn.Module):
         code_v = code(xn) if callable(code) else code
         xc, hyper = self.canonical(xn, code_v)
         h = self._trunk(xc, hyper)
-        sigma = nn.functional.softplus(h[:, 0] - 1.0)
+        sigma = self._sigma(h[:, 0])
         feats = [h[:, 1:]]
         if self.view_enc is not None:
             feats.append(self.view_enc(directions))
@@ -367,7 +415,12 @@ class SceneManipulator(nn.Module):
         xn = self.normalize(points)
         code_v = code(xn) if callable(code) else code
         xc, hyper = self.canonical(xn, code_v)
-        return nn.functional.softplus(self._trunk(xc, hyper)[:, 0] - 1.0)
+        return self._sigma(self._trunk(xc, hyper)[:, 0])
+
+    def _sigma(self, raw: Tensor) -> Tensor:
+        if self.config.density_activation == "exp":
+            return torch.exp(raw.clamp(max=11.0) - 1.0)
+        return nn.functional.softplus(raw - 1.0)
 
     def field(
         self, code: Tensor | CodeFn, appearance: Tensor
@@ -488,6 +541,7 @@ def render_config(config: ManipulatorConfig, jitter: bool, background: Any) -> R
         background=background,
         chunk=config.chunk,
         early_stop=config.early_stop,
+        segment=config.segment,
     )
 
 
@@ -550,6 +604,47 @@ def render_cameras(
 # --------------------------------------------------------------------------- training
 
 
+def dilate(mask: Tensor, cells: int) -> Tensor:
+    """Boolean 3D ``mask`` dilated by ``cells`` (max pooling)."""
+    if cells <= 0:
+        return mask
+    k = 2 * cells + 1
+    pooled = nn.functional.max_pool3d(mask[None, None].float(), k, stride=1, padding=cells)
+    return pooled[0, 0] > 0
+
+
+class VisibilityGrid(nn.Module):
+    """Max rendering weight per cell over recent training rays (Plenoxels-style pruning).
+
+    Density alone cannot empty the parts of the box no training ray constrains (inside
+    the head, behind the backdrop): their density stays at its initial value. Cells
+    whose samples never carry rendering weight (``weight <= threshold``) from any
+    training view are pruned from the occupancy mask (after dilation). The record
+    decays by ``decay`` at every occupancy update, so cells must keep being seen.
+    """
+
+    def __init__(self, aabb: Tensor, resolution: int):
+        super().__init__()
+        self.resolution = int(resolution)
+        self.register_buffer("aabb", torch.as_tensor(aabb, dtype=torch.float32).reshape(2, 3))
+        r = self.resolution
+        self.register_buffer("weight", torch.zeros(r, r, r))
+
+    @torch.no_grad()
+    def record(self, rays: RayBundle, out: dict[str, Tensor], min_weight: float = 1e-4) -> None:
+        w = out["weights"].detach().reshape(-1)
+        keep = (w > min_weight).nonzero().reshape(-1)
+        pts = rays.points(out["t"].detach()).reshape(-1, 3)[keep]
+        r = self.resolution
+        lo, hi = self.aabb[0], self.aabb[1]
+        idx = ((pts - lo) / (hi - lo) * r).floor().long().clamp(0, r - 1)
+        flat = (idx[:, 0] * r + idx[:, 1]) * r + idx[:, 2]
+        self.weight.view(-1).scatter_reduce_(0, flat, w[keep], reduce="amax")
+
+    def mask(self, threshold: float, dilation: int) -> Tensor:
+        return dilate(self.weight > threshold, dilation)
+
+
 def _atomic_save(obj: Any, path: Path) -> None:
     tmp = path.with_name(path.name + f".tmp{os.getpid()}")
     torch.save(obj, tmp)
@@ -569,15 +664,16 @@ def _build(config: ManipulatorConfig, n_frames: int, aabb: Tensor, device: torch
 
 def _optimizer(model: SceneManipulator, config: ManipulatorConfig) -> torch.optim.Adam:
     codes = [model.deform_codes.weight, model.appearance_codes.weight]
-    code_ids_ = {id(p) for p in codes}
-    nets = [p for p in model.parameters() if id(p) not in code_ids_]
-    return torch.optim.Adam(
-        [
-            {"params": nets, "lr_scale": 1.0},
-            {"params": codes, "lr_scale": config.code_lr_scale},
-        ],
-        lr=config.lr,
-    )
+    planes = [model.triplane.planes] if model.triplane is not None else []
+    special = {id(p) for p in codes + planes}
+    nets = [p for p in model.parameters() if id(p) not in special]
+    groups = [
+        {"params": nets, "lr_scale": 1.0},
+        {"params": codes, "lr_scale": config.code_lr_scale},
+    ]
+    if planes:
+        groups.append({"params": planes, "lr_scale": config.triplane_lr_scale})
+    return torch.optim.Adam(groups, lr=config.lr)
 
 
 def _lr(config: ManipulatorConfig, step: int) -> float:
@@ -603,6 +699,34 @@ def update_occupancy(
         generator=generator,
         chunk=1 << 15,
     )
+
+
+@torch.no_grad()
+def expand_occupancy(
+    model: SceneManipulator,
+    grid: OccupancyGrid,
+    code: Tensor | CodeFn,
+    generator: torch.Generator,
+    reach: int = 2,
+) -> OccupancyGrid:
+    """A copy of ``grid`` that also covers the density of ``code`` near occupied cells.
+
+    For edits: the composed/optimised code moves geometry locally, so cells within
+    ``reach`` cells of the scene's occupied cells where the edited density exceeds the
+    threshold are added; nothing is removed.
+    """
+    import copy
+
+    out = copy.deepcopy(grid)
+    out.update(
+        lambda p, c: model.density(p, c),
+        codes=[code],
+        decay=0.0,
+        generator=generator,
+        chunk=1 << 15,
+    )
+    out.mask.copy_(grid.mask | (out.mask & dilate(grid.mask, reach)))
+    return out
 
 
 @dataclass
@@ -688,6 +812,9 @@ def fit_manipulator(
     tr = train_ids(scene)
     cids = code_ids(scene)
     model, grid = _build(c, n_frames, aabb, device)
+    vis = None
+    if grid is not None and c.visibility_threshold > 0:
+        vis = VisibilityGrid(aabb, c.occupancy_resolution).to(device)
     opt = _optimizer(model, c)
     gen = torch.Generator(device=device).manual_seed(c.seed * 7919 + 17)
     start = 0
@@ -698,6 +825,8 @@ def fit_manipulator(
         opt.load_state_dict(state["optim"])
         if grid is not None and state.get("grid") is not None:
             grid.load_state_dict(state["grid"])
+        if vis is not None and state.get("visibility") is not None:
+            vis.load_state_dict(state["visibility"])
         gen.set_state(state["generator"].cpu() if device.type == "cpu" else state["generator"])
         start = int(state["step"])
         history = list(state.get("history", []))
@@ -723,6 +852,9 @@ def fit_manipulator(
             update_occupancy(
                 model, grid, [cids[tr[int(i)]] for i in pick], gen, c.occupancy_dilation
             )
+            if vis is not None:
+                grid.mask &= vis.mask(c.visibility_threshold, c.occupancy_dilation)
+                vis.weight.mul_(c.visibility_decay)
         occ = grid if (grid is not None and step >= c.occupancy_warmup) else None
         frames = tr_t[torch.randint(len(tr), (c.frames_per_step,), generator=gen, device=device)]
         loss_rgb = images.new_zeros(())
@@ -734,6 +866,8 @@ def fit_manipulator(
             target = images[f][index[:, 1], index[:, 2]]
             field = model.frame_field(cids[f])
             out = render_rays(field, rays, rcfg, occupancy=occ, generator=gen)
+            if vis is not None:
+                vis.record(rays, out)
             loss_rgb = loss_rgb + (out["rgb"] - target).pow(2).mean()
             n_evals += int(out["n_field_evals"])
             if c.n_fine > 0 and c.coarse_loss_weight > 0:
@@ -772,6 +906,7 @@ def fit_manipulator(
                     "model": model.state_dict(),
                     "optim": opt.state_dict(),
                     "grid": grid.state_dict() if grid is not None else None,
+                    "visibility": vis.state_dict() if vis is not None else None,
                     "generator": gen.get_state(),
                     "step": done,
                     "history": history,
@@ -782,8 +917,10 @@ def fit_manipulator(
     if grid is not None:
         # final conservative grid over many frames' codes for rendering and edits
         frames_all = sorted({cids[f] for f in tr})
-        stride = max(len(frames_all) // max(4 * c.occupancy_codes, 1), 1)
+        stride = max(len(frames_all) // max(2 * c.occupancy_codes, 1), 1)
         update_occupancy(model, grid, frames_all[::stride], gen, c.occupancy_dilation)
+        if vis is not None and c.steps > c.occupancy_warmup:
+            grid.mask &= vis.mask(c.visibility_threshold / 4, c.occupancy_dilation)
     train_time = elapsed0 + time.perf_counter() - t0
     model.eval()
     metrics = {

@@ -38,7 +38,6 @@ loss/layers, cached separately); ``no-tv`` (``tv_weight = 0``); ``single-code``
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 import time
 import zlib
@@ -57,6 +56,7 @@ from .hypernerf import (
     ManipulatorConfig,
     SceneManipulator,
     code_ids,
+    expand_occupancy,
     load_or_fit_manipulator,
     manipulator_preset,
     neutral_frame,
@@ -524,25 +524,12 @@ class PACMethod:
         )
 
     def _edit_occupancy(self, code: Any, gen: torch.Generator) -> OccupancyGrid | None:
-        """The scene grid united (no decay) with the density of the edited code(s)."""
+        """The scene grid, grown (never shrunk) where the edited code puts matter nearby."""
         if self.occupancy is None:
             return None
-        grid = copy.deepcopy(self.occupancy)
-        dev_gen = torch.Generator(device=self.device).manual_seed(
-            int(torch.randint(2**31, (1,), generator=gen))
-        )
-        with torch.no_grad():
-            grid.update(
-                lambda p, c: self._require().density(p, c),
-                codes=[code],
-                decay=1.0,
-                dilation=self.config.manipulator.occupancy_dilation,
-                generator=dev_gen,
-                chunk=1 << 15,
-            )
-        # the update re-thresholds the (max-merged) density; keep every cell that was occupied
-        grid.mask |= self.occupancy.mask
-        return grid
+        seed = int(torch.randint(2**31, (1,), generator=gen))
+        dev_gen = torch.Generator(device=self.device).manual_seed(seed)
+        return expand_occupancy(self._require(), self.occupancy, code, dev_gen)
 
     # -- render ------------------------------------------------------------------------------
     @torch.no_grad()

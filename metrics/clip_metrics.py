@@ -14,11 +14,11 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
-from facebench.metrics.base import FacebenchMetric, as_images, same_shape
 from torch import Tensor
 
 from facebench.clip import DEFAULT_CLIP, ClipAdapter, load_clip
 from facebench.errors import FacebenchError
+from facebench.metrics.base import FacebenchMetric, as_images, same_shape
 from facebench.registry import register_metric
 
 __all__ = ["ClipDirectional", "ClipRPrecision", "ClipScore"]

@@ -13,11 +13,11 @@ import math
 from typing import Any
 
 import torch
-from facebench.metrics.base import FacebenchMetric, as_images
 from torch import Tensor, nn
 from torchmetrics.image.fid import FrechetInceptionDistance
 
 from facebench.clip import DEFAULT_CLIP, ClipAdapter, load_clip
+from facebench.metrics.base import FacebenchMetric, as_images
 from facebench.registry import register_metric
 
 __all__ = ["ClipFrechetDistance"]

@@ -20,10 +20,10 @@ import math
 from typing import Any
 
 import torch
-from facebench.metrics.base import FacebenchMetric, as_images, same_shape
-from facebench.metrics.face_embed import FaceEmbedder, embed_faces, load_face_embedder
 from torch import Tensor
 
+from facebench.metrics.base import FacebenchMetric, as_images, same_shape
+from facebench.metrics.face_embed import FaceEmbedder, embed_faces, load_face_embedder
 from facebench.registry import register_metric
 
 __all__ = ["IdentitySimilarity", "MultiViewIdentityConsistency"]

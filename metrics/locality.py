@@ -10,10 +10,10 @@ from __future__ import annotations
 import math
 
 import torch
-from facebench.metrics.base import FacebenchMetric, as_images, same_shape
 from torch import Tensor
 
 from facebench.errors import FacebenchError
+from facebench.metrics.base import FacebenchMetric, as_images, same_shape
 from facebench.registry import register_metric
 
 __all__ = ["Locality"]

@@ -18,9 +18,9 @@ import warnings
 from typing import Any
 
 import torch
-from facebench.metrics.base import FacebenchMetric, as_images, same_shape
 from torch import Tensor
 
+from facebench.metrics.base import FacebenchMetric, as_images, same_shape
 from facebench.registry import register_metric
 from facebench.weights import LPIPS_BACKBONES, require_lpips_backbone
 

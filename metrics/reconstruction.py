@@ -10,13 +10,13 @@ pooled MSE.
 from __future__ import annotations
 
 import torch
-from facebench.metrics.base import FacebenchMetric, as_images, same_shape
 from torch import Tensor
 from torchmetrics.functional.image import (
     peak_signal_noise_ratio,
     structural_similarity_index_measure,
 )
 
+from facebench.metrics.base import FacebenchMetric, as_images, same_shape
 from facebench.registry import register_metric
 
 __all__ = ["PSNR", "SSIM", "GroundTruthPSNR"]

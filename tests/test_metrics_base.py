@@ -8,10 +8,10 @@ import time
 
 import pytest
 import torch
-from facebench.metrics import INPUTS, can_run, make_metric, measure_cost, update_from
-from facebench.metrics.base import FacebenchMetric
 
 from facebench.errors import FacebenchError
+from facebench.metrics import INPUTS, can_run, make_metric, measure_cost, update_from
+from facebench.metrics.base import FacebenchMetric
 from facebench.registry import METRICS
 
 BUILTIN = {

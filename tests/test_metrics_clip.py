@@ -7,10 +7,10 @@ import math
 import numpy as np
 import pytest
 import torch
-from facebench.metrics import make_metric
 
 from facebench.clip import load_clip
 from facebench.errors import FacebenchError
+from facebench.metrics import make_metric
 
 PROMPTS = ["a smiling face", "a sad face", "a surprised face", "an angry face", "a fearful face"]
 

@@ -8,10 +8,10 @@ import math
 import numpy as np
 import pytest
 import torch
-from facebench.metrics import make_metric
-from facebench.metrics.face_embed import DlibEmbedder, load_face_embedder
 
 from facebench.errors import FacebenchError
+from facebench.metrics import make_metric
+from facebench.metrics.face_embed import DlibEmbedder, load_face_embedder
 from facebench.weights import MissingWeightsError
 
 HAS_DLIB = all(importlib.util.find_spec(m) for m in ("dlib", "face_recognition_models"))

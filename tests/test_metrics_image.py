@@ -8,9 +8,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from facebench.metrics import make_metric
 
 from facebench.errors import FacebenchError
+from facebench.metrics import make_metric
 from facebench.weights import MissingWeightsError, lpips_backbone_path
 
 REPO = Path(__file__).resolve().parents[1]

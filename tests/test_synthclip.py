@@ -151,3 +151,31 @@ def test_batches_avoid_false_negatives():
             assert all_keys.count(k) == 1
         again = sc._batch(step, data, 16, 0, True)
         assert torch.equal(again[0], idx) and again[1] == texts
+
+
+@pytest.mark.slow
+def test_prepare_on_synthface_faces_records_quality(cache):
+    """End to end at 16 px: render synthface-faces shards, train, evaluate, cache, reuse."""
+    import json
+
+    cfg = dataclasses.replace(sc.TINY_CONFIG, steps=8)
+    path = sc.prepare_synthclip(config=cfg)
+    q = json.loads((path.parent / "quality.json").read_text())
+    assert set(q["per_au_zero_shot"]) == set(sc.au_phrases())
+    assert {"emotions", "descriptive", "all"} <= set(q["prompt_retrieval"])
+    assert q["heldout"]["n_identities"] == 2 and q["train_seconds"] >= 0
+    # renders are the dataset's own shard cache, loadable without pickles
+    shards = sorted((cache / "faces").rglob("*.npz"))
+    assert shards
+    import numpy as np
+
+    with np.load(shards[0], allow_pickle=False) as z:
+        assert z["images"].dtype == np.uint8
+    # the recognizer reuses the same shards
+    from facebench import recognizer as rc
+
+    n_before = len(shards)
+    rpath = rc.prepare_recognizer(config=dataclasses.replace(rc.TINY_RECOGNIZER, steps=8))
+    assert len(sorted((cache / "faces").rglob("*.npz"))) == n_before
+    rq = json.loads((rpath.parent / "quality.json").read_text())
+    assert 0 <= rq["emotion_accuracy"] <= 1 and rq["au_mae"] >= 0
