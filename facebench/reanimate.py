@@ -41,6 +41,7 @@ import itertools
 import json
 import math
 import time
+import zipfile
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -160,24 +161,48 @@ def load_drive(
     if drive in (None, "", "heldout"):
         vecs, labels = heldout_combinations(getattr(scene, "expressions", None), au_names, n)
         return vecs, labels, "heldout"
+    vecs, labels, source = _load_drive_source(str(drive))
+    if vecs.ndim != 2 or (au_names and vecs.shape[1] != len(au_names)):
+        want = f"(K, {len(au_names)})" if au_names else "(K, n_expr)"
+        raise FacebenchError(
+            f"--drive {drive}: expression array has shape {tuple(vecs.shape)}, expected {want}"
+        )
+    if not bool(torch.isfinite(vecs).all()):
+        raise FacebenchError(f"--drive {drive}: expression values are not all finite")
+    return vecs, labels, source
+
+
+def _load_drive_source(drive: str) -> tuple[Tensor, list[str], str]:
     path = Path(str(drive))
     if path.suffix == ".npz" and path.is_file():
         import numpy as np
 
-        with np.load(path, allow_pickle=False) as z:
-            if "expression" not in z.files:
-                raise FacebenchError(f"{path.name}: no 'expression' array")
-            vecs = torch.from_numpy(z["expression"].astype("float32"))
+        try:
+            with np.load(path, allow_pickle=False) as z:
+                if "expression" not in z.files:
+                    raise FacebenchError(f"{path.name}: no 'expression' array")
+                vecs = torch.from_numpy(z["expression"].astype("float32"))
+        except (OSError, ValueError, zipfile.BadZipFile) as exc:
+            raise FacebenchError(f"{path.name}: not a readable .npz file ({exc})") from exc
         return vecs, [f"{path.stem}[{i}]" for i in range(len(vecs))], str(path)
     if path.suffix == ".json" and path.is_file():
         from facebench.datasets.facs import expression_vector
 
-        data = json.loads(path.read_text())
-        rows = [
-            expression_vector(r) if isinstance(r, dict) else torch.tensor(r, dtype=torch.float32)
-            for r in data
-        ]
-        return torch.stack(rows), [f"{path.stem}[{i}]" for i in range(len(rows))], str(path)
+        try:
+            data = json.loads(path.read_text())
+            rows = [
+                expression_vector(r)
+                if isinstance(r, dict)
+                else torch.tensor(r, dtype=torch.float32)
+                for r in data
+            ]
+            vecs = torch.stack(rows)
+        except (ValueError, TypeError, KeyError, RuntimeError) as exc:
+            raise FacebenchError(
+                f"{path.name}: not a JSON list of expression vectors or {{AU: value}} dicts "
+                f"({str(exc).splitlines()[0] if str(exc) else type(exc).__name__})"
+            ) from exc
+        return vecs, [f"{path.stem}[{i}]" for i in range(len(rows))], str(path)
     if ":" in str(drive):
         from facebench.scene import load_scene
 

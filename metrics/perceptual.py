@@ -18,6 +18,7 @@ import warnings
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
 from facebench.metrics.base import FacebenchMetric, as_images, same_shape
@@ -25,6 +26,9 @@ from facebench.registry import register_metric
 from facebench.weights import LPIPS_BACKBONES, require_lpips_backbone
 
 __all__ = ["GroundTruthLPIPS", "LPIPS", "load_lpips"]
+
+LPIPS_MIN_SIZE = 64
+"""Images with a shorter side are upsampled (bilinear) to it before LPIPS (16 px fails)."""
 
 _models: dict[tuple[str, str], torch.nn.Module] = {}
 _lock = threading.Lock()
@@ -82,6 +86,10 @@ class _LPIPSBase(FacebenchMetric):
         images, other = as_images(images), as_images(other, what)
         same_shape(images, other, f"{self.name} images vs {what}")
         dev = next(self._model.parameters()).device
+        side = min(images.shape[-2:])
+        if side < LPIPS_MIN_SIZE:  # AlexNet/VGG pool tiny images to nothing: upsample both
+            size = [round(d * LPIPS_MIN_SIZE / side) for d in images.shape[-2:]]
+            images, other = (F.interpolate(t, size=size, mode="bilinear") for t in (images, other))
         out = []
         for i in range(0, images.shape[0], self.batch_size):
             a = images[i : i + self.batch_size].to(dev)

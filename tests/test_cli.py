@@ -61,3 +61,17 @@ def test_every_command_help_shows_an_example():
             for sub in command.commands.values():
                 assert "facebench" in (sub.help or ""), f"{name} {sub.name} --help has no example"
         assert "facebench" in text, f"facebench {name} --help has no example"
+
+
+def test_reanimate_refuses_a_method_that_cannot_reanimate(tmp_path):
+    import subprocess
+    import sys
+
+    out = subprocess.run(
+        [sys.executable, "-m", "facebench.cli", "reanimate", "--method", "pac", "--out", tmp_path],
+        capture_output=True,
+        text=True,
+    )
+    assert out.returncode == 2
+    assert out.stderr.startswith("facebench: error: method 'pac' cannot re-animate")
+    assert len(out.stderr.strip().splitlines()) == 1 and not list(tmp_path.iterdir())

@@ -242,3 +242,46 @@ def test_cuda_fit_and_render(scene, tmp_path):
     m.prepare(scene, RunContext(device=torch.device("cuda"), cache_dir=tmp_path))
     img = m.render(scene.eval_cameras)
     assert img.device.type == "cuda" and img.shape == (2, RES, RES, 3)
+
+
+def test_heldout_combinations_are_unseen_pairs(scene):
+    from facebench.datasets.facs import active_groups
+    from facebench.reanimate import heldout_combinations
+
+    vecs, labels = heldout_combinations(scene.expressions, scene.au_names, n=3)
+    assert vecs.shape == (len(labels), len(scene.au_names)) and 1 <= len(labels) <= 3
+    seen = [set(active_groups(e)) for e in scene.expressions]
+    for v, label in zip(vecs, labels, strict=True):
+        groups = set(label.split("+"))
+        assert len(groups) == 2 and set(active_groups(v)) == groups
+        assert groups <= set().union(*seen)  # each group was seen ...
+        assert not any(groups <= s for s in seen)  # ... but never together
+
+
+def test_reanimation_protocol_scores_and_writes(fitted, scene, tmp_path):
+    import json
+
+    from facebench.reanimate import reanimate_method
+
+    m, _ = fitted
+    res = reanimate_method(m, scene, n_drive=2, n_views=2, names=("flame-nerf", "full", "tiny"))
+    assert res.n_views == 2 and len(res.per_expression) == res.n_expressions >= 1
+    assert set(res.metrics) == {"psnr", "ssim", "gt_lpips"}
+    assert 5 < res.metrics["psnr"] < 60 and 0 <= res.metrics["gt_lpips"] <= 1
+    assert res.background_change_gt == 0.0  # SynthFace's backdrop is static
+    assert res.background_change >= 0.0
+    # a file drive: wrong width is one clear error, a good one is used as given
+    from facebench.errors import FacebenchError
+
+    bad = tmp_path / "bad.json"
+    bad.write_text("[[0.5, 0.5]]")
+    with pytest.raises(FacebenchError, match="shape"):
+        reanimate_method(m, scene, drive=str(bad), n_views=1)
+    good = tmp_path / "drive.json"
+    good.write_text(json.dumps([{"AU12": 1.0}, {"AU26": 0.5, "AU43": 1.0}]))
+    res = reanimate_method(m, scene, drive=str(good), n_views=1, out=tmp_path / "out")
+    assert [r["drive"] for r in res.per_expression] == ["drive[0]", "drive[1]"]
+    written = json.loads((tmp_path / "out" / "reanimate" / "?-full.json").read_text())
+    assert (
+        written["n_expressions"] == 2 and (tmp_path / "out" / "reanimate" / "?-full.png").exists()
+    )

@@ -138,3 +138,23 @@ def test_lpips_reference_values(net):
     d0, d1 = m.per_sample().tolist()
     assert d0 == pytest.approx(REFERENCE_VALUES[net][0], abs=1e-3)
     assert d1 == pytest.approx(REFERENCE_VALUES[net][1], abs=1e-3)
+
+
+@needs_alex
+def test_lpips_on_small_images_equals_lpips_of_their_upsampled_copies():
+    from skimage import data
+
+    from facebench.metrics.perceptual import LPIPS_MIN_SIZE
+
+    face = torch.from_numpy(data.astronaut()[::32, ::32].copy()).permute(2, 0, 1)[None] / 255.0
+    other = face.flip(-1)
+    m = make_metric("lpips")
+    m.update(face, other)  # 16 px: AlexNet alone pools this to nothing
+    up = [
+        torch.nn.functional.interpolate(t, size=LPIPS_MIN_SIZE, mode="bilinear")
+        for t in (face, other)
+    ]
+    big = make_metric("lpips")
+    big.update(*up)
+    assert m.per_sample().item() == pytest.approx(big.per_sample().item(), abs=1e-6)
+    assert m.per_sample().item() > 0.01
