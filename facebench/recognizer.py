@@ -38,13 +38,13 @@ from facebench.paths import cache_dir
 from facebench.synthclip import (
     TINY_DATA,
     DataRecipe,
-    _atomic_save,
     _atomic_write_text,
     augment,
     load_faces,
     prepare_lock,
     train_threads,
 )
+from facebench.train_state import TrainState, atomic_save
 from facebench.weights import MissingWeightsError, WeightInfo, weight_probe
 
 __all__ = [
@@ -264,22 +264,12 @@ def train_recognizer(
     torch.manual_seed(config.seed)
     net = RecognizerNet(data.aus.shape[1], len(data.emotions), config.channels)
     opt = torch.optim.AdamW(net.parameters(), lr=config.lr, weight_decay=config.weight_decay)
-    state_path = out_dir / "train_state.pt"
-    start, losses, seconds, cpu = 0, [], 0.0, 0.0
-    if state_path.exists():
-        state = torch.load(state_path, map_location="cpu", weights_only=True)
-        if state.get("hash") == config.hash():
-            net.load_state_dict(state["model"])
-            opt.load_state_dict(state["optimizer"])
-            start, losses = int(state["step"]), list(state["losses"])
-            seconds = float(state.get("seconds", 0.0))
-            cpu = float(state.get("cpu_seconds", 0.0))
-    resumed_from = start
+    state = TrainState.resume(out_dir / "train_state.pt", config.hash(), net, opt)
+    start = state.step
     n = len(data)
     per_epoch = max(1, n // config.batch_size)
     end = config.steps if stop_after is None else min(config.steps, stop_after)
     net.train()
-    t0, c0 = time.perf_counter(), time.process_time()
     progress("train recognizer", start, config.steps)
     for step in range(start, end):
         epoch, k = divmod(step, per_epoch)
@@ -305,27 +295,15 @@ def train_recognizer(
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
-        losses.append(float(loss.detach()))
+        state.losses.append(float(loss.detach()))
         done = step + 1
         progress("train recognizer", done, config.steps)
         if done % config.checkpoint_every == 0 or done == end:
-            _atomic_save(
-                {
-                    "hash": config.hash(),
-                    "model": net.state_dict(),
-                    "optimizer": opt.state_dict(),
-                    "step": done,
-                    "losses": losses,
-                    "seconds": seconds + time.perf_counter() - t0,
-                    "cpu_seconds": cpu + time.process_time() - c0,
-                },
-                state_path,
-            )
+            state.save(net, opt, done)
     net.eval()
     model = SynthFaceRecognizer(net, data.emotions, data.au_names, config.image_size)
-    return RecognizerTrainResult(
-        model, losses, end, seconds + time.perf_counter() - t0, resumed_from
-    )
+    wall, cpu = state.total_seconds()
+    return RecognizerTrainResult(model, state.losses, end, wall, state.resumed_from, cpu)
 
 
 def evaluate_on_prompt_renders(
@@ -412,7 +390,7 @@ def save_recognizer(
         "au_names": list(model.au_names or ()),
         **meta,
     }
-    _atomic_save({"state_dict": model.net.state_dict(), "meta": json.dumps(meta)}, path)
+    atomic_save({"state_dict": model.net.state_dict(), "meta": json.dumps(meta)}, path)
 
 
 def load_recognizer_from(path: Path, device: torch.device | str = "cpu") -> SynthFaceRecognizer:

@@ -46,6 +46,7 @@ from torch import Tensor
 
 from facebench.method import Progress, config_hash, no_progress
 from facebench.paths import cache_dir
+from facebench.train_state import TrainState, atomic_save
 from facebench.weights import MissingWeightsError, WeightInfo, weight_probe
 
 __all__ = [
@@ -377,12 +378,6 @@ def _atomic_write_text(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
-def _atomic_save(obj: Any, path: Path) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
-
-
 def _lr_at(step: int, config: SynthCLIPConfig) -> float:
     """Linear warmup then cosine decay to 5% of the peak."""
     if step < config.warmup:
@@ -497,23 +492,13 @@ def train_clip(
         betas=(0.9, 0.98),
         eps=1e-6,
     )
-    state_path = out_dir / "train_state.pt"
-    start, losses, seconds, cpu = 0, [], 0.0, 0.0
-    if state_path.exists():
-        state = torch.load(state_path, map_location="cpu", weights_only=True)
-        if state.get("hash") == config.hash():
-            model.load_state_dict(state["model"])
-            opt.load_state_dict(state["optimizer"])
-            start, losses = int(state["step"]), list(state["losses"])
-            seconds = float(state.get("seconds", 0.0))
-            cpu = float(state.get("cpu_seconds", 0.0))
-    resumed_from = start
+    state = TrainState.resume(out_dir / "train_state.pt", config.hash(), model, opt)
+    start = state.step
     loss_fn = open_clip.ClipLoss()
     tokens_all: dict[str, Tensor] = {}
     size = config.image_size
     end = config.steps if stop_after is None else min(config.steps, stop_after)
     model.train()
-    t0, c0 = time.perf_counter(), time.process_time()
     progress("train synthclip", start, config.steps)
     for step in range(start, end):
         idx, caps = _batch(step, data, config.batch_size, config.seed, config.caption_augment)
@@ -535,31 +520,14 @@ def train_clip(
         opt.step()
         with torch.no_grad():  # CLIP's clamp of the learned temperature (max scale 100)
             model.logit_scale.clamp_(0, math.log(100))
-        losses.append(float(loss.detach()))
+        state.losses.append(float(loss.detach()))
         done = step + 1
         progress("train synthclip", done, config.steps)
         if done % config.checkpoint_every == 0 or done == end:
-            _atomic_save(
-                {
-                    "hash": config.hash(),
-                    "model": model.state_dict(),
-                    "optimizer": opt.state_dict(),
-                    "step": done,
-                    "losses": losses,
-                    "seconds": seconds + time.perf_counter() - t0,
-                    "cpu_seconds": cpu + time.process_time() - c0,
-                },
-                state_path,
-            )
+            state.save(model, opt, done)
     model.eval()
-    return TrainResult(
-        model,
-        losses,
-        end,
-        seconds + time.perf_counter() - t0,
-        resumed_from,
-        cpu + time.process_time() - c0,
-    )
+    wall, cpu = state.total_seconds()
+    return TrainResult(model, state.losses, end, wall, state.resumed_from, cpu)
 
 
 # --------------------------------------------------------------------------- cache
@@ -584,7 +552,7 @@ MISSING_MESSAGE = (
 
 def save_checkpoint(model: torch.nn.Module, config: SynthCLIPConfig, path: Path, **meta) -> None:
     meta = {"config_hash": config.hash(), "model_name": config.model_name, **meta}
-    _atomic_save({"state_dict": model.state_dict(), "meta": json.dumps(meta)}, path)
+    atomic_save({"state_dict": model.state_dict(), "meta": json.dumps(meta)}, path)
 
 
 def load_synthclip(

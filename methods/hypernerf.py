@@ -48,7 +48,6 @@ import dataclasses
 import hashlib
 import json
 import math
-import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -73,6 +72,7 @@ from facebench.render import (
 from facebench.render.deform import SE3Field
 from facebench.render.encoding import linear_window
 from facebench.render.lipschitz import lipschitz_loss
+from facebench.train_state import atomic_save
 
 __all__ = [
     "ManipulatorConfig",
@@ -645,12 +645,6 @@ class VisibilityGrid(nn.Module):
         return dilate(self.weight > threshold, dilation)
 
 
-def _atomic_save(obj: Any, path: Path) -> None:
-    tmp = path.with_name(path.name + f".tmp{os.getpid()}")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
-
-
 def _build(config: ManipulatorConfig, n_frames: int, aabb: Tensor, device: torch.device):
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(config.seed)
@@ -901,7 +895,7 @@ def fit_manipulator(
             and c.checkpoint_every > 0
             and (done % c.checkpoint_every == 0 and done < c.steps)
         ):
-            _atomic_save(
+            atomic_save(
                 {
                     "model": model.state_dict(),
                     "optim": opt.state_dict(),
@@ -965,7 +959,7 @@ def load_or_fit_manipulator(scene: Any, config: ManipulatorConfig, ctx: RunConte
     d.mkdir(parents=True, exist_ok=True)
     (d / "config.json").write_text(json.dumps(dataclasses.asdict(config), indent=2))
     res = fit_manipulator(scene, config, device, ckpt_path, ctx.progress)
-    _atomic_save(
+    atomic_save(
         {
             "model": res.model.state_dict(),
             "grid": res.occupancy.state_dict() if res.occupancy is not None else None,
