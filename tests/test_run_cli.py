@@ -1,0 +1,94 @@
+"""``facebench run`` / ``leaderboard`` end to end at the smoke budget (tiny scene, tiny CLIP)."""
+
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+import pytest
+import torch
+
+from facebench.cli import main
+
+PROMPTS = ["a happy face", "a surprised face"]
+
+
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory):
+    d = tmp_path_factory.mktemp("run")
+    (d / "two.txt").write_text("\n".join(PROMPTS) + "\n")
+    targets = {p: {"emotion": p.split()[1]} for p in PROMPTS}
+    (d / "two.targets.json").write_text(json.dumps(targets))
+    return d
+
+
+@pytest.fixture(autouse=True)
+def offline_cache(workdir, monkeypatch):
+    monkeypatch.setenv("FACEBENCH_CACHE", str(workdir / "cache"))
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+def _run(workdir, *extra: str) -> None:
+    main(
+        [
+            "run",
+            "--method",
+            "pac",
+            "--prompts",
+            str(workdir / "two.txt"),
+            "--scene",
+            "synthface:tiny",
+            "--budget",
+            "smoke",
+            "--clip",
+            "tiny-random",
+            "--no-prepare",
+            "--out",
+            str(workdir / "out"),
+            *extra,
+        ]
+    )
+
+
+@pytest.mark.slow
+def test_run_writes_rows_renders_config_and_resumes(workdir, capsys):
+    _run(workdir)
+    out = workdir / "out"
+    rows = pd.read_csv(out / "leaderboard.csv")
+    assert list(rows["prompt"]) == PROMPTS and set(rows["method"]) == {"pac"}
+    assert set(rows["prompt_set"]) == {"two"} and set(rows["scene"]) == {"synthface:tiny"}
+    # ground truth from the prompt file's answers; the tiny CLIP is labelled not meaningful
+    for col in ("gt_psnr", "gt_lpips", "locality", "lpips", "identity", "time_s", "peak_mem_mb"):
+        assert rows[col].notna().all() and (rows[col] >= 0).all(), col
+    assert (rows["gt_psnr"] > 5).all()
+    assert set(rows["backend_meaningful"]) == {"no"}
+    assert rows["config_hash"].nunique() == 1
+    renders = out / "renders" / "pac-full"
+    assert sorted(p.suffix for p in renders.iterdir()) == [".gif", ".gif", ".png", ".png"]
+    (config,) = (out / "runs").glob("pac-full-*/config.json")
+    assert json.loads(config.read_text())["clip"] == "tiny-random"
+    first = (out / "leaderboard.csv").read_bytes()
+
+    capsys.readouterr()
+    _run(workdir)  # the same command again: nothing recomputed, no row duplicated
+    assert "0 row(s) written, 2 already present" in capsys.readouterr().out
+    assert (out / "leaderboard.csv").read_bytes() == first
+
+    main(["leaderboard", str(out)])
+    summary = pd.read_csv(out / "leaderboard_summary.csv")
+    assert len(summary) == 1 and summary.loc[0, "method"] == "pac"
+    assert summary.loc[0, "lpips_mean"] == pytest.approx(rows["lpips"].mean())
+    assert (out / "leaderboard_summary.md").read_text().count("pac") >= 1
+
+
+def test_bad_prompt_file_is_one_line_and_writes_nothing(workdir, capsys):
+    out = workdir / "bad-out"
+    with pytest.raises(SystemExit) as info:
+        main(["run", "--method", "pac", "--prompts", "no-such-file.txt", "--out", str(out)])
+    assert info.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("facebench: error:") and "no-such-file" in err[0]
+    assert not out.exists()
