@@ -177,6 +177,7 @@ def run(options: RunOptions, progress: Progress = no_progress) -> RunSummary:
         "options": {k: str(v) for k, v in asdict(options).items() if k not in {"force", "out"}},
         "method_config": method.config_dict(),
         "clip": clip_spec,
+        "clip_backend": clip.backend,  # which weights: a retrained SynthCLIP is a new config
     }
     chash = config_hash(run_config)
     base = {
