@@ -125,6 +125,11 @@ def test_caption_variants_come_from_the_dataset_vocabulary():
     g = torch.Generator().manual_seed(0)
     texts = {v.choose(g)[0] for _ in range(200)}
     assert any(t.endswith("without closed eyes") for t in texts)
+    # the share of full (identity) captions follows full_rate
+    kinds = [v.choose(g, full_rate=0.2)[1] for _ in range(2000)]
+    assert abs(kinds.count("full") / 2000 - 0.2) < 0.03
+    assert {v.choose(g, full_rate=0.0)[1] for _ in range(200)} == {"short"}
+    assert {v.choose(g, full_rate=1.0)[1] for _ in range(200)} == {"full"}
     assert set(sc.au_phrases()) == {
         "AU1", "AU2", "AU4", "AU5", "AU6", "AU7", "AU12", "AU15", "AU20", "AU23", "AU26", "AU43"
     }  # fmt: skip
