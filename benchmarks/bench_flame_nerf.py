@@ -35,24 +35,13 @@ from facebench.method import RunContext
 from facebench.paths import cache_dir
 
 BUDGET = os.environ.get("FACEBENCH_BENCH_BUDGET", "quick")
-THREADS = int(os.environ.get("FACEBENCH_BENCH_THREADS", "1"))
 SCENE = "synthface:default"
 RESULTS: dict[str, dict] = {}
 
 
-@pytest.fixture(scope="module", autouse=True)
-def threads():
-    n = torch.get_num_threads()
-    torch.set_num_threads(THREADS)
-    yield
-    torch.set_num_threads(n)
-
-
 @pytest.fixture(scope="module")
-def scene():
-    from facebench.scene import load_scene
-
-    return load_scene(SCENE)
+def scene(default_scene, bench_threads):
+    return default_scene
 
 
 def _fitted(variant: str, scene):
@@ -63,7 +52,7 @@ def _fitted(variant: str, scene):
     return m
 
 
-def test_train_step(benchmark, scene, tmp_path):
+def test_train_step(benchmark, scene, tmp_path, bench_threads):
     from facebench.methods.flame_nerf import FlameNerf
 
     m = FlameNerf.create("full", BUDGET, "cpu")
@@ -76,7 +65,7 @@ def test_train_step(benchmark, scene, tmp_path):
     cfg = m.config
     benchmark.extra_info.update(
         budget=BUDGET,
-        threads=THREADS,
+        threads=bench_threads,
         n_rays=cfg.n_rays,
         samples=cfg.n_coarse + cfg.n_fine,
         steps=cfg.steps,
@@ -85,7 +74,7 @@ def test_train_step(benchmark, scene, tmp_path):
 
 
 @pytest.mark.parametrize("variant", ["full", "no-spatial-prior"])
-def test_reanimate(benchmark, scene, variant):
+def test_reanimate(benchmark, scene, variant, bench_threads):
     from facebench.reanimate import reanimate_method
 
     m = _fitted(variant, scene)

@@ -36,25 +36,14 @@ from facebench.method import RunContext
 from facebench.paths import cache_dir
 
 BUDGET = os.environ.get("FACEBENCH_BENCH_BUDGET", "quick")
-THREADS = int(os.environ.get("FACEBENCH_BENCH_THREADS", "1"))
 CLIP_SPEC = os.environ.get("FACEBENCH_BENCH_CLIP", "synthclip")
 SCENE = "synthface:default"
 PROMPTS = ("a smiling face with closed eyes", "a surprised face")
 
 
-@pytest.fixture(scope="module", autouse=True)
-def threads():
-    n = torch.get_num_threads()
-    torch.set_num_threads(THREADS)
-    yield
-    torch.set_num_threads(n)
-
-
 @pytest.fixture(scope="module")
-def scene():
-    from facebench.scene import load_scene
-
-    return load_scene(SCENE)
+def scene(default_scene, bench_threads):
+    return default_scene
 
 
 @pytest.fixture(scope="module")
@@ -88,7 +77,7 @@ def pac(scene):
     return m
 
 
-def test_manipulator_fit(benchmark, scene, pac):
+def test_manipulator_fit(benchmark, scene, pac, bench_threads):
     from facebench.methods.pac import PACMethod
 
     def load():
@@ -99,7 +88,7 @@ def test_manipulator_fit(benchmark, scene, pac):
     benchmark.pedantic(load, rounds=1, iterations=1)
     info = {
         "budget": BUDGET,
-        "threads": THREADS,
+        "threads": bench_threads,
         "steps": pac.config.manipulator.steps,
         "template": pac.config.manipulator.template,
         "first_prepare_wall_s": pac.prepare_wall_s,
@@ -111,7 +100,7 @@ def test_manipulator_fit(benchmark, scene, pac):
 
 
 @pytest.mark.parametrize("method", ["pac", "hypernerf-i"])
-def test_edit(benchmark, scene, pac, clip, method):
+def test_edit(benchmark, scene, pac, clip, method, bench_threads):
     import dataclasses
 
     from facebench.methods.pac import PACMethod
@@ -134,7 +123,7 @@ def test_edit(benchmark, scene, pac, clip, method):
     steps = m.config.edit.steps
     info = {
         "budget": BUDGET,
-        "threads": THREADS,
+        "threads": bench_threads,
         "clip": clip.backend,
         "clip_meaningful": bool(clip.meaningful),
         "steps": steps,

@@ -1024,7 +1024,9 @@ def optimise_expression(
     SynthCLIP embeddings and the prompt's. Returns the final expression and
     the per-step similarities.
     """
-    size = size or int(model.visual.image_size[0] if hasattr(model.visual, "image_size") else 64)
+    if size is None:  # ViT towers keep (H, W), ModifiedResNet an int
+        native = getattr(model.visual, "image_size", 64)
+        size = int(native if isinstance(native, int) else native[0])
     model.eval().requires_grad_(False)
     with torch.no_grad():
         text = encode_texts(model, tokenizer, [prompt])[0]

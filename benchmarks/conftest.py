@@ -1,0 +1,32 @@
+"""Fixtures shared by the benchmarks: torch CPU threads and the default SynthFace scene.
+
+``FACEBENCH_BENCH_THREADS`` sets torch's CPU threads for a benchmark module (default 1:
+on a shared 2-core machine OpenMP threads spin against other processes, and figures per
+core are steadier).
+"""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+import torch
+
+BENCH_THREADS = int(os.environ.get("FACEBENCH_BENCH_THREADS", "1"))
+
+
+@pytest.fixture(scope="module")
+def bench_threads():
+    """Run the module with ``BENCH_THREADS`` torch threads; yields that number."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(BENCH_THREADS)
+    yield BENCH_THREADS
+    torch.set_num_threads(n)
+
+
+@pytest.fixture(scope="module")
+def default_scene():
+    """``synthface:default`` (generated once, then cached)."""
+    from facebench.scene import load_scene
+
+    return load_scene("synthface:default")
