@@ -209,7 +209,6 @@ def run(options: RunOptions, progress: Progress = no_progress) -> RunSummary:
     if options.prepare_missing and scene.gt is not None:
         _ensure_recognizer(SUITES[options.suite], progress)
     evaluator = Evaluator(SUITES[options.suite], scene, prompt_set, clip, neutral, device)
-    summary.notes.extend(evaluator.notes)
     versions = _versions()
 
     for done, (prompt, seed) in enumerate(todo):
@@ -241,4 +240,5 @@ def run(options: RunOptions, progress: Progress = no_progress) -> RunSummary:
         store.append(row, replace=options.force)
         summary.rows.append(row)
     progress("prompts", len(todo), len(todo))
+    summary.notes.extend(evaluator.notes)
     return summary

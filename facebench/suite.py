@@ -17,6 +17,7 @@ from typing import Any
 
 import torch
 
+from facebench.errors import FacebenchError
 from facebench.metrics import can_run, make_metric, measure_cost, update_from
 from facebench.weights import MissingWeightsError
 
@@ -121,12 +122,17 @@ class Evaluator:
             batch.update(landmarks=self._landmarks, neutral_landmarks=self._landmarks)
         values: dict[str, float] = {}
         backends: dict[str, str] = {}
-        for name, metric in self.metrics.items():
+        for name, metric in list(self.metrics.items()):
             if not all(k in batch for k in metric.requires):
                 continue
             metric.reset()
-            update_from(metric, batch)
-            summary = metric.summary()
+            try:
+                update_from(metric, batch)
+                summary = metric.summary()
+            except FacebenchError as exc:  # e.g. R-precision over a one-prompt set
+                self.notes.append(f"{name} skipped: {exc}")
+                del self.metrics[name]
+                continue
             values[name] = summary.pop("value")
             std = summary.pop("std", math.nan)
             if not math.isnan(std):

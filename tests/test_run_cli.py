@@ -92,3 +92,34 @@ def test_bad_prompt_file_is_one_line_and_writes_nothing(workdir, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("facebench: error:") and "no-such-file" in err[0]
     assert not out.exists()
+
+
+@pytest.mark.slow
+def test_ablate_writes_every_variant_on_the_same_setup(workdir):
+    (workdir / "one.txt").write_text("a happy face\n")
+    (workdir / "one.targets.json").write_text(json.dumps({"a happy face": {"emotion": "happy"}}))
+    out = workdir / "ablate"
+    main(
+        [
+            "ablate",
+            "--method",
+            "pac",
+            "--prompts",
+            str(workdir / "one.txt"),
+            "--scene",
+            "synthface:tiny",
+            "--budget",
+            "smoke",
+            "--clip",
+            "tiny-random",
+            "--no-prepare",
+            "--out",
+            str(out),
+        ]
+    )
+    rows = pd.read_csv(out / "leaderboard.csv")
+    assert sorted(rows["variant"]) == ["full", "no-lipschitz", "no-tv", "single-code"]
+    assert set(rows["prompt"]) == {"a happy face"} and rows["config_hash"].nunique() == 4
+    main(["leaderboard", str(out)])
+    summary = pd.read_csv(out / "leaderboard_summary.csv")
+    assert list(summary["variant"]) == ["full", "no-lipschitz", "no-tv", "single-code"]
