@@ -41,7 +41,7 @@ from facebench.synthclip import (
     _atomic_write_text,
     augment,
     load_faces,
-    prepare_lock,
+    prepare_once,
     train_threads,
 )
 from facebench.train_state import TrainState, atomic_save
@@ -435,13 +435,13 @@ def prepare_recognizer(
     Example: facebench prepare recognizer
     """
     out = recognizer_dir(config)
-    ckpt = out / "checkpoint.pt"
-    if ckpt.is_file() and not force:
-        return ckpt
-    with prepare_lock(out, "the expression recognizer", progress):
-        if ckpt.is_file() and not force:  # another process finished it while we waited
-            return ckpt
-        return _prepare_recognizer(out, progress, force, config, data, heldout)
+    return prepare_once(
+        out,
+        "the expression recognizer",
+        force,
+        progress,
+        lambda: _prepare_recognizer(out, progress, force, config, data, heldout),
+    )
 
 
 def _prepare_recognizer(

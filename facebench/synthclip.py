@@ -34,7 +34,7 @@ import json
 import math
 import os
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -378,6 +378,21 @@ def prepare_lock(directory: Path, what: str, progress: Progress = no_progress) -
             fcntl.flock(fh, fcntl.LOCK_UN)
 
 
+def prepare_once(
+    out: Path, what: str, force: bool, progress: Progress, build: Callable[[], Path]
+) -> Path:
+    """``out/checkpoint.pt`` if it exists (and not ``force``), else ``build()`` under
+    :func:`prepare_lock` -- re-checking after the wait, since another process may
+    have finished the same model meanwhile."""
+    ckpt = out / "checkpoint.pt"
+    if ckpt.is_file() and not force:
+        return ckpt
+    with prepare_lock(out, what, progress):
+        if ckpt.is_file() and not force:
+            return ckpt
+        return build()
+
+
 def _atomic_write_text(path: Path, text: str) -> None:
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(text)
@@ -611,13 +626,13 @@ def prepare_synthclip(
     Example: facebench prepare synthclip
     """
     out = synthclip_dir(config)
-    ckpt = out / "checkpoint.pt"
-    if ckpt.is_file() and not force:
-        return ckpt
-    with prepare_lock(out, "SynthCLIP", progress):
-        if ckpt.is_file() and not force:  # another process finished it while we waited
-            return ckpt
-        return _prepare_synthclip(out, progress, force, config, data, evaluate)
+    return prepare_once(
+        out,
+        "SynthCLIP",
+        force,
+        progress,
+        lambda: _prepare_synthclip(out, progress, force, config, data, evaluate),
+    )
 
 
 def _prepare_synthclip(

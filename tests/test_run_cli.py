@@ -31,14 +31,15 @@ def offline_cache(workdir, monkeypatch):
     torch.set_num_threads(n)
 
 
-def _run(workdir, *extra: str) -> None:
+def _cli(workdir, command: str, prompts: str, out: str, *extra: str) -> None:
+    """``facebench COMMAND --method pac`` on the tiny scene at the smoke budget, offline."""
     main(
         [
-            "run",
+            command,
             "--method",
             "pac",
             "--prompts",
-            str(workdir / "two.txt"),
+            str(workdir / prompts),
             "--scene",
             "synthface:tiny",
             "--budget",
@@ -47,10 +48,14 @@ def _run(workdir, *extra: str) -> None:
             "tiny-random",
             "--no-prepare",
             "--out",
-            str(workdir / "out"),
+            str(workdir / out),
             *extra,
         ]
     )
+
+
+def _run(workdir) -> None:
+    _cli(workdir, "run", "two.txt", "out")
 
 
 @pytest.mark.slow
@@ -99,24 +104,7 @@ def test_ablate_writes_every_variant_on_the_same_setup(workdir):
     (workdir / "one.txt").write_text("a happy face\n")
     (workdir / "one.targets.json").write_text(json.dumps({"a happy face": {"emotion": "happy"}}))
     out = workdir / "ablate"
-    main(
-        [
-            "ablate",
-            "--method",
-            "pac",
-            "--prompts",
-            str(workdir / "one.txt"),
-            "--scene",
-            "synthface:tiny",
-            "--budget",
-            "smoke",
-            "--clip",
-            "tiny-random",
-            "--no-prepare",
-            "--out",
-            str(out),
-        ]
-    )
+    _cli(workdir, "ablate", "one.txt", "ablate")
     rows = pd.read_csv(out / "leaderboard.csv")
     assert sorted(rows["variant"]) == ["full", "no-lipschitz", "no-tv", "single-code"]
     assert set(rows["prompt"]) == {"a happy face"} and rows["config_hash"].nunique() == 4
