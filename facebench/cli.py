@@ -38,7 +38,8 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     rich_markup_mode="rich",
 )
-console = Console()
+# pipes and CI logs get a readable width for the result tables (rich defaults to 80 there)
+console = Console(width=None if sys.stdout.isatty() else 200)
 
 
 def _mount_subcommands() -> None:
