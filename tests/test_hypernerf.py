@@ -196,3 +196,33 @@ def test_resume_after_interrupted_prepare(toy, tmp_path):
 def test_fit_on_cuda(toy):
     res = fit_manipulator(toy, tiny_config(steps=3), torch.device("cuda"))
     assert res.model.deform_codes.weight.is_cuda
+
+
+def test_triplane_template_samples_planes_and_trains(toy):
+    from facebench.methods.hypernerf import TriPlane
+
+    # a plane whose xy channel 0 is the x coordinate: bilinear sampling reproduces it
+    tp = TriPlane(resolution=64, channels=1, scale=torch.ones(3))
+    with torch.no_grad():
+        tp.planes.zero_()
+        tp.planes[0, 0] = torch.linspace(-1, 1, 64)[None, :].expand(64, 64) * 63 / 64
+    x = torch.tensor([[0.5, -0.25, 0.1], [-0.75, 0.3, 0.0], [1.5, 0.0, 0.0]])
+    with torch.no_grad():
+        f = tp(x)
+    assert f.shape == (3, 3)
+    assert f[:2, 0].tolist() == pytest.approx([0.5, -0.75], abs=1e-5)
+    assert float(f[2].abs().sum()) == 0.0  # outside [-1, 1]: zero padding
+    with pytest.raises(ValueError, match="template"):
+        SceneManipulator(tiny_config(template="grid"), 4, toy.aabb)
+    m = SceneManipulator(
+        tiny_config(template="triplane", triplane_resolution=8, triplane_channels=4), 4, toy.aabb
+    )
+    sigma, rgb = m.query(
+        torch.zeros(5, 3),
+        torch.ones(5, 3) / 3**0.5,
+        m.deform_codes.weight[0],
+        m.appearance_codes.weight[0],
+    )
+    assert sigma.shape == (5,) and rgb.shape == (5, 3) and bool((sigma >= 0).all())
+    (sigma.sum() + rgb.sum()).backward()
+    assert m.triplane.planes.grad is not None and m.triplane.planes.grad.abs().sum() > 0
