@@ -125,7 +125,10 @@ def nerf_ft_preset(budget: str) -> NeRFFTConfig:
         )
     else:
         raise ValueError(f"unknown budget {budget!r} (smoke, quick, full)")
-    return NeRFFTConfig(nerf=nerf, edit=edit_preset(budget))
+    edit = edit_preset(budget)
+    if budget == "quick":  # whole-network steps: 5e-3 x ft_lr_scale = 5e-4, the paper's edit rate
+        edit = dataclasses.replace(edit, lr=5e-3, lr_final=5e-4)
+    return NeRFFTConfig(nerf=nerf, edit=edit)
 
 
 @dataclass

@@ -4,11 +4,14 @@ Pipeline (Hwang et al., ICCV 2023; the scene manipulator is :mod:`.hypernerf`):
 
 1. :meth:`PACMethod.prepare` fits (or loads from the cache) the scene manipulator on
    the captured frames and summarises its per-frame latent codes into **anchor codes**
-   (:func:`select_anchors`): the neutral frame's code plus ``n_anchors - 1`` k-means
-   centres (:func:`kmeans`, torch, k-means++ seeded) of the training frames' codes,
-   each snapped to the nearest observed frame code (the paper picks *representative
-   frames'* codes; snapping keeps anchors on codes the manipulator was trained on),
-   or explicit ``anchor_frames``.
+   (:func:`select_anchors`): the neutral frame's code plus the codes of ``n_anchors - 1``
+   representative frames, found by k-means (:func:`kmeans`, torch, k-means++ seeded)
+   over *what each code renders* (its render from the neutral frame's camera minus the
+   neutral render; ``anchor_features="code"`` clusters the raw codes), or explicit
+   ``anchor_frames``. The paper clusters expression parameters; renders are what this
+   model has in their place. Raw codes cluster badly: codes of frames that all look
+   neutral stay scattered where they were initialised, and on the default SynthFace
+   scene k-means over codes picked four neutral frames of eight anchors.
 2. :meth:`PACMethod.edit` optimises a :class:`PAC` per prompt: an MLP (depth 6, width
    64) mapping a 3D position to softmax **composition ratios** over the anchors; the
    position-conditional code is ``z(x) = sum_k r_k(x) anchor_k``, fed to the
@@ -51,7 +54,7 @@ from facebench.method import RunContext, apply_overrides
 from facebench.registry import register_method
 from facebench.render import Cameras, OccupancyGrid, PositionalEncoding, RayBundle, make_mlp
 
-from .clip_edit import EditConfig, clip_optimize, edit_preset
+from .clip_edit import EditConfig, clip_optimize, edit_preset, resize_cameras
 from .hypernerf import (
     ManipulatorConfig,
     SceneManipulator,
@@ -139,13 +142,18 @@ def select_anchors(
     snap: bool = True,
     generator: torch.Generator | None = None,
     iters: int = 50,
+    features: Tensor | None = None,
 ) -> tuple[Tensor, list[int]]:
     """Anchor codes ``(K, C)`` and the frame each came from (-1: an unsnapped centre).
 
     ``codes`` is the per-frame code table, ``frames`` the candidate (training) frames.
     With ``explicit`` frame ids those frames' codes are the anchors. Otherwise the
-    neutral frame's code (when given) is anchor 0 and k-means over the candidates'
-    codes gives the rest (snapped to the nearest candidate code when ``snap``).
+    neutral frame's code (when given) is anchor 0 and k-means gives the rest: over
+    ``features`` ``(N, F)`` (one row per code, e.g. what each code renders) when given,
+    else over the codes themselves. With a neutral anchor, k-means finds one cluster
+    more and drops the one nearest the neutral frame (anchor 0 already stands for it).
+    Centres are snapped to the nearest candidate frame (always, with ``features``:
+    a feature centre has no code).
     """
     if explicit:
         ids = [int(f) for f in explicit]
@@ -158,16 +166,24 @@ def select_anchors(
     pool = [f for f in frames if f not in ids]
     n_more = max(k - len(anchors), 0)
     if n_more > 0 and pool:
-        x = codes[pool].detach()
-        centres, _ = kmeans(x, n_more, generator, iters)
+        space = features if features is not None else codes
+        x = space[pool].detach()
+        n_fit = n_more + 1 if neutral is not None else n_more
+        centres, _ = kmeans(x, min(n_fit, len(pool)), generator, iters)
+        if neutral is not None and len(centres) > n_more:
+            ref = space[neutral].detach().reshape(1, -1)
+            drop = int(torch.cdist(ref, centres).argmin())
+            centres = torch.cat([centres[:drop], centres[drop + 1 :]])
         for cen in centres:
-            if snap:
+            if snap or features is not None:
                 j = int((x - cen).pow(2).sum(-1).argmin())
-                if pool[j] in ids:  # two centres snapped to one frame: keep the centre itself
+                if pool[j] in ids:  # two centres snapped to one frame
+                    if features is not None:
+                        continue
                     anchors.append(cen)
                     ids.append(-1)
                 else:
-                    anchors.append(x[j])
+                    anchors.append(codes[pool[j]].detach())
                     ids.append(pool[j])
             else:
                 anchors.append(cen)
@@ -276,6 +292,12 @@ class PACConfig:
     n_anchors: int = 8
     anchor_frames: tuple[int, ...] = ()  # explicit anchor frame ids (override k-means)
     anchor_snap: bool = True
+    # what k-means clusters: "render" (each frame code's render from the neutral frame's
+    # camera at anchor_render_size px, minus the neutral render: codes grouped by what
+    # they do to the face) or "code" (the raw codes; codes of frames that look alike
+    # need not lie together, so this often picks several neutral-looking frames)
+    anchor_features: str = "render"
+    anchor_render_size: int = 32
     include_neutral: bool = True
     kmeans_iters: int = 50
     pac_depth: int = 6  # REFERENCE.md: PAC MLP depth 6, width 64
@@ -357,6 +379,10 @@ class PACMethod:
         self.config = config or PACConfig()
         if self.config.mode not in ("pac", "single"):
             raise ValueError(f"mode must be 'pac' or 'single', got {self.config.mode!r}")
+        if self.config.anchor_features not in ("render", "code"):
+            raise ValueError(
+                f"anchor_features must be 'render' or 'code', got {self.config.anchor_features!r}"
+            )
         self.device = torch.device(device) if device is not None else torch.device("cpu")
         self.variant, self.budget = variant, budget
         self.model: SceneManipulator | None = None
@@ -396,16 +422,42 @@ class PACMethod:
         codes = self.model.deform_codes.weight.detach()
         gen = torch.Generator().manual_seed(self.config.manipulator.seed * 31 + 5)
         explicit = tuple(cids[f] for f in self.config.anchor_frames)
+        candidates = sorted({cids[f] for f in tr})
+        features = None
+        if self.config.anchor_features == "render" and not explicit and self.config.mode == "pac":
+            cam = scene.cameras[torch.tensor([self.neutral_id])].to(self.device)
+            features = self.code_render_features(candidates, cam)
         self.anchors, self.anchor_frames = select_anchors(
             codes,
-            sorted({cids[f] for f in tr}),
+            candidates,
             self.config.n_anchors,
             neutral=self.neutral_code_id if self.config.include_neutral else None,
             explicit=explicit,
             snap=self.config.anchor_snap,
             generator=gen,
             iters=self.config.kmeans_iters,
+            features=features,
         )
+
+    @torch.no_grad()
+    def code_render_features(self, code_ids: list[int], camera: Cameras) -> Tensor:
+        """``(n_codes, 3 * S * S)``: each listed code's render from ``camera`` (longest side
+        ``anchor_render_size``) minus the neutral code's render; other rows are zero."""
+        model = self._require()
+        cam = resize_cameras(camera, self.config.anchor_render_size)
+        rcfg = render_config(model.config, False, self.background)
+        app = self.neutral_appearance
+
+        def draw(code: Tensor) -> Tensor:
+            img = render_cameras(model, cam, code, app, self.background, self.occupancy, rcfg)
+            return img.reshape(-1)
+
+        base = draw(self.neutral_code)
+        weights = model.deform_codes.weight
+        feats = base.new_zeros(weights.shape[0], base.numel())
+        for i in code_ids:
+            feats[i] = draw(weights[i]) - base
+        return feats
 
     def _require(self) -> SceneManipulator:
         if self.model is None:

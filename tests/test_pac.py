@@ -63,6 +63,29 @@ def test_select_anchors_neutral_first_snapped_or_explicit():
     assert eids == [3, 9] and torch.equal(explicit, x[[3, 9]])
 
 
+def test_select_anchors_by_features_one_per_cluster_besides_neutral():
+    # codes are noise; what the codes *do* (features) falls in 4 clusters
+    feats, truth, _ = _blobs()
+    codes = torch.randn(100, 6, generator=torch.Generator().manual_seed(1))
+    neutral = int((truth == 0).nonzero()[0])
+    anchors, ids = select_anchors(
+        codes,
+        list(range(100)),
+        4,
+        neutral=neutral,
+        generator=torch.Generator().manual_seed(0),
+        features=feats,
+    )
+    assert ids[0] == neutral
+    assert sorted(int(truth[i]) for i in ids[1:]) == [1, 2, 3]  # the neutral cluster dropped
+    assert torch.equal(anchors, codes[ids])  # anchors are the chosen frames' codes
+    # on the raw codes the same call cannot see the clusters
+    _, code_ids = select_anchors(
+        codes, list(range(100)), 4, neutral=neutral, generator=torch.Generator().manual_seed(0)
+    )
+    assert sorted(int(truth[i]) for i in code_ids[1:]) != [1, 2, 3]
+
+
 # --------------------------------------------------------------------------- PAC / TV
 
 
