@@ -28,8 +28,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -42,7 +40,7 @@ from torch import Tensor
 from facebench.datasets.facs import AU_NAMES, EMOTIONS, GROUPS, au_index, expression_vector
 from facebench.datasets.synthhead import Backdrop, Identity, SynthHead
 from facebench.errors import FacebenchError
-from facebench.paths import cache_dir
+from facebench.paths import atomic_file, cache_dir
 from facebench.registry import register_dataset
 from facebench.render.cameras import Cameras, look_at
 
@@ -353,11 +351,8 @@ class SynthFaceFaces:
         if data is None:
             data = self.render(list(range(lo, hi)))
             if self.cache:
-                path.parent.mkdir(parents=True, exist_ok=True)
-                fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".npz")
-                with os.fdopen(fd, "wb") as fh:
+                with atomic_file(path) as fh:
                     np.savez(fh, images=(data["images"] * 255 + 0.5).to(torch.uint8).numpy())
-                os.replace(tmp, path)
         samples = [self.sample(i) for i in range(lo, hi)]
         data = {
             "images": data["images"],

@@ -30,8 +30,6 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import os
-import tempfile
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -43,7 +41,7 @@ import torch
 from facebench.datasets.facs import AU_NAMES, GROUPS, au_index
 from facebench.datasets.synthhead import FRONT_Z, REGIONS, Backdrop, Identity, SynthHead
 from facebench.errors import FacebenchError
-from facebench.paths import cache_dir
+from facebench.paths import atomic_file, cache_dir
 from facebench.registry import register_dataset
 from facebench.render.cameras import Cameras, look_at
 from facebench.scene import Scene
@@ -422,15 +420,8 @@ def save_scene_cache(path: Path, scene: Scene) -> None:
         "aabb": scene.aabb.numpy(),
         "meta": np.asarray(json.dumps(scene.meta)),
     }
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".npz")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            np.savez(fh, **{k: v for k, v in arrays.items() if v is not None})
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_file(path) as fh:
+        np.savez(fh, **{k: v for k, v in arrays.items() if v is not None})
 
 
 def load_scene_cache(path: Path) -> Scene:

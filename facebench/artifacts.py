@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 
 import imageio.v3 as iio
 import numpy as np
 import torch
+
+from facebench.paths import atomic_file
 
 
 def to_uint8(images: torch.Tensor) -> np.ndarray:
@@ -17,11 +17,8 @@ def to_uint8(images: torch.Tensor) -> np.ndarray:
 
 
 def _atomic_write(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    with os.fdopen(fd, "wb") as fh:
+    with atomic_file(path) as fh:
         fh.write(data)
-    os.replace(tmp, path)
 
 
 def grid(rows: list[torch.Tensor], max_cols: int = 8) -> np.ndarray:

@@ -15,6 +15,7 @@ from pathlib import Path
 import pandas as pd
 
 from facebench.errors import FacebenchError
+from facebench.paths import atomic_file
 
 GROUP = ["method", "variant", "scene", "prompt_set"]
 TABLE1_ORDER = ["nerf-ft", "nerfies-i", "hypernerf-i", "pac"]
@@ -99,6 +100,8 @@ def write_leaderboard(directory: Path) -> tuple[Path, Path, pd.DataFrame]:
     table = aggregate(rows)
     csv_path = directory / "leaderboard_summary.csv"
     md_path = directory / "leaderboard_summary.md"
-    table.to_csv(csv_path, index=False)
-    md_path.write_text(to_markdown(table))
+    with atomic_file(csv_path, "w", newline="") as fh:
+        table.to_csv(fh, index=False)
+    with atomic_file(md_path, "w") as fh:
+        fh.write(to_markdown(table))
     return csv_path, md_path, table

@@ -1,9 +1,13 @@
-"""Where facebench keeps caches, checkpoints and downloaded or trained model weights."""
+"""Where facebench keeps caches and weights, and how it writes files (atomically)."""
 
 from __future__ import annotations
 
 import os
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import IO, Any
 
 
 def cache_dir() -> Path:
@@ -20,3 +24,28 @@ def torch_home() -> Path:
     import torch.hub
 
     return Path(torch.hub.get_dir()).parent
+
+
+@contextmanager
+def atomic_file(path: Path | str, mode: str = "wb", **kwargs: Any) -> Iterator[IO[Any]]:
+    """Open a temporary file next to ``path``; on success rename it onto ``path``.
+
+    Readers see the old file or the whole new one, never half of it; on an error the
+    temporary file is removed and ``path`` is untouched. The file gets the permissions
+    a plain ``open`` would give (``0o666`` less the umask), not ``mkstemp``'s ``0o600``.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    umask = os.umask(0)
+    os.umask(umask)
+    try:
+        os.fchmod(fd, 0o666 & ~umask)
+        with os.fdopen(fd, mode, **kwargs) as fh:
+            yield fh
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise

@@ -10,11 +10,11 @@ row. Re-running skips rows whose key is already present.
 from __future__ import annotations
 
 import csv
-import os
-import tempfile
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
+
+from facebench.paths import atomic_file
 
 KEY_COLUMNS = ("method", "variant", "scene", "prompt_set", "prompt", "seed", "config_hash")
 LEADING_COLUMNS = KEY_COLUMNS[:-1]
@@ -42,21 +42,12 @@ def _columns(rows: Iterable[dict[str, Any]]) -> list[str]:
 
 def write_rows_atomic(path: Path, rows: list[dict[str, Any]]) -> None:
     """Write ``rows`` to ``path`` through a temporary file and an atomic rename."""
-    path.parent.mkdir(parents=True, exist_ok=True)
     columns = _columns(rows)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", newline="") as fh:
-            writer = csv.DictWriter(fh, fieldnames=columns, restval="")
-            writer.writeheader()
-            for row in rows:
-                writer.writerow({k: _cell(v) for k, v in row.items()})
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_file(path, "w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=columns, restval="")
+        writer.writeheader()
+        for row in rows:
+            writer.writerow({k: _cell(v) for k, v in row.items()})
 
 
 def _cell(value: Any) -> Any:

@@ -31,7 +31,7 @@ import torch
 from facebench import __version__
 from facebench.errors import FacebenchError
 from facebench.method import BUDGETS, Progress, RunContext, config_hash, no_progress
-from facebench.paths import cache_dir
+from facebench.paths import atomic_file, cache_dir
 from facebench.results import ResultStore
 
 DEFAULT_SCENE = "synthface:default"
@@ -220,7 +220,8 @@ def run(options: RunOptions, progress: Progress = no_progress) -> RunSummary:
 
     run_dir = out / "runs" / f"{options.method}-{options.variant}-{chash}"
     run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / "config.json").write_text(json.dumps(run_config, indent=2, default=str))
+    with atomic_file(run_dir / "config.json", "w") as fh:
+        json.dump(run_config, fh, indent=2, default=str)
 
     ctx = RunContext(device=device, cache_dir=cache_dir(), seed=0, progress=progress)
     method.prepare(scene, ctx)

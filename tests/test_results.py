@@ -55,6 +55,19 @@ def test_interrupted_write_leaves_previous_file_intact(tmp_path, monkeypatch):
     assert [p.name for p in tmp_path.iterdir()] == ["leaderboard.csv"]  # no temp file left
 
 
+def test_result_files_get_plain_open_permissions(tmp_path):
+    # mkstemp makes 0600 files; a shared results directory needs what open() gives
+    old = os.umask(0o022)
+    try:
+        store = ResultStore(tmp_path / "leaderboard.csv")
+        store.append(_row("pac", "happy", 0, 20.0))
+        csv_path, md_path, _ = write_leaderboard(tmp_path)
+    finally:
+        os.umask(old)
+    for path in (store.path, csv_path, md_path):
+        assert path.stat().st_mode & 0o777 == 0o644, path.name
+
+
 def test_aggregate_mean_std_order_and_backend_split():
     rows = pd.DataFrame(
         [
