@@ -14,7 +14,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from facebench.paths import atomic_file
+from facebench.paths import atomic_file, file_lock
 
 KEY_COLUMNS = ("method", "variant", "scene", "prompt_set", "prompt", "seed", "config_hash")
 LEADING_COLUMNS = KEY_COLUMNS[:-1]
@@ -68,12 +68,19 @@ class ResultStore:
         return row_key(key_row) in self._keys
 
     def append(self, row: dict[str, Any], replace: bool = False) -> None:
-        """Add ``row`` (replacing a row with the same key when ``replace``) and write atomically."""
+        """Add ``row`` (replacing a row with the same key when ``replace``) and write atomically.
+
+        Under a lock file next to the CSV the rows are re-read first, so two runs writing
+        to one directory at once both keep their rows (no lost update).
+        """
         key = row_key(row)
-        if key in self._keys:
-            if not replace:
-                return
-            self.rows = [r for r in self.rows if row_key(r) != key]
-        self.rows.append(row)
-        self._keys.add(key)
-        write_rows_atomic(self.path, self.rows)
+        with file_lock(self.path.with_name(f".{self.path.name}.lock")):
+            self.rows = list(read_rows(self.path))
+            self._keys = {row_key(r) for r in self.rows}
+            if key in self._keys:
+                if not replace:
+                    return
+                self.rows = [r for r in self.rows if row_key(r) != key]
+            self.rows.append(row)
+            self._keys.add(key)
+            write_rows_atomic(self.path, self.rows)

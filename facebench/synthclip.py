@@ -45,7 +45,7 @@ import torch
 from torch import Tensor
 
 from facebench.method import Progress, config_hash, no_progress
-from facebench.paths import cache_dir
+from facebench.paths import cache_dir, file_lock
 from facebench.train_state import TrainState, atomic_save
 from facebench.weights import MissingWeightsError, WeightInfo, weight_probe
 
@@ -360,22 +360,12 @@ def prepare_lock(directory: Path, what: str, progress: Progress = no_progress) -
     A second process preparing the same model waits (saying so through
     ``progress``) instead of training the same checkpoint concurrently.
     """
-    directory.mkdir(parents=True, exist_ok=True)
-    try:
-        import fcntl
-    except ImportError:  # pragma: no cover - not POSIX: no lock
+
+    def waiting() -> None:
+        progress(f"waiting for another process preparing {what}", 0, 1)
+
+    with file_lock(directory / ".lock", waiting):
         yield
-        return
-    with open(directory / ".lock", "w") as fh:
-        try:
-            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            progress(f"waiting for another process preparing {what}", 0, 1)
-            fcntl.flock(fh, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
 
 
 def prepare_once(

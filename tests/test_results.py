@@ -52,7 +52,22 @@ def test_interrupted_write_leaves_previous_file_intact(tmp_path, monkeypatch):
     with pytest.raises(KeyboardInterrupt):
         store.append(_row("pac", "sad", 0, 21.0))
     assert store.path.read_bytes() == before
-    assert [p.name for p in tmp_path.iterdir()] == ["leaderboard.csv"]  # no temp file left
+    names = sorted(p.name for p in tmp_path.iterdir())
+    assert names == [".leaderboard.csv.lock", "leaderboard.csv"]  # no temp file left
+
+
+def test_two_stores_on_one_file_keep_both_rows(tmp_path):
+    # two `facebench run`s writing to one --out: each opened the CSV before the other wrote
+    first = ResultStore(tmp_path / "leaderboard.csv")
+    second = ResultStore(tmp_path / "leaderboard.csv")
+    first.append(_row("pac", "happy", 0, 20.0))
+    second.append(_row("hypernerf-i", "happy", 0, 21.0))
+    second.append(_row("pac", "happy", 0, 99.0))  # first's row is seen: skipped
+    rows = read_rows(first.path)
+    assert sorted((r["method"], r["gt_psnr"]) for r in rows) == [
+        ("hypernerf-i", "21.0"),
+        ("pac", "20.0"),
+    ]
 
 
 def test_result_files_get_plain_open_permissions(tmp_path):
