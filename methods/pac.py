@@ -11,7 +11,7 @@ Pipeline (Hwang et al., ICCV 2023; the scene manipulator is :mod:`.hypernerf`):
    ``anchor_frames``. The paper clusters expression parameters; renders are what this
    model has in their place. Raw codes cluster badly: codes of frames that all look
    neutral stay scattered where they were initialised, and on the default SynthFace
-   scene k-means over codes picked four neutral frames of eight anchors.
+   scene k-means over codes picked three more neutral frames besides the neutral anchor.
 2. :meth:`PACMethod.edit` optimises a :class:`PAC` per prompt: an MLP (depth 6, width
    64) mapping a 3D position to softmax **composition ratios** over the anchors; the
    position-conditional code is ``z(x) = sum_k r_k(x) anchor_k``, fed to the
