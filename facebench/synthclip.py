@@ -45,7 +45,7 @@ import torch
 from torch import Tensor
 
 from facebench.method import Progress, config_hash, no_progress
-from facebench.paths import cache_dir, file_lock
+from facebench.paths import atomic_file, cache_dir, file_lock
 from facebench.train_state import TrainState, atomic_save
 from facebench.weights import MissingWeightsError, WeightInfo, weight_probe
 
@@ -384,9 +384,8 @@ def prepare_once(
 
 
 def _atomic_write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+    with atomic_file(path, "w") as fh:
+        fh.write(text)
 
 
 def _lr_at(step: int, config: SynthCLIPConfig) -> float:
@@ -862,10 +861,8 @@ def prompt_renders(
             out.append((rgb.clamp(0, 1) * 255.0 + 0.5).to(torch.uint8))
             progress(task, j + 1, n_identities)
         images = torch.stack(out)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.name + ".tmp.npz")
-        np.savez(tmp, images=images.numpy())
-        os.replace(tmp, path)
+        with atomic_file(path) as fh:
+            np.savez(fh, images=images.numpy())
     return {
         "images": images,
         "prompts": prompts,

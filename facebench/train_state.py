@@ -8,7 +8,6 @@ wall and CPU seconds accumulated over every process that trained it.
 
 from __future__ import annotations
 
-import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,12 +15,13 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from facebench.paths import atomic_file
+
 
 def atomic_save(obj: object, path: Path) -> None:
-    """``torch.save`` to a temporary file, then rename: no half-written checkpoint."""
-    tmp = path.with_name(path.name + f".tmp{os.getpid()}")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
+    """``torch.save`` through :func:`facebench.paths.atomic_file`: no half-written checkpoint."""
+    with atomic_file(path) as fh:
+        torch.save(obj, fh)
 
 
 @dataclass
