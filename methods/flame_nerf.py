@@ -78,6 +78,7 @@ from facebench.render.deform import SE3Field, TranslationField
 from facebench.render.encoding import PositionalEncoding, linear_window
 from facebench.render.mlp import make_mlp
 from facebench.render.occupancy import OccupancyGrid
+from facebench.train_state import atomic_save
 
 __all__ = [
     "FlameNerf",
@@ -463,9 +464,7 @@ class Trainer:
             "step": self.step,
             "elapsed": elapsed,
         }
-        tmp = self.checkpoint.with_suffix(".tmp")
-        torch.save(state, tmp)
-        os.replace(tmp, self.checkpoint)
+        atomic_save(state, self.checkpoint)
 
 
 # ------------------------------------------------------------------------------------------
