@@ -160,6 +160,10 @@ class ManipulatorConfig:
     # training
     steps: int = 4000
     frames_per_step: int = 4
+    # share of each step's frames drawn in proportion to the frame's last training loss
+    # (the rest uniformly): frames the model fits worst -- in a face capture, the few
+    # with an expression -- get more of the steps (0: uniform)
+    frame_importance: float = 0.5
     rays_per_frame: int = 256
     lr: float = 3e-3
     lr_final: float = 2e-4
@@ -781,6 +785,19 @@ def _eval_frames(scene: Any, n: int) -> list[int]:
     return [ids[int(i * step)] for i in range(n)]
 
 
+def _draw_frames(
+    frame_loss: Tensor, n: int, importance: float, generator: torch.Generator
+) -> Tensor:
+    """Indices into the training frames: each drawn with probability
+    ``importance * loss_f / sum(loss) + (1 - importance) / N``."""
+    uniform = torch.full_like(frame_loss, 1.0 / frame_loss.numel())
+    probs = uniform
+    if importance > 0:
+        weights = frame_loss.clamp_min(1e-12)
+        probs = importance * weights / weights.sum() + (1.0 - importance) * uniform
+    return torch.multinomial(probs, n, replacement=True, generator=generator)
+
+
 def fit_manipulator(
     scene: Any,
     config: ManipulatorConfig,
@@ -792,8 +809,10 @@ def fit_manipulator(
 ) -> FitResult:
     """Train a scene manipulator on ``scene`` (resuming from ``ckpt_path`` when present).
 
-    Each step draws ``frames_per_step`` training frames and ``rays_per_frame`` random
-    pixels of each, renders them with jittered samples through the core renderer and
+    Each step draws ``frames_per_step`` training frames (a ``frame_importance`` share of
+    them in proportion to each frame's last loss, so frames with an expression the model
+    has not yet learnt come up more often than the many neutral ones) and
+    ``rays_per_frame`` random pixels of each, renders them with jittered samples through the core renderer and
     minimises the fine + ``coarse_loss_weight`` x coarse MSE plus the Lipschitz loss.
     The learning rate decays exponentially from ``lr`` to ``lr_final``.
     """
@@ -811,6 +830,8 @@ def fit_manipulator(
         vis = VisibilityGrid(aabb, c.occupancy_resolution).to(device)
     opt = _optimizer(model, c)
     gen = torch.Generator(device=device).manual_seed(c.seed * 7919 + 17)
+    # each training frame's last MSE (1 until first drawn, so every frame is visited early)
+    frame_loss = torch.ones(len(tr), device=device)
     start = 0
     history: list[dict[str, float]] = []
     if ckpt_path is not None and ckpt_path.exists():
@@ -822,11 +843,12 @@ def fit_manipulator(
         if vis is not None and state.get("visibility") is not None:
             vis.load_state_dict(state["visibility"])
         gen.set_state(state["generator"].cpu() if device.type == "cpu" else state["generator"])
+        if state.get("frame_loss") is not None:
+            frame_loss.copy_(state["frame_loss"])
         start = int(state["step"])
         history = list(state.get("history", []))
     resumed_from = start
     rcfg = render_config(c, True, bg)
-    tr_t = torch.tensor(tr, device=device)
     t0 = time.perf_counter()
     elapsed0 = float(history[-1]["time"]) if history else 0.0
     every = max(c.steps // 100, 1)
@@ -850,11 +872,12 @@ def fit_manipulator(
                 grid.mask &= vis.mask(c.visibility_threshold, c.occupancy_dilation)
                 vis.weight.mul_(c.visibility_decay)
         occ = grid if (grid is not None and step >= c.occupancy_warmup) else None
-        frames = tr_t[torch.randint(len(tr), (c.frames_per_step,), generator=gen, device=device)]
+        frames = _draw_frames(frame_loss, c.frames_per_step, c.frame_importance, gen)
         loss_rgb = images.new_zeros(())
         loss_c = images.new_zeros(())
         n_evals = 0
-        for f in frames.tolist():
+        for k in frames.tolist():
+            f = tr[k]
             rays, index = sample_pixel_rays(cameras[f], c.rays_per_frame, 0.0, 0.0, generator=gen)
             rays = clip_rays(rays, model.aabb)
             target = images[f][index[:, 1], index[:, 2]]
@@ -862,7 +885,9 @@ def fit_manipulator(
             out = render_rays(field, rays, rcfg, occupancy=occ, generator=gen)
             if vis is not None:
                 vis.record(rays, out)
-            loss_rgb = loss_rgb + (out["rgb"] - target).pow(2).mean()
+            mse_f = (out["rgb"] - target).pow(2).mean()
+            frame_loss[k] = mse_f.detach()
+            loss_rgb = loss_rgb + mse_f
             n_evals += int(out["n_field_evals"])
             if c.n_fine > 0 and c.coarse_loss_weight > 0:
                 loss_c = loss_c + (out["rgb_coarse"] - target).pow(2).mean()
@@ -902,6 +927,7 @@ def fit_manipulator(
                     "grid": grid.state_dict() if grid is not None else None,
                     "visibility": vis.state_dict() if vis is not None else None,
                     "generator": gen.get_state(),
+                    "frame_loss": frame_loss,
                     "step": done,
                     "history": history,
                 },

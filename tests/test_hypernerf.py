@@ -15,6 +15,7 @@ from facebench.methods.hypernerf import (
     fit_manipulator,
     frame_code,
     load_or_fit_manipulator,
+    _draw_frames,
     make_toy_scene,
     manipulator_preset,
     neutral_frame,
@@ -160,6 +161,18 @@ def test_cache_round_trip_weights_only(toy, tmp_path):
     img_a = render_cameras(first.model, toy.cameras[f], ca, aa, toy.background)
     img_b = render_cameras(second.model, toy.cameras[f], ca, aa, toy.background)
     assert torch.equal(img_a, img_b)
+
+
+def test_frame_importance_draws_badly_fit_frames_more():
+    loss = torch.full((10,), 1e-3)
+    loss[7] = 9e-3  # one frame fits 9x worse (an expression the model has not learnt)
+    g = torch.Generator().manual_seed(0)
+    uniform = torch.bincount(_draw_frames(loss, 20000, 0.0, g), minlength=10) / 20000
+    mixed = torch.bincount(_draw_frames(loss, 20000, 0.5, g), minlength=10) / 20000
+    # uniform: 0.1 each; half by loss: frame 7 gets 0.05 + 0.5 * 9 / 18 = 0.3
+    assert torch.allclose(uniform, torch.full((10,), 0.1), atol=0.01)
+    assert abs(float(mixed[7]) - 0.3) < 0.015
+    assert torch.allclose(mixed[:7], torch.full((7,), 0.05 + 0.5 / 18), atol=0.01)
 
 
 class _Interrupt(Exception):
