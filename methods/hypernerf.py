@@ -812,9 +812,9 @@ def fit_manipulator(
     Each step draws ``frames_per_step`` training frames (a ``frame_importance`` share of
     them in proportion to each frame's last loss, so frames with an expression the model
     has not yet learnt come up more often than the many neutral ones) and
-    ``rays_per_frame`` random pixels of each, renders them with jittered samples through the core renderer and
-    minimises the fine + ``coarse_loss_weight`` x coarse MSE plus the Lipschitz loss.
-    The learning rate decays exponentially from ``lr`` to ``lr_final``.
+    ``rays_per_frame`` random pixels of each, renders them with jittered samples through
+    the core renderer and minimises the fine + ``coarse_loss_weight`` x coarse MSE plus
+    the Lipschitz loss. The learning rate decays exponentially from ``lr`` to ``lr_final``.
     """
     c = config
     n_frames = int(scene.images.shape[0])

@@ -11,11 +11,11 @@ from facebench.method import RunContext
 from facebench.methods.hypernerf import (
     ManipulatorConfig,
     SceneManipulator,
+    _draw_frames,
     cache_paths,
     fit_manipulator,
     frame_code,
     load_or_fit_manipulator,
-    _draw_frames,
     make_toy_scene,
     manipulator_preset,
     neutral_frame,
