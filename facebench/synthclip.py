@@ -56,6 +56,7 @@ __all__ = [
     "DEFAULT_CONFIG",
     "TINY_CONFIG",
     "build_model",
+    "contrastive_loss",
     "load_synthclip",
     "prepare_synthclip",
     "register_model_config",
@@ -64,7 +65,7 @@ __all__ = [
     "train_clip",
 ]
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 """Bumped when the training code changes results; part of the cache hash."""
 
 MODEL_PREFIX = "SynthCLIP"
@@ -144,6 +145,10 @@ class SynthCLIPConfig:
     # half full captions the contrastive loss was met by hair/eye/skin colours and the
     # model stayed at chance on expressions (per-AU zero-shot 0.52 after 800 steps).
     full_caption_rate: float = 0.2
+    # NegCLIP-style hard negatives (Yuksekgonul et al. 2023): each image also scores one
+    # caption that is false for it -- "a face without X" for a unit it shows, "a face
+    # with Y" for one it does not -- as an extra negative in its row of the loss
+    hard_negatives: bool = True
     seed: int = 0
     checkpoint_every: int = 50
 
@@ -286,6 +291,13 @@ class CaptionVariants:
     short: tuple[str, ...]
     absent: tuple[str, ...]
     key: str
+    contrast: tuple[str, ...] = ()
+
+    def negative(self, g: torch.Generator) -> str | None:
+        """One hard-negative caption, false for this face (see ``contrast``), or None."""
+        if not self.contrast:
+            return None
+        return self.contrast[int(torch.randint(len(self.contrast), (), generator=g))]
 
     def choose(self, g: torch.Generator, full_rate: float = 0.5) -> tuple[str, str]:
         """A caption and its kind (``full`` or ``short``): with probability ``full_rate``
@@ -467,6 +479,40 @@ def augment(
     return out
 
 
+def _tokens(texts: Sequence[str], tokenizer: Any, memo: dict[str, Tensor]) -> Tensor:
+    """Token ids ``(len(texts), context)``; each distinct caption is tokenised once."""
+    missing = list(dict.fromkeys(t for t in texts if t not in memo))
+    if missing:
+        for t, ids in zip(missing, tokenizer(missing), strict=True):
+            memo[t] = ids
+    return torch.stack([memo[t] for t in texts])
+
+
+def contrastive_loss(
+    clip_loss: Any,
+    image_features: Tensor,
+    text_features: Tensor,
+    logit_scale: Tensor,
+    negatives: Tensor | None = None,
+) -> Tensor:
+    """open_clip's ``ClipLoss``; with ``negatives`` ``(B, D)`` (one hard-negative text per
+    image), image ``i``'s row also scores ``negatives[i]`` -- and only its own, since
+    another image's negative may describe image ``i`` truly."""
+    if negatives is None:
+        return clip_loss(image_features, text_features, logit_scale)
+    labels = torch.arange(image_features.shape[0], device=image_features.device)
+    per_image = logit_scale * torch.cat(
+        [
+            image_features @ text_features.T,
+            (image_features * negatives).sum(-1, keepdim=True),
+        ],
+        dim=1,
+    )
+    per_text = logit_scale * text_features @ image_features.T
+    ce = torch.nn.functional.cross_entropy
+    return (ce(per_image, labels) + ce(per_text, labels)) / 2
+
+
 @dataclass
 class TrainResult:
     model: torch.nn.Module
@@ -528,15 +574,16 @@ def train_clip(
         images = data.images[idx].permute(0, 3, 1, 2).float() / 255.0
         images = augment(images, config.max_shift, g, config.flip)
         images = normalize_images(images, size)
-        missing = [c for c in caps if c not in tokens_all]
-        if missing:
-            for c, t in zip(missing, tokenizer(missing), strict=True):
-                tokens_all[c] = t
-        text = torch.stack([tokens_all[c] for c in caps])
+        text = _tokens(caps, tokenizer, tokens_all)
         for group in opt.param_groups:
             group["lr"] = _lr_at(step, config)
         image_features, text_features, logit_scale = model(images, text)[:3]
-        loss = loss_fn(image_features, text_features, logit_scale)
+        negatives = None
+        if config.hard_negatives and data.variants is not None:
+            neg = [data.variants[i].negative(g) for i in idx.tolist()]
+            if all(n is not None for n in neg):
+                negatives = model.encode_text(_tokens(neg, tokenizer, tokens_all), normalize=True)
+        loss = contrastive_loss(loss_fn, image_features, text_features, logit_scale, negatives)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -739,15 +786,19 @@ def caption_variants(identity: Any, expression: Tensor) -> CaptionVariants:
     not show, for "without X" clauses; ``key``: the expression's description.
     """
     from facebench.datasets.faces import _TEMPLATES, caption, emotion_of, expression_phrases
+    from facebench.datasets.facs import AU_NAMES
 
     phrases = expression_phrases(expression)
     emotion = emotion_of(expression)
     templates = tuple(
         dict.fromkeys(caption(identity, expression, v) for v in range(len(_TEMPLATES)))
     )
+    unit_phrases = au_phrases()
+    level = {unit: float(expression[AU_NAMES.index(unit)]) for unit in unit_phrases}
     short = []
     if phrases:
         short.append(f"a face with {_join(phrases)}")
+        short += _synonym_forms(phrases, level)
     else:
         short += ["a face with a neutral expression", "a neutral face"]
     if emotion:
@@ -755,15 +806,44 @@ def caption_variants(identity: Any, expression: Tensor) -> CaptionVariants:
         short.append(f"{art} {emotion} face")
         if phrases:
             short.append(f"{art} {emotion} face with {_join(phrases)}")
-    from facebench.datasets.facs import AU_NAMES
-
     absent = tuple(
         phrase
-        for unit, phrase in au_phrases().items()
-        if float(expression[AU_NAMES.index(unit)]) <= 0.05 and phrase not in phrases
+        for unit, phrase in unit_phrases.items()
+        if level[unit] <= 0.05 and phrase not in phrases
+    )
+    shown = [phrase for unit, phrase in unit_phrases.items() if level[unit] >= 0.5]
+    contrast = tuple(f"a face without {p}" for p in shown) + tuple(
+        f"a face with {p}" for p in absent
     )
     key = f"{emotion or ''}|{'|'.join(phrases)}"
-    return CaptionVariants(templates, tuple(short), absent, key)
+    return CaptionVariants(templates, tuple(dict.fromkeys(short)), absent, key, contrast)
+
+
+_SMILES = ("a wide smile", "a slight smile")
+_OPEN_MOUTHS = ("a wide open mouth", "an open mouth")
+
+
+def _synonym_forms(phrases: Sequence[str], level: dict[str, float]) -> list[str]:
+    """More ways to say the same expression: "a smile" / "a smiling face" for a smile,
+    "a laughing face" for a smile with an open mouth, "an open mouth" for a wide one,
+    and "raised cheeks" wherever the cheeks are raised (synthface-faces names them only
+    without a smile)."""
+    out = []
+    cheeks = "raised cheeks"
+    if level.get("AU6", 0.0) >= 0.5 and cheeks not in phrases:
+        out.append(f"a face with {_join([*phrases, cheeks])}")
+    if _OPEN_MOUTHS[0] in phrases:
+        swapped = [_OPEN_MOUTHS[1] if p == _OPEN_MOUTHS[0] else p for p in phrases]
+        out.append(f"a face with {_join(swapped)}")
+    smile = next((p for p in phrases if p in _SMILES), None)
+    if smile is not None:
+        others = [p for p in phrases if p != smile]
+        out.append(f"a face with {_join([*others, 'a smile'])}")
+        out.append("a smiling face" + (f" with {_join(others)}" if others else ""))
+        if any(p in _OPEN_MOUTHS for p in others):
+            rest = [_OPEN_MOUTHS[1] if p in _OPEN_MOUTHS else p for p in others]
+            out.append(f"a laughing face with {_join(rest)}")
+    return out
 
 
 def _join(items: Sequence[str]) -> str:
