@@ -135,6 +135,53 @@ def test_caption_variants_come_from_the_dataset_vocabulary():
     }  # fmt: skip
 
 
+def test_caption_synonyms_and_hard_negatives_are_true_and_false():
+    from facebench.datasets.facs import GROUPS, expression_vector
+    from facebench.datasets.synthhead import Identity
+
+    laugh = expression_vector({**GROUPS["smile"], **GROUPS["jaw_drop"]})  # AU6 .7, AU12, AU26
+    v = sc.caption_variants(Identity(), laugh)
+    assert "a smiling face with a wide open mouth" in v.short
+    assert "a laughing face with an open mouth" in v.short
+    assert "a face with a wide open mouth and a smile" in v.short
+    assert "a face with a wide smile, a wide open mouth and raised cheeks" in v.short
+    # hard negatives: "without" each unit shown (>= 0.5), "with" each unit absent (<= 0.05)
+    assert set(v.contrast) == {
+        "a face without raised cheeks", "a face without a wide smile",
+        "a face without a wide open mouth",
+    } | {f"a face with {p}" for p in v.absent}  # fmt: skip
+    assert len(v.absent) == 9
+    neutral = sc.caption_variants(Identity(), torch.zeros(12))
+    assert not any("without" in c for c in neutral.contrast) and len(neutral.contrast) == 12
+    g = torch.Generator().manual_seed(0)
+    assert {v.negative(g) for _ in range(300)} == set(v.contrast)
+
+
+def test_contrastive_loss_hard_negative_only_in_its_own_row():
+    open_clip = sc._open_clip()  # via facebench's torchvision shim
+    torch.manual_seed(0)
+    img = torch.nn.functional.normalize(torch.randn(3, 8), dim=-1)
+    txt = torch.nn.functional.normalize(torch.randn(3, 8), dim=-1)
+    neg = torch.nn.functional.normalize(torch.randn(3, 8), dim=-1)
+    scale = torch.tensor(10.0)
+    clip = open_clip.ClipLoss()
+    assert torch.equal(sc.contrastive_loss(clip, img, txt, scale), clip(img, txt, scale))
+    # by hand: row i of the image side is [s * img_i . txt_j for j] + [s * img_i . neg_i]
+    rows = []
+    for i in range(3):
+        logits = torch.cat([scale * img[i] @ txt.T, (scale * img[i] @ neg[i]).reshape(1)])
+        rows.append(torch.logsumexp(logits, 0) - logits[i])
+    per_text = torch.nn.functional.cross_entropy(scale * txt @ img.T, torch.arange(3))
+    want = (torch.stack(rows).mean() + per_text) / 2
+    got = sc.contrastive_loss(clip, img, txt, scale, neg)
+    assert torch.allclose(got, want, atol=1e-6)
+    # a negative equal to the true caption raises the loss; one opposite the image barely adds
+    plain = clip(img, txt, scale)
+    assert sc.contrastive_loss(clip, img, txt, scale, txt) > plain + 0.1
+    far = sc.contrastive_loss(clip, img, txt, scale, -img)
+    assert plain < far < plain + 1e-3
+
+
 def test_batches_avoid_false_negatives():
     from facebench.datasets.facs import EMOTIONS, expression_vector
     from facebench.datasets.synthhead import Identity
