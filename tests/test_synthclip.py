@@ -182,6 +182,21 @@ def test_contrastive_loss_hard_negative_only_in_its_own_row():
     assert plain < far < plain + 1e-3
 
 
+def test_training_with_hard_negatives_scores_them(cache):
+    from facebench.datasets.facs import EMOTIONS, expression_vector
+    from facebench.datasets.synthhead import Identity
+
+    exprs = [expression_vector(EMOTIONS[e]) for e in EMOTIONS] + [torch.zeros(12)]
+    variants = [sc.caption_variants(Identity(), exprs[i % len(exprs)]) for i in range(64)]
+    images = torch.randint(0, 256, (64, 16, 16, 3), generator=torch.Generator().manual_seed(0))
+    data = sc.PairData(images.to(torch.uint8), [v.templates[0] for v in variants], variants)
+    cfg = dataclasses.replace(sc.TINY_CONFIG, steps=2, batch_size=8)
+    plain = sc.train_clip(cfg, data, cache / "plain")
+    hard = sc.train_clip(dataclasses.replace(cfg, hard_negatives=True), data, cache / "hard")
+    # same weights and batch at step 0; one more negative per image-side row can only add
+    assert hard.losses[0] > plain.losses[0]
+
+
 def test_batches_avoid_false_negatives():
     from facebench.datasets.facs import EMOTIONS, expression_vector
     from facebench.datasets.synthhead import Identity
