@@ -191,7 +191,7 @@ def test_training_with_hard_negatives_scores_them(cache):
     images = torch.randint(0, 256, (64, 16, 16, 3), generator=torch.Generator().manual_seed(0))
     data = sc.PairData(images.to(torch.uint8), [v.templates[0] for v in variants], variants)
     cfg = dataclasses.replace(sc.TINY_CONFIG, steps=2, batch_size=8)
-    plain = sc.train_clip(cfg, data, cache / "plain")
+    plain = sc.train_clip(dataclasses.replace(cfg, hard_negatives=False), data, cache / "plain")
     hard = sc.train_clip(dataclasses.replace(cfg, hard_negatives=True), data, cache / "hard")
     # same weights and batch at step 0; one more negative per image-side row can only add
     assert hard.losses[0] > plain.losses[0]
