@@ -61,6 +61,7 @@ class RunSummary:
     skipped_rows: int = 0
     notes: list[str] = field(default_factory=list)
     csv_path: Path | None = None
+    config_hash: str = ""  # the rows' config_hash (new and skipped rows alike)
 
 
 def resolve_device(name: str) -> torch.device:
@@ -200,6 +201,7 @@ def run(options: RunOptions, progress: Progress = no_progress) -> RunSummary:
         "clip_backend": clip.backend,  # which weights: a retrained SynthCLIP is a new config
     }
     chash = config_hash(run_config)
+    summary.config_hash = chash
     base = {
         "method": options.method,
         "variant": options.variant,
