@@ -152,6 +152,10 @@ class SynthCLIPConfig:
     # 0.59 without, emotions retrieval 0.90 vs 0.78, descriptive 0.76 vs 0.69; training
     # time about doubles (1543 s vs 1077 s on a shared 2-core machine).
     hard_negatives: bool = True
+    # Weight of the unit-phrase loss (:func:`unit_phrase_loss`): every image also picks
+    # between "a face with X" and "a face without X" for each unit it clearly shows
+    # (>= 0.5) or clearly does not (<= 0.05) -- 24 fixed texts, encoded once per step.
+    unit_phrase_weight: float = 0.0
     seed: int = 0
     checkpoint_every: int = 50
 
@@ -159,6 +163,8 @@ class SynthCLIPConfig:
         """Everything that changes the trained weights (``checkpoint_every`` does not)."""
         d = dataclasses.asdict(self)
         d.pop("checkpoint_every")
+        if not d["unit_phrase_weight"]:  # added later: off keeps earlier models' hashes
+            d.pop("unit_phrase_weight")
         d["format_version"] = FORMAT_VERSION
         d["data_version"] = _data_version(self.data.dataset)
         return d
@@ -327,12 +333,14 @@ class CaptionVariants:
 class PairData:
     """Image--caption pairs: ``images`` uint8 ``(N, H, W, 3)``, ``captions`` N strings.
 
-    ``variants`` (optional, one per image) enables caption augmentation.
+    ``variants`` (optional, one per image) enables caption augmentation;
+    ``expressions`` (optional, ``(N, n_au)``) the unit-phrase loss.
     """
 
     images: Tensor
     captions: list[str]
     variants: list[CaptionVariants] | None = None
+    expressions: Tensor | None = None
 
     def __post_init__(self) -> None:
         if self.images.dtype != torch.uint8 or self.images.ndim != 4 or self.images.shape[-1] != 3:
@@ -516,6 +524,41 @@ def contrastive_loss(
     return (ce(per_image, labels) + ce(per_text, labels)) / 2
 
 
+def unit_phrase_loss(
+    image_features: Tensor,
+    unit_text_features: Tensor,
+    logit_scale: Tensor,
+    levels: Tensor,
+    on: float = 0.5,
+    off: float = 0.05,
+) -> Tensor:
+    """Mean two-way cross-entropy of "a face with X" vs "a face without X".
+
+    ``unit_text_features`` ``(U, 2, D)`` holds the with/without texts of U units,
+    ``levels`` ``(B, U)`` the images' intensities of those units. A unit at ``>= on``
+    should pick "with", one at ``<= off`` "without"; units in between are left out.
+    """
+    logits = logit_scale * torch.einsum("bd,ukd->buk", image_features, unit_text_features)
+    labels = (levels < on).long()
+    used = (levels >= on) | (levels <= off)
+    ce = torch.nn.functional.cross_entropy(
+        logits.reshape(-1, 2), labels.reshape(-1), reduction="none"
+    )
+    return (ce * used.reshape(-1)).sum() / used.sum().clamp(min=1)
+
+
+def unit_phrase_texts() -> tuple[list[str], list[int]]:
+    """The with/without texts of every unit (``[with_1, without_1, ...]``) and the units'
+    positions in the expression vector."""
+    from facebench.datasets.facs import AU_NAMES
+
+    texts, columns = [], []
+    for unit, phrase in au_phrases().items():
+        texts += [f"a face with {phrase}", f"a face without {phrase}"]
+        columns.append(AU_NAMES.index(unit))
+    return texts, columns
+
+
 @dataclass
 class TrainResult:
     model: torch.nn.Module
@@ -562,6 +605,12 @@ def train_clip(
     tokens_all: dict[str, Tensor] = {}
     size = config.image_size
     end = config.steps if stop_after is None else min(config.steps, stop_after)
+    use_units = config.unit_phrase_weight > 0
+    if use_units:
+        if data.expressions is None:
+            raise ValueError("unit_phrase_weight > 0 needs PairData.expressions")
+        unit_texts, unit_columns = unit_phrase_texts()
+        unit_tokens = _tokens(unit_texts, tokenizer, tokens_all)
     model.train()
     progress("train synthclip", start, config.steps)
     for step in range(start, end):
@@ -587,6 +636,14 @@ def train_clip(
             if all(n is not None for n in neg):
                 negatives = model.encode_text(_tokens(neg, tokenizer, tokens_all), normalize=True)
         loss = contrastive_loss(loss_fn, image_features, text_features, logit_scale, negatives)
+        if use_units:
+            unit_feats = model.encode_text(unit_tokens, normalize=True)
+            loss = loss + config.unit_phrase_weight * unit_phrase_loss(
+                image_features,
+                unit_feats.reshape(-1, 2, unit_feats.shape[-1]),
+                logit_scale,
+                data.expressions[idx][:, unit_columns],
+            )
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -858,7 +915,7 @@ def render_training_pairs(config: SynthCLIPConfig, progress: Progress = no_progr
     """SynthCLIP's training pairs: the first ``n_images`` of synthface-faces' train split."""
     d = load_faces(config.data, config.data.split, config.data.n_images, progress)
     variants = [caption_variants(s.identity, s.expression) for s in d["samples"]]
-    return PairData(d["images"], d["captions"], variants)
+    return PairData(d["images"], d["captions"], variants, d["expressions"])
 
 
 def au_phrases() -> dict[str, str]:

@@ -197,6 +197,59 @@ def test_training_with_hard_negatives_scores_them(cache):
     assert hard.losses[0] > plain.losses[0]
 
 
+def test_unit_phrase_loss_matches_hand_computation_and_skips_middle_levels():
+    torch.manual_seed(0)
+    img = torch.nn.functional.normalize(torch.randn(2, 8), dim=-1)
+    units = torch.nn.functional.normalize(torch.randn(3, 2, 8), dim=-1)
+    levels = torch.tensor([[1.0, 0.0, 0.3], [0.6, 0.04, 0.0]])  # 0.3: neither on nor off
+    scale = torch.tensor(10.0)
+    terms = []
+    for b in range(2):
+        for u in range(3):
+            if 0.05 < levels[b, u] < 0.5:
+                continue
+            logits = scale * units[u] @ img[b]
+            label = 0 if levels[b, u] >= 0.5 else 1
+            terms.append(torch.logsumexp(logits, 0) - logits[label])
+    want = torch.stack(terms).mean()
+    got = sc.unit_phrase_loss(img, units, scale, levels)
+    assert torch.allclose(got, want, atol=1e-6)
+    # an image equal to its "with" text and opposite its "without" text: near-zero loss
+    perfect = torch.stack([units[0, 0], units[0, 0]])
+    lv = torch.tensor([[1.0, 0.3, 0.3], [1.0, 0.3, 0.3]])
+    assert sc.unit_phrase_loss(perfect, units, torch.tensor(100.0), lv) < 0.05
+
+
+def test_unit_phrase_weight_is_hashed_only_when_on_and_trains_the_loss(cache):
+    from facebench.datasets.facs import EMOTIONS, expression_vector
+    from facebench.datasets.synthhead import Identity
+
+    assert "unit_phrase_weight" not in sc.DEFAULT_CONFIG.hash_dict()
+    on = dataclasses.replace(sc.TINY_CONFIG, unit_phrase_weight=1.0)
+    assert on.hash_dict()["unit_phrase_weight"] == 1.0 and on.hash() != sc.TINY_CONFIG.hash()
+    texts, columns = sc.unit_phrase_texts()
+    assert len(texts) == 2 * len(columns) == 24
+    assert texts[:2] == [
+        "a face with raised inner eyebrows",
+        "a face without raised inner eyebrows",
+    ]
+
+    exprs = [expression_vector(EMOTIONS[e]) for e in EMOTIONS] + [torch.zeros(12)]
+    variants = [sc.caption_variants(Identity(), exprs[i % len(exprs)]) for i in range(64)]
+    images = torch.randint(0, 256, (64, 16, 16, 3), generator=torch.Generator().manual_seed(0))
+    levels = torch.stack([exprs[i % len(exprs)] for i in range(64)])
+    captions = [v.templates[0] for v in variants]
+    data = sc.PairData(images.to(torch.uint8), captions, variants, levels)
+    cfg = dataclasses.replace(sc.TINY_CONFIG, steps=2, batch_size=8, hard_negatives=False)
+    plain = sc.train_clip(cfg, data, cache / "plain")
+    units = sc.train_clip(dataclasses.replace(cfg, unit_phrase_weight=1.0), data, cache / "units")
+    # same weights and batch at step 0; the unit term is a positive cross-entropy
+    assert units.losses[0] > plain.losses[0] + 0.1
+    with pytest.raises(ValueError, match="expressions"):
+        no_levels = sc.PairData(data.images, captions, variants)
+        sc.train_clip(dataclasses.replace(cfg, unit_phrase_weight=1.0), no_levels, cache / "x")
+
+
 def test_batches_avoid_false_negatives():
     from facebench.datasets.facs import EMOTIONS, expression_vector
     from facebench.datasets.synthhead import Identity
