@@ -97,7 +97,6 @@ def test_table(benchmark, bench_threads):
                         clip=CLIP_SPEC,
                         out=out,
                         budget=BUDGET,
-                        device="cpu",
                     )
                 )
                 hashes[(method, prompts)] = summary.config_hash
