@@ -165,6 +165,8 @@ class SynthCLIPConfig:
         d.pop("checkpoint_every")
         if not d["unit_phrase_weight"]:  # added later: off keeps earlier models' hashes
             d.pop("unit_phrase_weight")
+        else:
+            d["unit_phrase_loss"] = "class-balanced"
         d["format_version"] = FORMAT_VERSION
         d["data_version"] = _data_version(self.data.dataset)
         return d
@@ -532,19 +534,28 @@ def unit_phrase_loss(
     on: float = 0.5,
     off: float = 0.05,
 ) -> Tensor:
-    """Mean two-way cross-entropy of "a face with X" vs "a face without X".
+    """Class-balanced two-way cross-entropy of "a face with X" vs "a face without X".
 
     ``unit_text_features`` ``(U, 2, D)`` holds the with/without texts of U units,
     ``levels`` ``(B, U)`` the images' intensities of those units. A unit at ``>= on``
     should pick "with", one at ``<= off`` "without"; units in between are left out.
+    Per unit, the images that show it and those that lack it weigh half each (a unit
+    is shown in about one image in six, and an unweighted loss learnt to say "without":
+    held-out true-positive rates 0.0-0.36 on the lip units); the result is the mean over
+    units.
     """
     logits = logit_scale * torch.einsum("bd,ukd->buk", image_features, unit_text_features)
     labels = (levels < on).long()
-    used = (levels >= on) | (levels <= off)
     ce = torch.nn.functional.cross_entropy(
         logits.reshape(-1, 2), labels.reshape(-1), reduction="none"
-    )
-    return (ce * used.reshape(-1)).sum() / used.sum().clamp(min=1)
+    ).reshape(levels.shape)
+    pos, neg = (levels >= on).to(ce.dtype), (levels <= off).to(ce.dtype)
+    n_pos, n_neg = pos.sum(0), neg.sum(0)
+    classes = (n_pos > 0).to(ce.dtype) + (n_neg > 0).to(ce.dtype)
+    per_unit = (ce * pos).sum(0) / n_pos.clamp(min=1) + (ce * neg).sum(0) / n_neg.clamp(min=1)
+    per_unit = per_unit / classes.clamp(min=1)
+    present = (classes > 0).to(ce.dtype)
+    return (per_unit * present).sum() / present.sum().clamp(min=1)
 
 
 def unit_phrase_texts() -> tuple[list[str], list[int]]:

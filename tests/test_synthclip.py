@@ -199,19 +199,23 @@ def test_training_with_hard_negatives_scores_them(cache):
 
 def test_unit_phrase_loss_matches_hand_computation_and_skips_middle_levels():
     torch.manual_seed(0)
-    img = torch.nn.functional.normalize(torch.randn(2, 8), dim=-1)
+    img = torch.nn.functional.normalize(torch.randn(3, 8), dim=-1)
     units = torch.nn.functional.normalize(torch.randn(3, 2, 8), dim=-1)
-    levels = torch.tensor([[1.0, 0.0, 0.3], [0.6, 0.04, 0.0]])  # 0.3: neither on nor off
+    # 0.3 is neither on nor off; unit 0 has two positives and one negative
+    levels = torch.tensor([[1.0, 0.0, 0.3], [0.6, 0.04, 0.0], [0.0, 0.7, 0.0]])
     scale = torch.tensor(10.0)
-    terms = []
-    for b in range(2):
-        for u in range(3):
+    per_unit = []
+    for u in range(3):
+        by_class = {0: [], 1: []}
+        for b in range(3):
             if 0.05 < levels[b, u] < 0.5:
                 continue
             logits = scale * units[u] @ img[b]
             label = 0 if levels[b, u] >= 0.5 else 1
-            terms.append(torch.logsumexp(logits, 0) - logits[label])
-    want = torch.stack(terms).mean()
+            by_class[label].append(torch.logsumexp(logits, 0) - logits[label])
+        means = [torch.stack(v).mean() for v in by_class.values() if v]
+        per_unit.append(torch.stack(means).mean())
+    want = torch.stack(per_unit).mean()
     got = sc.unit_phrase_loss(img, units, scale, levels)
     assert torch.allclose(got, want, atol=1e-6)
     # an image equal to its "with" text and opposite its "without" text: near-zero loss
