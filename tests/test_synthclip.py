@@ -28,7 +28,8 @@ def standin_pairs(n: int = 192, size: int = 16, seed: int = 0) -> sc.PairData:
         cols = slice(0, size // 2) if side == "left" else slice(size // 2, size)
         images[i, :, cols] = torch.tensor(COLOURS[colour])
         captions.append(f"a {colour} block on the {side}, sample {i % 16}")
-    return sc.PairData((images * 255).round().to(torch.uint8), captions)
+    levels = torch.zeros(n, 12)  # no action unit shown (for the unit-phrase loss)
+    return sc.PairData((images * 255).round().to(torch.uint8), captions, None, levels)
 
 
 @pytest.fixture
@@ -189,7 +190,9 @@ def test_training_with_hard_negatives_scores_them(cache):
     exprs = [expression_vector(EMOTIONS[e]) for e in EMOTIONS] + [torch.zeros(12)]
     variants = [sc.caption_variants(Identity(), exprs[i % len(exprs)]) for i in range(64)]
     images = torch.randint(0, 256, (64, 16, 16, 3), generator=torch.Generator().manual_seed(0))
-    data = sc.PairData(images.to(torch.uint8), [v.templates[0] for v in variants], variants)
+    levels = torch.stack([exprs[i % len(exprs)] for i in range(64)])
+    captions = [v.templates[0] for v in variants]
+    data = sc.PairData(images.to(torch.uint8), captions, variants, levels)
     cfg = dataclasses.replace(sc.TINY_CONFIG, steps=2, batch_size=8)
     plain = sc.train_clip(dataclasses.replace(cfg, hard_negatives=False), data, cache / "plain")
     hard = sc.train_clip(dataclasses.replace(cfg, hard_negatives=True), data, cache / "hard")
@@ -228,9 +231,10 @@ def test_unit_phrase_weight_is_hashed_only_when_on_and_trains_the_loss(cache):
     from facebench.datasets.facs import EMOTIONS, expression_vector
     from facebench.datasets.synthhead import Identity
 
-    assert "unit_phrase_weight" not in sc.DEFAULT_CONFIG.hash_dict()
-    on = dataclasses.replace(sc.TINY_CONFIG, unit_phrase_weight=1.0)
-    assert on.hash_dict()["unit_phrase_weight"] == 1.0 and on.hash() != sc.TINY_CONFIG.hash()
+    off = dataclasses.replace(sc.TINY_CONFIG, unit_phrase_weight=0.0)
+    assert "unit_phrase_weight" not in off.hash_dict()  # models from before it keep their hash
+    on = sc.TINY_CONFIG
+    assert on.hash_dict()["unit_phrase_weight"] == 1.0 and on.hash() != off.hash()
     texts, columns = sc.unit_phrase_texts()
     assert len(texts) == 2 * len(columns) == 24
     assert texts[:2] == [
@@ -244,7 +248,9 @@ def test_unit_phrase_weight_is_hashed_only_when_on_and_trains_the_loss(cache):
     levels = torch.stack([exprs[i % len(exprs)] for i in range(64)])
     captions = [v.templates[0] for v in variants]
     data = sc.PairData(images.to(torch.uint8), captions, variants, levels)
-    cfg = dataclasses.replace(sc.TINY_CONFIG, steps=2, batch_size=8, hard_negatives=False)
+    cfg = dataclasses.replace(
+        sc.TINY_CONFIG, steps=2, batch_size=8, hard_negatives=False, unit_phrase_weight=0.0
+    )
     plain = sc.train_clip(cfg, data, cache / "plain")
     units = sc.train_clip(dataclasses.replace(cfg, unit_phrase_weight=1.0), data, cache / "units")
     # same weights and batch at step 0; the unit term is a positive cross-entropy
