@@ -32,6 +32,19 @@ def standin_pairs(n: int = 192, size: int = 16, seed: int = 0) -> sc.PairData:
     return sc.PairData((images * 255).round().to(torch.uint8), captions, None, levels)
 
 
+def emotion_pairs(n: int = 64, size: int = 16) -> sc.PairData:
+    """``n`` random images labelled, in turn, with each emotion prototype and neutral."""
+    from facebench.datasets.facs import EMOTIONS, expression_vector
+    from facebench.datasets.synthhead import Identity
+
+    exprs = [expression_vector(EMOTIONS[e]) for e in EMOTIONS] + [torch.zeros(12)]
+    levels = torch.stack([exprs[i % len(exprs)] for i in range(n)])
+    variants = [sc.caption_variants(Identity(), v) for v in levels]
+    g = torch.Generator().manual_seed(0)
+    images = torch.randint(0, 256, (n, size, size, 3), generator=g).to(torch.uint8)
+    return sc.PairData(images, [v.templates[0] for v in variants], variants, levels)
+
+
 @pytest.fixture
 def cache(tmp_path, monkeypatch):
     monkeypatch.setenv("FACEBENCH_CACHE", str(tmp_path))
@@ -184,15 +197,7 @@ def test_contrastive_loss_hard_negative_only_in_its_own_row():
 
 
 def test_training_with_hard_negatives_scores_them(cache):
-    from facebench.datasets.facs import EMOTIONS, expression_vector
-    from facebench.datasets.synthhead import Identity
-
-    exprs = [expression_vector(EMOTIONS[e]) for e in EMOTIONS] + [torch.zeros(12)]
-    variants = [sc.caption_variants(Identity(), exprs[i % len(exprs)]) for i in range(64)]
-    images = torch.randint(0, 256, (64, 16, 16, 3), generator=torch.Generator().manual_seed(0))
-    levels = torch.stack([exprs[i % len(exprs)] for i in range(64)])
-    captions = [v.templates[0] for v in variants]
-    data = sc.PairData(images.to(torch.uint8), captions, variants, levels)
+    data = emotion_pairs()
     cfg = dataclasses.replace(sc.TINY_CONFIG, steps=2, batch_size=8)
     plain = sc.train_clip(dataclasses.replace(cfg, hard_negatives=False), data, cache / "plain")
     hard = sc.train_clip(dataclasses.replace(cfg, hard_negatives=True), data, cache / "hard")
@@ -228,9 +233,6 @@ def test_unit_phrase_loss_matches_hand_computation_and_skips_middle_levels():
 
 
 def test_unit_phrase_weight_is_hashed_only_when_on_and_trains_the_loss(cache):
-    from facebench.datasets.facs import EMOTIONS, expression_vector
-    from facebench.datasets.synthhead import Identity
-
     off = dataclasses.replace(sc.TINY_CONFIG, unit_phrase_weight=0.0)
     assert "unit_phrase_weight" not in off.hash_dict()  # models from before it keep their hash
     on = sc.TINY_CONFIG
@@ -242,12 +244,7 @@ def test_unit_phrase_weight_is_hashed_only_when_on_and_trains_the_loss(cache):
         "a face without raised inner eyebrows",
     ]
 
-    exprs = [expression_vector(EMOTIONS[e]) for e in EMOTIONS] + [torch.zeros(12)]
-    variants = [sc.caption_variants(Identity(), exprs[i % len(exprs)]) for i in range(64)]
-    images = torch.randint(0, 256, (64, 16, 16, 3), generator=torch.Generator().manual_seed(0))
-    levels = torch.stack([exprs[i % len(exprs)] for i in range(64)])
-    captions = [v.templates[0] for v in variants]
-    data = sc.PairData(images.to(torch.uint8), captions, variants, levels)
+    data = emotion_pairs()
     cfg = dataclasses.replace(
         sc.TINY_CONFIG, steps=2, batch_size=8, hard_negatives=False, unit_phrase_weight=0.0
     )
@@ -256,7 +253,7 @@ def test_unit_phrase_weight_is_hashed_only_when_on_and_trains_the_loss(cache):
     # same weights and batch at step 0; the unit term is a positive cross-entropy
     assert units.losses[0] > plain.losses[0] + 0.1
     with pytest.raises(ValueError, match="expressions"):
-        no_levels = sc.PairData(data.images, captions, variants)
+        no_levels = sc.PairData(data.images, data.captions, data.variants)
         sc.train_clip(dataclasses.replace(cfg, unit_phrase_weight=1.0), no_levels, cache / "x")
 
 
