@@ -91,8 +91,13 @@ def parse_clip_spec(spec: str) -> ClipSpec:
     text = (spec or "").strip()
     if text == TINY_SPEC:
         return ClipSpec(text, "tiny-random", TINY_ARCH)
-    if text == "synthclip" or text.startswith("synthclip:"):
-        return ClipSpec(text, "synthclip", "synthclip", text.partition(":")[2])
+    if text == "synthclip":
+        return ClipSpec(text, "synthclip", "synthclip")
+    if text.startswith("synthclip:"):  # would otherwise be read as arch "synthclip"
+        raise FacebenchError(
+            f"CLIP spec {spec!r}: 'synthclip' takes no suffix (it is the model of the current "
+            "default config; choosing an earlier SynthCLIP by hash is not supported)"
+        )
     arch, sep, source = text.partition(":")
     if not sep or not arch or not source:
         raise FacebenchError(

@@ -44,6 +44,8 @@ def _one_line(exc: BaseException) -> str:
 def test_parse_specs(tmp_path):
     assert parse_clip_spec("tiny-random").kind == "tiny-random"
     assert parse_clip_spec("synthclip").kind == "synthclip"
+    with pytest.raises(FacebenchError, match="takes no suffix"):
+        parse_clip_spec("synthclip:2e103db22352")  # was accepted and the suffix ignored
     s = parse_clip_spec("ViT-B-32:openai")
     assert (s.kind, s.arch, s.source) == ("pretrained", "ViT-B-32", "openai")
     ckpt = tmp_path / "w.pt"
