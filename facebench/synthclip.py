@@ -690,7 +690,7 @@ def synthclip_checkpoint_path(config: SynthCLIPConfig = DEFAULT_CONFIG) -> Path 
 
 MISSING_MESSAGE = (
     "SynthCLIP weights are not prepared (no checkpoint in {where}); "
-    "run `facebench prepare synthclip` (trains it on SynthFace, ~15 min on 2 CPU cores)"
+    "run `facebench prepare synthclip` (trains it on SynthFace, ~20-30 min on 2 CPU cores)"
 )
 
 
@@ -1277,6 +1277,6 @@ def _probe() -> list[WeightInfo]:
             name="synthclip (facebench-trained, SynthFace only)",
             present=path is not None,
             location=str(path or where),
-            how_to="run `facebench prepare synthclip` (~15 min on 2 CPU cores)",
+            how_to="run `facebench prepare synthclip` (~20-30 min on 2 CPU cores)",
         )
     ]
