@@ -530,13 +530,23 @@ def contrastive_loss(
     return (ce(per_image, labels) + ce(per_text, labels)) / 2
 
 
+#: A unit at or above UNIT_ON is "shown", at or below UNIT_OFF "absent" (captions'
+#: hard negatives, the unit-phrase loss and the per-unit evaluation alike).
+UNIT_ON, UNIT_OFF = 0.5, 0.05
+
+
+def with_without(phrase: str) -> tuple[str, str]:
+    """The two texts a unit is told apart by: "a face with X", "a face without X"."""
+    return f"a face with {phrase}", f"a face without {phrase}"
+
+
 def unit_phrase_loss(
     image_features: Tensor,
     unit_text_features: Tensor,
     logit_scale: Tensor,
     levels: Tensor,
-    on: float = 0.5,
-    off: float = 0.05,
+    on: float = UNIT_ON,
+    off: float = UNIT_OFF,
 ) -> Tensor:
     """Class-balanced two-way cross-entropy of "a face with X" vs "a face without X".
 
@@ -569,7 +579,7 @@ def unit_phrase_texts() -> tuple[list[str], list[int]]:
 
     texts, columns = [], []
     for unit, phrase in au_phrases().items():
-        texts += [f"a face with {phrase}", f"a face without {phrase}"]
+        texts += with_without(phrase)
         columns.append(AU_NAMES.index(unit))
     return texts, columns
 
@@ -884,12 +894,10 @@ def caption_variants(identity: Any, expression: Tensor) -> CaptionVariants:
     absent = tuple(
         phrase
         for unit, phrase in unit_phrases.items()
-        if level[unit] <= 0.05 and phrase not in phrases
+        if level[unit] <= UNIT_OFF and phrase not in phrases
     )
-    shown = [phrase for unit, phrase in unit_phrases.items() if level[unit] >= 0.5]
-    contrast = tuple(f"a face without {p}" for p in shown) + tuple(
-        f"a face with {p}" for p in absent
-    )
+    shown = [phrase for unit, phrase in unit_phrases.items() if level[unit] >= UNIT_ON]
+    contrast = tuple(with_without(p)[1] for p in shown) + tuple(with_without(p)[0] for p in absent)
     key = f"{emotion or ''}|{'|'.join(phrases)}"
     return CaptionVariants(templates, tuple(dict.fromkeys(short)), absent, key, contrast)
 
@@ -1051,8 +1059,8 @@ def per_au_zero_shot(
     images: Tensor,
     expressions: Tensor,
     size: int,
-    on: float = 0.5,
-    off: float = 0.05,
+    on: float = UNIT_ON,
+    off: float = UNIT_OFF,
 ) -> dict[str, dict[str, Any]]:
     """Per action unit: zero-shot "a face with X" vs "a face without X" balanced accuracy.
 
@@ -1067,8 +1075,7 @@ def per_au_zero_shot(
     out: dict[str, dict[str, Any]] = {}
     for unit, phrase in au_phrases().items():
         k = AU_NAMES.index(unit)
-        with_t, without_t = f"a face with {phrase}", f"a face without {phrase}"
-        text = encode_texts(model, tokenizer, [with_t, without_t])
+        text = encode_texts(model, tokenizer, list(with_without(phrase)))
         sims = feats @ text.T
         says_on = sims[:, 0] > sims[:, 1]
         pos, neg = expressions[:, k] >= on, expressions[:, k] <= off
