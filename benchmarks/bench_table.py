@@ -119,7 +119,7 @@ def test_table(benchmark, bench_threads):
     descriptive = load_prompts("descriptive.txt")
     combos = combination_prompts(descriptive)
     by_method = {}
-    for m in METHODS:
+    for m in ("pac", *SINGLE_CODE):
         group = rows[rows["config_hash"] == hashes[(m, "descriptive.txt")]]
         by_method[m] = group.set_index("prompt").loc[combos]
     pac = by_method["pac"]
