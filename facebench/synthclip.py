@@ -363,16 +363,19 @@ class PairData:
 
 @contextmanager
 def train_threads() -> Iterator[None]:
-    """Run the block with ``$FACEBENCH_TRAIN_THREADS`` torch threads (default 1; 0 = unchanged).
+    """Run the block with ``$FACEBENCH_TRAIN_THREADS`` torch threads (default 0 = torch's own).
 
-    On a shared 2-core machine one thread trains these small models faster than
-    two (measured 1.5 vs 3.6-7 CPU-seconds per SynthCLIP step under contention),
-    as SynthFace rendering found too (:func:`facebench.datasets.synthhead.render_threads`).
+    Uncontended, torch's default (one thread per core) is fastest: default SynthCLIP
+    on an idle 2-core machine took 0.48 s per step with two threads vs 0.71 s with
+    one (12.7 vs 18.9 min for 1600 steps). When several jobs share the cores, set
+    ``FACEBENCH_TRAIN_THREADS=1``: two threads under contention took 3.6-7
+    CPU-seconds per step vs 1.5 with one (OpenMP barrier waits), as SynthFace
+    rendering found too (:func:`facebench.datasets.synthhead.render_threads`).
     """
     try:
-        n = int(os.environ.get("FACEBENCH_TRAIN_THREADS", "1"))
+        n = int(os.environ.get("FACEBENCH_TRAIN_THREADS", "0"))
     except ValueError:
-        n = 1
+        n = 0
     old = torch.get_num_threads()
     if n > 0:
         torch.set_num_threads(n)
@@ -700,7 +703,7 @@ def synthclip_checkpoint_path(config: SynthCLIPConfig = DEFAULT_CONFIG) -> Path 
 
 MISSING_MESSAGE = (
     "SynthCLIP weights are not prepared (no checkpoint in {where}); "
-    "run `facebench prepare synthclip` (trains it on SynthFace, ~20-30 min on 2 CPU cores)"
+    "run `facebench prepare synthclip` (trains it on SynthFace, ~11 min on 2 CPU cores)"
 )
 
 
@@ -774,6 +777,7 @@ def _prepare_synthclip(
         data = render_training_pairs(config, progress)
     t_data = time.perf_counter() - t_data
     with train_threads():
+        threads = torch.get_num_threads()
         result = train_clip(config, data, out, progress)
     _atomic_write_text(
         out / "open_clip_config.json",
@@ -798,7 +802,7 @@ def _prepare_synthclip(
         train_cpu_seconds=round(result.cpu_seconds, 1),
         data_seconds=round(t_data, 1),
         final_loss=float(np.mean(result.losses[-20:])) if result.losses else None,
-        train_threads=os.environ.get("FACEBENCH_TRAIN_THREADS", "1"),
+        train_threads=threads,
     )
     (out / "train_state.pt").unlink(missing_ok=True)
     if evaluate:
@@ -1284,6 +1288,6 @@ def _probe() -> list[WeightInfo]:
             name="synthclip (facebench-trained, SynthFace only)",
             present=path is not None,
             location=str(path or where),
-            how_to="run `facebench prepare synthclip` (~20-30 min on 2 CPU cores)",
+            how_to="run `facebench prepare synthclip` (~11 min on 2 CPU cores)",
         )
     ]
