@@ -160,10 +160,6 @@ class SynthCLIPConfig:
     # / 0.65 min vs 0.69 / 0.40, emotions retrieval 1.00 vs 0.90, descriptive 0.875 vs
     # 0.76, 1120 vs 1509 CPU seconds of training.
     unit_phrase_weight: float = 1.0
-    # Focal exponent (Lin et al. 2017) of the unit-phrase loss: each image's term is
-    # scaled by (1 - p)^gamma, p its probability of the right text, so the images the
-    # model already gets right weigh less. 0 = plain cross-entropy.
-    unit_phrase_focal: float = 0.0
     seed: int = 0
     checkpoint_every: int = 50
 
@@ -175,8 +171,6 @@ class SynthCLIPConfig:
             d.pop("unit_phrase_weight")
         else:
             d["unit_phrase_loss"] = "class-balanced"
-        if not d["unit_phrase_focal"]:  # likewise
-            d.pop("unit_phrase_focal")
         d["format_version"] = FORMAT_VERSION
         d["data_version"] = _data_version(self.data.dataset)
         return d
@@ -556,7 +550,6 @@ def unit_phrase_loss(
     levels: Tensor,
     on: float = UNIT_ON,
     off: float = UNIT_OFF,
-    focal: float = 0.0,
 ) -> Tensor:
     """Class-balanced two-way cross-entropy of "a face with X" vs "a face without X".
 
@@ -566,16 +559,13 @@ def unit_phrase_loss(
     Per unit, the images that show it and those that lack it weigh half each (a unit
     is shown in about one image in six, and an unweighted loss learnt to say "without":
     held-out true-positive rates 0.0-0.36 on the lip units); the result is the mean over
-    units. ``focal`` > 0 scales each term by ``(1 - p) ** focal``, p the probability
-    of the right text (focal loss).
+    units.
     """
     logits = logit_scale * torch.einsum("bd,ukd->buk", image_features, unit_text_features)
     labels = (levels < on).long()
     ce = torch.nn.functional.cross_entropy(
         logits.reshape(-1, 2), labels.reshape(-1), reduction="none"
     ).reshape(levels.shape)
-    if focal:
-        ce = ce * (1.0 - torch.exp(-ce)) ** focal
     pos, neg = (levels >= on).to(ce.dtype), (levels <= off).to(ce.dtype)
     n_pos, n_neg = pos.sum(0), neg.sum(0)
     classes = (n_pos > 0).to(ce.dtype) + (n_neg > 0).to(ce.dtype)
@@ -681,7 +671,6 @@ def train_clip(
                 unit_feats.reshape(-1, 2, unit_feats.shape[-1]),
                 logit_scale,
                 data.expressions[idx][:, unit_columns],
-                focal=config.unit_phrase_focal,
             )
         opt.zero_grad(set_to_none=True)
         loss.backward()

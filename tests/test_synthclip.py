@@ -232,22 +232,6 @@ def test_unit_phrase_loss_matches_hand_computation_and_skips_middle_levels():
     assert sc.unit_phrase_loss(perfect, units, torch.tensor(100.0), lv) < 0.05
 
 
-def test_unit_phrase_focal_scales_each_term_by_its_error_and_is_hashed_only_when_on():
-    img = torch.nn.functional.normalize(torch.tensor([[1.0, 0.0], [0.0, 1.0]]), dim=-1)
-    units = torch.tensor([[[1.0, 0.0], [0.0, 1.0]]])  # with = e1, without = e2
-    levels = torch.tensor([[1.0], [1.0]])  # both show the unit: the right text is "with"
-    scale = torch.tensor(2.0)
-    # image 0 matches "with": p = sigmoid(2); image 1 matches "without": p = sigmoid(-2)
-    p = torch.sigmoid(torch.tensor([2.0, -2.0]))
-    want = (-(1 - p) ** 2 * torch.log(p)).mean()
-    got = sc.unit_phrase_loss(img, units, scale, levels, focal=2.0)
-    assert torch.allclose(got, want, atol=1e-6)
-    assert torch.allclose(sc.unit_phrase_loss(img, units, scale, levels), (-torch.log(p)).mean())
-    assert "unit_phrase_focal" not in sc.DEFAULT_CONFIG.hash_dict()
-    on = dataclasses.replace(sc.DEFAULT_CONFIG, unit_phrase_focal=2.0)
-    assert on.hash_dict()["unit_phrase_focal"] == 2.0 and on.hash() != sc.DEFAULT_CONFIG.hash()
-
-
 def test_unit_phrase_weight_is_hashed_only_when_on_and_trains_the_loss(cache):
     off = dataclasses.replace(sc.TINY_CONFIG, unit_phrase_weight=0.0)
     assert "unit_phrase_weight" not in off.hash_dict()  # models from before it keep their hash
