@@ -306,3 +306,18 @@ def test_prepare_on_synthface_faces_records_quality(cache):
     assert len(sorted((cache / "faces").rglob("*.npz"))) == n_before
     rq = json.loads((rpath.parent / "quality.json").read_text())
     assert 0 <= rq["emotion_accuracy"] <= 1 and rq["au_mae"] >= 0
+
+
+def test_train_threads_defaults_to_torch_and_honours_the_variable(monkeypatch):
+    saved = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        monkeypatch.delenv("FACEBENCH_TRAIN_THREADS", raising=False)
+        with sc.train_threads():
+            assert torch.get_num_threads() == 2
+        monkeypatch.setenv("FACEBENCH_TRAIN_THREADS", "1")
+        with sc.train_threads():
+            assert torch.get_num_threads() == 1
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(saved)
