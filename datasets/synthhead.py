@@ -42,9 +42,8 @@ labelled by fixed volumes in priority order eyes > brows > nose > mouth > chin
 from __future__ import annotations
 
 import math
-import os
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
@@ -56,6 +55,7 @@ from facebench.datasets.facs import AU_NAMES, AUS, au_index
 from facebench.errors import FacebenchError
 from facebench.render.cameras import Cameras, generate_rays, near_far_from_aabb
 from facebench.render.composite import composite
+from facebench.threads import env_threads
 
 __all__ = [
     "render_threads",
@@ -104,27 +104,14 @@ _LIGHT = (-0.35, 0.55, 0.76)
 _L = {name: i for i, name in enumerate(REGIONS)}
 
 
-@contextmanager
-def render_threads() -> Iterator[None]:
+def render_threads() -> AbstractContextManager[None]:
     """Run the block with ``$FACEBENCH_RENDER_THREADS`` torch threads (default 1; 0 = unchanged).
 
     SynthHead rendering is many small tensor ops; on a shared 2-core machine two
     OpenMP threads were measured 12x *slower* than one (barrier waits under
     contention), and uncontended they gain little at these tensor sizes.
     """
-    try:
-        n = int(os.environ.get("FACEBENCH_RENDER_THREADS", "1"))
-    except ValueError:
-        n = 1
-    old = torch.get_num_threads()
-    if n <= 0 or n == old:
-        yield
-        return
-    torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(old)
+    return env_threads("FACEBENCH_RENDER_THREADS", 1)
 
 
 # ----------------------------------------------------------------------------- identity

@@ -32,10 +32,9 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-import os
 import time
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -46,6 +45,7 @@ from torch import Tensor
 
 from facebench.method import Progress, config_hash, no_progress
 from facebench.paths import atomic_file, cache_dir, file_lock
+from facebench.threads import env_threads
 from facebench.train_state import TrainState, atomic_save
 from facebench.weights import MissingWeightsError, WeightInfo, weight_probe
 
@@ -133,8 +133,8 @@ class SynthCLIPConfig:
 
     model: dict[str, Any] = field(default_factory=lambda: dict(DEFAULT_MODEL_CFG))
     data: DataRecipe = field(default_factory=DataRecipe)
-    # 2000 steps: about 13 min with two threads on an idle 2-core machine (0.39 s per
-    # step measured over a full 1600-step run); with unit_phrase_weight 2 below.
+    # 2000 steps: 757 s of training (766 s with evaluation) with two threads on an idle
+    # 2-core machine, measured with `facebench prepare synthclip`; see unit_phrase_weight.
     steps: int = 2000
     batch_size: int = 128
     lr: float = 2e-3
@@ -365,8 +365,7 @@ class PairData:
 # --------------------------------------------------------------------------- training
 
 
-@contextmanager
-def train_threads() -> Iterator[None]:
+def train_threads() -> AbstractContextManager[None]:
     """Run the block with ``$FACEBENCH_TRAIN_THREADS`` torch threads (default 0 = torch's own).
 
     Uncontended, torch's default (one thread per core) is fastest: default SynthCLIP
@@ -376,17 +375,7 @@ def train_threads() -> Iterator[None]:
     CPU-seconds per step vs 1.5 with one (OpenMP barrier waits), as SynthFace
     rendering found too (:func:`facebench.datasets.synthhead.render_threads`).
     """
-    try:
-        n = int(os.environ.get("FACEBENCH_TRAIN_THREADS", "0"))
-    except ValueError:
-        n = 0
-    old = torch.get_num_threads()
-    if n > 0:
-        torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(old)
+    return env_threads("FACEBENCH_TRAIN_THREADS", 0)
 
 
 @contextmanager
