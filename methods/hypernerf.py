@@ -171,7 +171,7 @@ class ManipulatorConfig:
     coarse_loss_weight: float = 0.5
     seed: int = 0
     checkpoint_every: int = 250
-    eval_every: int = 0  # 0: only at the end
+    eval_every: int = 0  # held-out PSNR every this many steps, in the history (0: only at the end)
     eval_frames: int = 8  # held-out frames scored at the end (0: all)
 
 
@@ -852,6 +852,8 @@ def fit_manipulator(
     t0 = time.perf_counter()
     elapsed0 = float(history[-1]["time"]) if history else 0.0
     every = max(c.steps // 100, 1)
+    val_frames = _eval_frames(scene, c.eval_frames)
+    eval_spent = 0.0
     for step in range(start, c.steps):
         model.set_step(step, c.steps)
         lr = _lr(c, step)
@@ -900,17 +902,22 @@ def fit_manipulator(
         loss.backward()
         opt.step()
         done = step + 1
-        if done % every == 0 or done == c.steps:
+        eval_now = c.eval_every > 0 and done % c.eval_every == 0 and done < c.steps
+        if done % every == 0 or done == c.steps or eval_now:
             mse = float(loss_rgb.detach())
             history.append(
                 {
                     "step": done,
                     "loss": float(loss.detach()),
                     "psnr": -10 * math.log10(max(mse, 1e-12)),
-                    "time": elapsed0 + time.perf_counter() - t0,
+                    "time": elapsed0 + time.perf_counter() - t0 - eval_spent,
                     "evals_per_ray": n_evals / (len(frames) * c.rays_per_frame),
                 }
             )
+            if eval_now:  # held-out PSNR so far (its time is not training time)
+                t_eval = time.perf_counter()
+                history[-1]["val_psnr"] = evaluate(model, scene, val_frames, occ, bg)
+                eval_spent += time.perf_counter() - t_eval
             if on_log is not None:
                 on_log(history[-1])
         if progress is not None:
@@ -941,7 +948,7 @@ def fit_manipulator(
         update_occupancy(model, grid, frames_all[::stride], gen, c.occupancy_dilation)
         if vis is not None and c.steps > c.occupancy_warmup:
             grid.mask &= vis.mask(c.visibility_threshold / 4, c.occupancy_dilation)
-    train_time = elapsed0 + time.perf_counter() - t0
+    train_time = elapsed0 + time.perf_counter() - t0 - eval_spent
     model.eval()
     metrics = {
         "train_time_s": train_time,
@@ -949,7 +956,7 @@ def fit_manipulator(
         "train_psnr_last": history[-1]["psnr"] if history else float("nan"),
     }
     t1 = time.perf_counter()
-    metrics["val_psnr"] = evaluate(model, scene, _eval_frames(scene, c.eval_frames), grid, bg)
+    metrics["val_psnr"] = evaluate(model, scene, val_frames, grid, bg)
     metrics["eval_time_s"] = time.perf_counter() - t1
     if grid is not None:
         metrics["occupied_fraction"] = float(grid.occupied_fraction())

@@ -144,6 +144,18 @@ def test_deterministic_for_a_seed(toy):
     assert not all(torch.equal(a[k], c[k]) for k in a)
 
 
+def test_eval_every_scores_held_out_frames_without_changing_training(toy):
+    plain = fit_manipulator(toy, tiny_config(), CPU)
+    scored = fit_manipulator(toy, tiny_config(eval_every=2), CPU)
+    a, b = plain.model.state_dict(), scored.model.state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)  # evaluation draws no training randomness
+    vals = {h["step"]: h["val_psnr"] for h in scored.history if "val_psnr" in h}
+    assert sorted(vals) == [2, 4]  # every 2 steps; the final score is in metrics
+    assert all(10.0 < v < 60.0 for v in vals.values())
+    assert not any("val_psnr" in h for h in plain.history)
+    assert scored.metrics["val_psnr"] == pytest.approx(plain.metrics["val_psnr"])
+
+
 def test_cache_round_trip_weights_only(toy, tmp_path):
     cfg = tiny_config(steps=4)
     ctx = RunContext(device=CPU, cache_dir=tmp_path)
