@@ -236,7 +236,7 @@ def test_unit_phrase_weight_is_hashed_only_when_on_and_trains_the_loss(cache):
     off = dataclasses.replace(sc.TINY_CONFIG, unit_phrase_weight=0.0)
     assert "unit_phrase_weight" not in off.hash_dict()  # models from before it keep their hash
     on = sc.TINY_CONFIG
-    assert on.hash_dict()["unit_phrase_weight"] == 2.0 and on.hash() != off.hash()
+    assert on.hash_dict()["unit_phrase_weight"] == 8.0 and on.hash() != off.hash()
     texts, columns = sc.unit_phrase_texts()
     assert len(texts) == 2 * len(columns) == 24
     assert texts[:2] == [
