@@ -172,7 +172,7 @@ class ManipulatorConfig:
     seed: int = 0
     checkpoint_every: int = 250
     eval_every: int = 0  # held-out PSNR every this many steps, in the history (0: only at the end)
-    eval_frames: int = 8  # held-out frames scored at the end (0: all)
+    eval_frames: int = 8  # held-out frames scored (0: all)
 
 
 def manipulator_preset(budget: str) -> ManipulatorConfig:
