@@ -164,7 +164,8 @@ class SynthCLIPConfig:
     # weight 2 and 2000 steps, per-unit 0.92 / 0.66 (AU4 0.80 -> 0.93, AU15 0.72 -> 0.85),
     # emotions 0.95, descriptive 0.875, gradient check MAE 0.174 (was 0.180). At 2000
     # steps, weight 4: 0.94 / 0.73, emotions 1.00, descriptive 0.95, MAE 0.178; weight 8:
-    # 0.94 / 0.77 (AU15 0.92, AU20 0.77, AU23 0.80), emotions 0.975, descriptive 0.99.
+    # 0.94 / 0.77 (AU15 0.92, AU20 0.77, AU23 0.80), emotions 0.975, descriptive 0.99,
+    # gradient check MAE 0.169; weight 16: 0.93 / 0.66 (AU20 0.66, AU23 0.74).
     # The weight costs no time (the 24 texts are encoded either way).
     unit_phrase_weight: float = 8.0
     seed: int = 0
