@@ -36,10 +36,9 @@ TARGET_DB, TARGET_MIN = 28.0, 15.0
 def test_manipulator_fit_budget(benchmark, default_scene, bench_threads):
     from facebench.methods.hypernerf import fit_manipulator, manipulator_preset
 
-    steps = STEPS if BUDGET != "smoke" else 40
-    cfg = dataclasses.replace(
-        manipulator_preset(BUDGET), steps=steps, eval_every=max(steps // 7, 1), eval_frames=0
-    )
+    preset = manipulator_preset(BUDGET)
+    steps = preset.steps if BUDGET == "smoke" else STEPS  # smoke: the preset's own schedule
+    cfg = dataclasses.replace(preset, steps=steps, eval_every=max(steps // 7, 1), eval_frames=0)
     res = benchmark.pedantic(
         lambda: fit_manipulator(default_scene, cfg, torch.device("cpu")), rounds=1, iterations=1
     )
