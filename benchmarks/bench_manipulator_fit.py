@@ -11,6 +11,12 @@ Measured (2 threads, idle 2-core machine, 1400 steps, ~0.99 s per step): held-ou
 21.7 / 24.6 / 26.4 / 27.4 / 27.7 / 28.7 / 28.9 dB after 3.5 / 6.5 / 9.6 / 12.8 / 16.0 /
 19.6 / 23.1 min -- 28 dB is reached at 19.6 min, not within 15.
 
+Variants tried for the target (1 thread each, two fits sharing the 2 cores; held-out
+PSNR at the end of the schedule): tri-plane template with a 64x3 trunk, 1000 steps,
+27.8 dB at 2.6 s per step (the MLP template: 27.8 dB at 1.3 s); 32 coarse + 24 fine
+samples, 1200 steps, 28.1 dB; 32 + 16 samples, 1200 steps, 27.3 dB. None reaches 28 dB
+in fewer steps than the default sampling, so none is faster to the target.
+
 Run on an otherwise idle machine, with both cores::
 
     FACEBENCH_BENCH_THREADS=2 pytest benchmarks/bench_manipulator_fit.py --benchmark-only -s
