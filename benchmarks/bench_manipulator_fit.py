@@ -13,9 +13,11 @@ Measured (2 threads, idle 2-core machine, 1400 steps, ~0.99 s per step): held-ou
 
 Variants tried for the target (1 thread each, two fits sharing the 2 cores; held-out
 PSNR at the end of the schedule): tri-plane template with a 64x3 trunk, 1000 steps,
-27.8 dB at 2.6 s per step (the MLP template: 27.8 dB at 1.3 s); 32 coarse + 24 fine
-samples, 1200 steps, 28.1 dB; 32 + 16 samples, 1200 steps, 27.3 dB. None reaches 28 dB
-in fewer steps than the default sampling, so none is faster to the target.
+27.8 dB (the MLP template: 27.8 dB) at 2.6 s per step; 32 coarse + 24 fine samples,
+1200 steps, 28.1 dB at 2.0 s; 32 + 16 samples, 1200 steps, 27.3 dB at 1.7 s. (The
+default's 1.3 s per step was measured at an earlier, less loaded run, so seconds per
+step compare only within these three.) None reaches 28 dB in fewer steps than the
+default sampling, so none is faster to the target.
 
 Run on an otherwise idle machine, with both cores::
 

@@ -130,9 +130,10 @@ class ManipulatorConfig:
     lipschitz_weight: float = 1e-7
     # template NeRF ("mlp": positional encoding + MLP, as HyperNeRF; "triplane": a
     # tri-plane feature encoding of the canonical position in front of the MLP). Measured
-    # on synthface:default (1000 steps, 1 thread, CPU): triplane with a 64x3 trunk 2.6 s
-    # per step and 27.8 dB held-out, vs mlp 1.28 s and 27.8 dB -- no faster to converge
-    # per step and twice the cost (grid_sample's backward), so "mlp" stays the default.
+    # on synthface:default (1000 steps, 1 thread, CPU): triplane with a 64x3 trunk 27.8 dB
+    # held-out, the same as mlp -- no faster to converge per step -- at 2.6 s per step,
+    # slower than mlp fits under the same load (1.7-2.0 s with fewer samples; 1.28 s for
+    # the default at an earlier, less loaded run), so "mlp" stays the default.
     template: str = "mlp"
     triplane_resolution: int = 128
     triplane_channels: int = 16
