@@ -66,8 +66,8 @@ from facebench.render import (
     RenderConfig,
     make_mlp,
     near_far_from_aabb,
+    rays_from_pixels,
     render_rays,
-    sample_pixel_rays,
 )
 from facebench.render.deform import SE3Field
 from facebench.render.encoding import linear_window
@@ -443,6 +443,14 @@ class SceneManipulator(nn.Module):
     def frame_field(self, frame: int) -> Callable[[Tensor, Tensor], tuple[Tensor, Tensor]]:
         """The field of training frame ``frame`` (its deformation and appearance codes)."""
         return self.field(self.deform_codes.weight[frame], self.appearance_codes.weight[frame])
+
+    def frames_field(
+        self, points: Tensor, directions: Tensor, frames: Tensor
+    ) -> tuple[Tensor, Tensor]:
+        """The field of many frames at once: each point with frame ``frames`` ``(P,)``'s codes
+        (a core field for ray bundles whose ``camera_indices`` are code ids)."""
+        code = self.deform_codes(frames)
+        return self.query(points, directions, code, self.appearance_codes(frames))
 
     def regularizer(self) -> Tensor:
         """Lipschitz loss of the deformation and slicing networks (0 when disabled)."""
@@ -828,6 +836,8 @@ def fit_manipulator(
     cameras = scene.cameras.to(device)
     tr = train_ids(scene)
     cids = code_ids(scene)
+    tr_t = torch.tensor(tr, device=device)
+    cids_t = torch.tensor(cids, device=device)
     model, grid = _build(c, n_frames, aabb, device)
     vis = None
     if grid is not None and c.visibility_threshold > 0:
@@ -878,27 +888,29 @@ def fit_manipulator(
                 grid.mask &= vis.mask(c.visibility_threshold, c.occupancy_dilation)
                 vis.weight.mul_(c.visibility_decay)
         occ = grid if (grid is not None and step >= c.occupancy_warmup) else None
+        # the step's frames are rendered in one pass: rays_per_frame rays of each, every ray
+        # tagged with its frame's code id (one field call per segment instead of one per frame)
         frames = _draw_frames(frame_loss, c.frames_per_step, c.frame_importance, gen)
-        loss_rgb = images.new_zeros(())
-        loss_c = images.new_zeros(())
-        n_evals = 0
-        for k in frames.tolist():
-            f = tr[k]
-            rays, index = sample_pixel_rays(cameras[f], c.rays_per_frame, 0.0, 0.0, generator=gen)
-            rays = clip_rays(rays, model.aabb)
-            target = images[f][index[:, 1], index[:, 2]]
-            field = model.frame_field(cids[f])
-            out = render_rays(field, rays, rcfg, occupancy=occ, generator=gen)
-            if vis is not None:
-                vis.record(rays, out)
-            mse_f = (out["rgb"] - target).pow(2).mean()
-            frame_loss[k] = mse_f.detach()
-            loss_rgb = loss_rgb + mse_f
-            n_evals += int(out["n_field_evals"])
-            if c.n_fine > 0 and c.coarse_loss_weight > 0:
-                loss_c = loss_c + (out["rgb_coarse"] - target).pow(2).mean()
-        loss_rgb = loss_rgb / len(frames)
-        loss = loss_rgb + c.coarse_loss_weight * loss_c / len(frames)
+        n_f = len(frames)
+        fids = tr_t[frames].repeat_interleave(c.rays_per_frame)
+        ys = torch.randint(cameras.height, fids.shape, generator=gen, device=device)
+        xs = torch.randint(cameras.width, fids.shape, generator=gen, device=device)
+        dt = cameras.c2w.dtype
+        rays = rays_from_pixels(cameras, fids, xs.to(dt) + 0.5, ys.to(dt) + 0.5, 0.0, 0.0)
+        rays = clip_rays(rays, model.aabb)
+        rays.camera_indices = cids_t[fids]
+        target = images[fids, ys, xs]
+        out = render_rays(model.frames_field, rays, rcfg, occupancy=occ, generator=gen)
+        if vis is not None:
+            vis.record(rays, out)
+        err = (out["rgb"] - target).pow(2).reshape(n_f, -1).mean(-1)  # per-frame MSE
+        frame_loss.scatter_reduce_(0, frames, err.detach(), reduce="mean", include_self=False)
+        loss_rgb = err.mean()
+        n_evals = out["n_field_evals"]
+        loss = loss_rgb
+        if c.n_fine > 0 and c.coarse_loss_weight > 0:
+            loss_c = (out["rgb_coarse"] - target).pow(2).mean()
+            loss = loss + c.coarse_loss_weight * loss_c
         reg = model.regularizer()
         if c.lipschitz and c.lipschitz_weight > 0:
             loss = loss + c.lipschitz_weight * reg
@@ -915,7 +927,7 @@ def fit_manipulator(
                     "loss": float(loss.detach()),
                     "psnr": -10 * math.log10(max(mse, 1e-12)),
                     "time": elapsed0 + time.perf_counter() - t0 - eval_spent,
-                    "evals_per_ray": n_evals / (len(frames) * c.rays_per_frame),
+                    "evals_per_ray": int(n_evals) / (n_f * c.rays_per_frame),
                 }
             )
             if eval_now:  # held-out PSNR so far (its time is not training time)
@@ -967,9 +979,20 @@ def fit_manipulator(
     return FitResult(model, grid, metrics, resumed_from=resumed_from, history=history)
 
 
+# Bumped when fit_manipulator's procedure changes for an unchanged config (so models
+# fitted by the old procedure are not reused as this one's). 2: a step's frames are
+# rendered in one pass (1: one render call per frame; other random draws).
+TRAINER_VERSION = 2
+
+
+def fit_hash(config: ManipulatorConfig) -> str:
+    """The cache key of a fit: its config and :data:`TRAINER_VERSION`."""
+    return config_hash({"config": config, "trainer": TRAINER_VERSION})
+
+
 def cache_paths(root: Path, scene: Any, config: ManipulatorConfig) -> tuple[Path, Path, Path]:
     """``(directory, model file, checkpoint file)`` of the cached manipulator."""
-    d = Path(root) / "scene_manipulator" / scene_key(scene) / config_hash(config)
+    d = Path(root) / "scene_manipulator" / scene_key(scene) / fit_hash(config)
     return d, d / "model.pt", d / "checkpoint.pt"
 
 
@@ -1002,7 +1025,7 @@ def load_or_fit_manipulator(scene: Any, config: ManipulatorConfig, ctx: RunConte
             "grid": res.occupancy.state_dict() if res.occupancy is not None else None,
             "n_frames": res.model.n_frames,
             "metrics": res.metrics,
-            "config_hash": config_hash(config),
+            "config_hash": fit_hash(config),
         },
         model_path,
     )

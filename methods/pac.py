@@ -56,6 +56,7 @@ from facebench.render import Cameras, OccupancyGrid, PositionalEncoding, RayBund
 
 from .clip_edit import EditConfig, clip_optimize, edit_preset, resize_cameras
 from .hypernerf import (
+    TRAINER_VERSION,
     ManipulatorConfig,
     SceneManipulator,
     code_ids,
@@ -403,6 +404,7 @@ class PACMethod:
     def config_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self.config)
         d["method"] = self.name
+        d["manipulator_trainer"] = TRAINER_VERSION  # a refitted manipulator is a new config
         return d
 
     # -- prepare -----------------------------------------------------------------------------

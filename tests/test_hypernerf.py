@@ -107,6 +107,36 @@ def test_gradients_reach_codes_and_lipschitz_constants(toy):
     assert any(isinstance(mod, LipschitzLinear) for mod in m.slicer.modules())
 
 
+def test_frames_field_renders_each_ray_with_its_frames_codes(toy):
+    """One pass over rays of several frames (the trainer's) equals one pass per frame,
+    and the gradient reaches exactly the codes of the frames in the bundle."""
+    m = SceneManipulator(tiny_config(), toy.images.shape[0], toy.aabb)
+    with torch.no_grad():  # distinct codes, so frames render differently
+        m.deform_codes.weight.normal_(0.0, 0.5, generator=torch.Generator().manual_seed(1))
+        m.appearance_codes.weight.normal_(0.0, 2.0, generator=torch.Generator().manual_seed(2))
+    gen = torch.Generator().manual_seed(0)
+    rays, _ = sample_pixel_rays(toy.cameras[1], 48, 0.0, 0.0, generator=gen)
+    from facebench.methods.hypernerf import clip_rays
+
+    rays = clip_rays(rays, m.aabb)
+    frames = torch.tensor([2, 5, 2, 6]).repeat_interleave(12)
+    rays.camera_indices = frames
+    cfg = RenderConfig(16, 8, jitter=False, early_stop=1e-3, segment=4)
+    both = render_rays(m.frames_field, rays, cfg)
+    for f in (2, 5, 6):
+        sel = frames == f
+        one = dataclasses.replace(rays[sel], camera_indices=None)
+        alone = render_rays(m.frame_field(f), one, cfg)
+        assert torch.allclose(both["rgb"][sel], alone["rgb"], atol=1e-5), f
+    other = render_rays(
+        m.frame_field(6), dataclasses.replace(rays[frames == 5], camera_indices=None), cfg
+    )
+    assert (both["rgb"][frames == 5] - other["rgb"]).abs().max() > 1e-3  # the codes matter
+    both["rgb"].sum().backward()
+    used = m.deform_codes.weight.grad.abs().sum(-1) > 0
+    assert used.nonzero().reshape(-1).tolist() == [2, 5, 6]
+
+
 def test_switches_lipschitz_and_hyper(toy):
     off = SceneManipulator(tiny_config(lipschitz=False), 4, toy.aabb)
     assert not any(isinstance(mod, LipschitzLinear) for mod in off.modules())

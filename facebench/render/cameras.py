@@ -212,25 +212,41 @@ class Cameras:
 
 @dataclass
 class RayBundle:
-    """``R`` rays: unit ``directions``, ray interval ``[near, far]`` in distance units."""
+    """``R`` rays: unit ``directions``, ray interval ``[near, far]`` in distance units.
+
+    ``camera_indices`` (optional, ``(R,)`` long) tags each ray with the camera or frame
+    it belongs to (nerfstudio's ``camera_indices``), so one bundle can hold rays of
+    several frames of a dynamic scene; the renderer then hands each sample's index to
+    the field (see :mod:`facebench.render.renderer`).
+    """
 
     origins: Tensor  # (R, 3)
     directions: Tensor  # (R, 3), unit length
     near: Tensor  # (R,)
     far: Tensor  # (R,)
+    camera_indices: Tensor | None = None  # (R,) long
 
     def __len__(self) -> int:
         return self.origins.shape[0]
 
     def __getitem__(self, idx: slice | Tensor) -> RayBundle:
-        return RayBundle(self.origins[idx], self.directions[idx], self.near[idx], self.far[idx])
+        ids = self.camera_indices
+        return RayBundle(
+            self.origins[idx],
+            self.directions[idx],
+            self.near[idx],
+            self.far[idx],
+            ids[idx] if ids is not None else None,
+        )
 
     def to(self, device: torch.device | str) -> RayBundle:
+        ids = self.camera_indices
         return RayBundle(
             self.origins.to(device),
             self.directions.to(device),
             self.near.to(device),
             self.far.to(device),
+            ids.to(device) if ids is not None else None,
         )
 
     @property

@@ -4,7 +4,11 @@ A *field* is any callable ``field(points (P, 3), directions (P, 3)) -> (sigma
 (P,), rgb (P, 3))`` with ``sigma >= 0`` and ``rgb`` in ``[0, 1]``. Extra
 conditioning (latent codes, expression parameters, time) is bound by the
 caller with a closure, ``functools.partial`` or a small ``nn.Module``. Fields
-must accept ``P = 0`` (an empty batch) when an occupancy grid is used.
+must accept ``P = 0`` (an empty batch) when an occupancy grid is used. Rays of
+a bundle that carries ``camera_indices`` (rays of several frames rendered in one
+pass) are evaluated as ``field(points, directions, camera_indices (P,))``, each
+sample with its ray's index; such bundles need a field that takes the third
+argument.
 
 Evaluation masks. Samples can be skipped (``sigma = 0``, ``rgb = 0``, no
 field call) by an ``occupancy`` object (anything with ``occupied(points) ->
@@ -78,17 +82,23 @@ def _evaluate(
     r, s = t.shape
     pts = rays.points(t).reshape(-1, 3)
     dirs = rays.directions[:, None, :].expand(r, s, 3).reshape(-1, 3)
+    ids = rays.camera_indices
+    if ids is not None:
+        ids = ids[:, None].expand(r, s).reshape(-1)
     mask = keep
     if occupancy is not None:
         occ = occupancy.occupied(pts).reshape(r, s)
         mask = occ if mask is None else mask & occ
     if mask is None:
-        sigma, rgb = field(pts, dirs)
+        sigma, rgb = field(pts, dirs) if ids is None else field(pts, dirs, ids)
         count = torch.full((), r * s, dtype=torch.long, device=t.device)
         return sigma.reshape(r, s), rgb.reshape(r, s, 3), count
     flat = mask.reshape(-1)
     idx = flat.nonzero().squeeze(-1)
-    sigma_k, rgb_k = field(pts[idx], dirs[idx])
+    if ids is None:
+        sigma_k, rgb_k = field(pts[idx], dirs[idx])
+    else:
+        sigma_k, rgb_k = field(pts[idx], dirs[idx], ids[idx])
     sigma = sigma_k.new_zeros(r * s).index_copy(0, idx, sigma_k.reshape(-1))
     rgb = rgb_k.new_zeros(r * s, 3).index_copy(0, idx, rgb_k.reshape(-1, 3))
     return sigma.reshape(r, s), rgb.reshape(r, s, 3), flat.sum()
