@@ -19,6 +19,14 @@ default's 1.3 s per step was measured at an earlier, less loaded run, so seconds
 step compare only within these three.) None reaches 28 dB in fewer steps than the
 default sampling, so none is faster to the target.
 
+The figures above are of the per-frame trainer (``TRAINER_VERSION`` 1). The one-pass
+trainer (version 2: a step's frames rendered in one ``render_rays`` pass) costs about a
+fifth less per step: 3.40 -> 2.70 s in a same-process A/B (50 steps, one thread, same
+load). A 1000-step fit with it on an idle machine took 1.27 s per step with two threads
+(27.3 dB on 8 held-out frames), but the machine was then about 2.3x slower than when
+the 0.99 s above was measured (SynthCLIP: 0.88 vs 0.38 s per step), so whether 28 dB
+now comes within 15 min is not measured.
+
 Run on an otherwise idle machine, with both cores::
 
     FACEBENCH_BENCH_THREADS=2 pytest benchmarks/bench_manipulator_fit.py --benchmark-only -s
