@@ -443,10 +443,6 @@ class SceneManipulator(nn.Module):
 
         return _field
 
-    def frame_field(self, frame: int) -> Callable[[Tensor, Tensor], tuple[Tensor, Tensor]]:
-        """The field of training frame ``frame`` (its deformation and appearance codes)."""
-        return self.field(self.deform_codes.weight[frame], self.appearance_codes.weight[frame])
-
     def frames_field(
         self, points: Tensor, directions: Tensor, frames: Tensor
     ) -> tuple[Tensor, Tensor]:

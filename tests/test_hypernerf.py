@@ -95,7 +95,11 @@ def test_gradients_reach_codes_and_lipschitz_constants(toy):
     from facebench.methods.hypernerf import clip_rays
 
     rays = clip_rays(rays, m.aabb)
-    out = render_rays(m.frame_field(2), rays, RenderConfig(16, 8, jitter=False))
+    out = render_rays(
+        m.field(m.deform_codes.weight[2], m.appearance_codes.weight[2]),
+        rays,
+        RenderConfig(16, 8, jitter=False),
+    )
     target = toy.images[2][index[:, 1], index[:, 2]]
     loss = (out["rgb"] - target).pow(2).mean() + 1e-3 * m.regularizer()
     loss.backward()
@@ -126,10 +130,14 @@ def test_frames_field_renders_each_ray_with_its_frames_codes(toy):
     for f in (2, 5, 6):
         sel = frames == f
         one = dataclasses.replace(rays[sel], camera_indices=None)
-        alone = render_rays(m.frame_field(f), one, cfg)
+        alone = render_rays(
+            m.field(m.deform_codes.weight[f], m.appearance_codes.weight[f]), one, cfg
+        )
         assert torch.allclose(both["rgb"][sel], alone["rgb"], atol=1e-5), f
     other = render_rays(
-        m.frame_field(6), dataclasses.replace(rays[frames == 5], camera_indices=None), cfg
+        m.field(m.deform_codes.weight[6], m.appearance_codes.weight[6]),
+        dataclasses.replace(rays[frames == 5], camera_indices=None),
+        cfg,
     )
     assert (both["rgb"][frames == 5] - other["rgb"]).abs().max() > 1e-3  # the codes matter
     both["rgb"].sum().backward()

@@ -82,23 +82,21 @@ def _evaluate(
     r, s = t.shape
     pts = rays.points(t).reshape(-1, 3)
     dirs = rays.directions[:, None, :].expand(r, s, 3).reshape(-1, 3)
-    ids = rays.camera_indices
-    if ids is not None:
-        ids = ids[:, None].expand(r, s).reshape(-1)
+    # per-sample camera indices, passed as the field's third argument when the rays carry them
+    extra = []
+    if rays.camera_indices is not None:
+        extra.append(rays.camera_indices[:, None].expand(r, s).reshape(-1))
     mask = keep
     if occupancy is not None:
         occ = occupancy.occupied(pts).reshape(r, s)
         mask = occ if mask is None else mask & occ
     if mask is None:
-        sigma, rgb = field(pts, dirs) if ids is None else field(pts, dirs, ids)
+        sigma, rgb = field(pts, dirs, *extra)
         count = torch.full((), r * s, dtype=torch.long, device=t.device)
         return sigma.reshape(r, s), rgb.reshape(r, s, 3), count
     flat = mask.reshape(-1)
     idx = flat.nonzero().squeeze(-1)
-    if ids is None:
-        sigma_k, rgb_k = field(pts[idx], dirs[idx])
-    else:
-        sigma_k, rgb_k = field(pts[idx], dirs[idx], ids[idx])
+    sigma_k, rgb_k = field(pts[idx], dirs[idx], *(e[idx] for e in extra))
     sigma = sigma_k.new_zeros(r * s).index_copy(0, idx, sigma_k.reshape(-1))
     rgb = rgb_k.new_zeros(r * s, 3).index_copy(0, idx, rgb_k.reshape(-1, 3))
     return sigma.reshape(r, s), rgb.reshape(r, s, 3), flat.sum()
