@@ -174,7 +174,12 @@ class ManipulatorConfig:
     rays_per_frame: int = 256
     lr: float = 3e-3
     lr_final: float = 2e-4
-    code_lr_scale: float = 1.0
+    # the codes' learning rate over the networks'. Each code trains only on the steps
+    # that draw its frame (about 3% on the default scene); at 1x they stayed near their
+    # initialisation and rendering an expressive frame with the neutral code cost
+    # < 0.1 dB (the model drew an average face). Measured at 10x, 1000 steps: up to
+    # +2.9 dB on the expressive frames, held-out PSNR 27.1 vs 27.3 dB.
+    code_lr_scale: float = 10.0
     coarse_loss_weight: float = 0.5
     seed: int = 0
     checkpoint_every: int = 250
@@ -786,6 +791,42 @@ def evaluate(
     return sum(vals) / len(vals)
 
 
+def code_gain(
+    model: SceneManipulator,
+    scene: Any,
+    n: int,
+    occupancy: OccupancyGrid | None,
+    background: Any,
+) -> float:
+    """Do the deformation codes carry the expressions? Mean PSNR gain, over the ``n``
+    most expressive training frames (``n <= 0``: every training frame with an
+    expression), of rendering each with its own deformation code rather than the
+    neutral frame's (both with the frame's appearance code).
+
+    About 0 dB means the model renders an average face whatever the code, and edits
+    that compose codes cannot move it. NaN when the scene has no per-frame expressions.
+    """
+    expressions = getattr(scene, "expressions", None)
+    if expressions is None:
+        return float("nan")
+    cids = code_ids(scene)
+    strength = torch.as_tensor(expressions, dtype=torch.float32)
+    strength = strength.reshape(strength.shape[0], -1).abs().sum(-1)
+    tr = [f for f in train_ids(scene) if float(strength[f]) > 0]
+    frames = sorted(tr, key=lambda f: (-float(strength[f]), f))[: n if n > 0 else None]
+    if not frames:
+        return float("nan")
+    w_d, w_a = model.deform_codes.weight.detach(), model.appearance_codes.weight.detach()
+    neutral = w_d[cids[neutral_frame(scene)]]
+    gains = []
+    for f in frames:
+        cam, target, app = scene.cameras[f], scene.images[f].cpu(), w_a[cids[f]]
+        own = render_cameras(model, cam, w_d[cids[f]], app, background, occupancy)[0]
+        base = render_cameras(model, cam, neutral, app, background, occupancy)[0]
+        gains.append(psnr(own.cpu(), target) - psnr(base.cpu(), target))
+    return sum(gains) / len(gains)
+
+
 def _eval_frames(scene: Any, n: int) -> list[int]:
     ids = val_ids(scene)
     if not ids:
@@ -972,6 +1013,7 @@ def fit_manipulator(
     }
     t1 = time.perf_counter()
     metrics["val_psnr"] = evaluate(model, scene, val_frames, grid, bg)
+    metrics["code_gain_db"] = code_gain(model, scene, c.eval_frames, grid, bg)
     metrics["eval_time_s"] = time.perf_counter() - t1
     if grid is not None:
         metrics["occupied_fraction"] = float(grid.occupied_fraction())

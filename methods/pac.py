@@ -5,13 +5,16 @@ Pipeline (Hwang et al., ICCV 2023; the scene manipulator is :mod:`.hypernerf`):
 1. :meth:`PACMethod.prepare` fits (or loads from the cache) the scene manipulator on
    the captured frames and summarises its per-frame latent codes into **anchor codes**
    (:func:`select_anchors`): the neutral frame's code plus the codes of ``n_anchors - 1``
-   representative frames, found by k-means (:func:`kmeans`, torch, k-means++ seeded)
-   over *what each code renders* (its render from the neutral frame's camera minus the
-   neutral render; ``anchor_features="code"`` clusters the raw codes), or explicit
-   ``anchor_frames``. The paper clusters expression parameters; renders are what this
-   model has in their place. Raw codes cluster badly: codes of frames that all look
-   neutral stay scattered where they were initialised, and on the default SynthFace
-   scene k-means over codes picked three more neutral frames besides the neutral anchor.
+   representative frames, found by k-means (:func:`kmeans`, torch, k-means++ seeded).
+   As in the paper, k-means clusters the frames' **expression parameters** when the
+   scene has them (``anchor_features="auto"`` or ``"expression"``: SynthFace scenes and
+   captures with an expressions file). Without them it clusters *what each code
+   renders* (its render from the neutral frame's camera minus the neutral render,
+   ``"render"``); ``"code"`` clusters the raw codes; or give explicit ``anchor_frames``.
+   Measured on the default SynthFace scene: expressions give seven distinct expression
+   segments (AU23, AU4, AU5, AU26, AU43, AU15, smile) as the anchors; render features
+   from a manipulator whose codes carry the expressions only partly picked mostly weak
+   or expressionless frames and no smile; raw codes picked three more neutral frames.
 2. :meth:`PACMethod.edit` optimises a :class:`PAC` per prompt: an MLP (depth 6, width
    64) mapping a 3D position to softmax **composition ratios** over the anchors; the
    position-conditional code is ``z(x) = sum_k r_k(x) anchor_k``, fed to the
@@ -50,6 +53,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from facebench.errors import FacebenchError
 from facebench.method import RunContext, apply_overrides
 from facebench.registry import register_method
 from facebench.render import Cameras, OccupancyGrid, PositionalEncoding, RayBundle, make_mlp
@@ -283,6 +287,9 @@ class RatioMap:
 # --------------------------------------------------------------------------- config / method
 
 
+ANCHOR_FEATURES = ("auto", "expression", "render", "code")
+
+
 @dataclass
 class PACConfig:
     """Everything that changes a ``pac`` (or ``+I`` baseline) result."""
@@ -293,11 +300,11 @@ class PACConfig:
     n_anchors: int = 8
     anchor_frames: tuple[int, ...] = ()  # explicit anchor frame ids (override k-means)
     anchor_snap: bool = True
-    # what k-means clusters: "render" (each frame code's render from the neutral frame's
-    # camera at anchor_render_size px, minus the neutral render: codes grouped by what
-    # they do to the face) or "code" (the raw codes; codes of frames that look alike
-    # need not lie together, so this often picks several neutral-looking frames)
-    anchor_features: str = "render"
+    # what k-means clusters: "expression" (the frames' expression parameters, as the
+    # paper; needs scene.expressions), "render" (each frame code's render from the
+    # neutral frame's camera at anchor_render_size px, minus the neutral render),
+    # "code" (the raw codes) or "auto" (expression when the scene has them, else render)
+    anchor_features: str = "auto"
     anchor_render_size: int = 32
     include_neutral: bool = True
     kmeans_iters: int = 50
@@ -380,9 +387,10 @@ class PACMethod:
         self.config = config or PACConfig()
         if self.config.mode not in ("pac", "single"):
             raise ValueError(f"mode must be 'pac' or 'single', got {self.config.mode!r}")
-        if self.config.anchor_features not in ("render", "code"):
+        if self.config.anchor_features not in ANCHOR_FEATURES:
             raise ValueError(
-                f"anchor_features must be 'render' or 'code', got {self.config.anchor_features!r}"
+                f"anchor_features must be one of {ANCHOR_FEATURES}, "
+                f"got {self.config.anchor_features!r}"
             )
         self.device = torch.device(device) if device is not None else torch.device("cpu")
         self.variant, self.budget = variant, budget
@@ -426,9 +434,8 @@ class PACMethod:
         explicit = tuple(cids[f] for f in self.config.anchor_frames)
         candidates = sorted({cids[f] for f in tr})
         features = None
-        if self.config.anchor_features == "render" and not explicit and self.config.mode == "pac":
-            cam = scene.cameras[torch.tensor([self.neutral_id])].to(self.device)
-            features = self.code_render_features(candidates, cam)
+        if not explicit and self.config.mode == "pac":
+            features = self.anchor_feature_table(scene, candidates)
         self.anchors, self.anchor_frames = select_anchors(
             codes,
             candidates,
@@ -440,6 +447,29 @@ class PACMethod:
             iters=self.config.kmeans_iters,
             features=features,
         )
+
+    def anchor_feature_table(self, scene: Any, candidates: list[int]) -> Tensor | None:
+        """What k-means clusters, one row per code (``None``: the raw codes), following
+        ``anchor_features`` (see :class:`PACConfig`)."""
+        kind = self.config.anchor_features
+        expressions = getattr(scene, "expressions", None)
+        if kind == "auto":
+            kind = "expression" if expressions is not None else "render"
+        if kind == "code":
+            return None
+        if kind == "render":
+            cam = scene.cameras[torch.tensor([self.neutral_id])].to(self.device)
+            return self.code_render_features(candidates, cam)
+        if expressions is None:
+            raise FacebenchError(
+                f"anchor_features='expression' needs per-frame expressions; scene "
+                f"{getattr(scene, 'name', '?')!r} has none (use 'render' or 'auto')"
+            )
+        expr = torch.as_tensor(expressions, dtype=torch.float32)
+        expr = expr.reshape(expr.shape[0], -1).to(self.device)
+        table = expr.new_zeros(self._require().deform_codes.weight.shape[0], expr.shape[1])
+        table[torch.tensor(code_ids(scene), device=self.device)] = expr
+        return table
 
     @torch.no_grad()
     def code_render_features(self, code_ids: list[int], camera: Cameras) -> Tensor:

@@ -13,6 +13,7 @@ from facebench.methods.hypernerf import (
     SceneManipulator,
     _draw_frames,
     cache_paths,
+    code_gain,
     fit_manipulator,
     frame_code,
     load_or_fit_manipulator,
@@ -289,3 +290,22 @@ def test_triplane_template_samples_planes_and_trains(toy):
     assert sigma.shape == (5,) and rgb.shape == (5, 3) and bool((sigma >= 0).all())
     (sigma.sum() + rgb.sum()).backward()
     assert m.triplane.planes.grad is not None and m.triplane.planes.grad.abs().sum() > 0
+
+
+def test_code_gain_measures_what_the_codes_carry(toy, fitted):
+    m, grid = fitted.model, fitted.occupancy
+    # the fitted toy's codes move the head: each frame's own code renders it better
+    gain = fitted.metrics["code_gain_db"]
+    assert gain == code_gain(m, toy, 0, grid, toy.background) and gain > 1.0
+    # codes that are all the neutral frame's carry nothing: exactly 0 dB
+    flat = SceneManipulator(m.config, m.n_frames, m.aabb)
+    flat.load_state_dict(m.state_dict())
+    with torch.no_grad():
+        flat.deform_codes.weight.copy_(
+            m.deform_codes.weight[neutral_frame(toy)].expand_as(flat.deform_codes.weight)
+        )
+    assert code_gain(flat.eval(), toy, 3, grid, toy.background) == 0.0
+    no_expr = dataclasses.replace(toy, expressions=None)
+    assert code_gain(m, no_expr, 3, grid, toy.background) != code_gain(
+        m, no_expr, 3, grid, toy.background
+    )

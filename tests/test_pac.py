@@ -266,3 +266,27 @@ def test_no_lipschitz_variant_uses_its_own_manipulator(toy):
     a = cache_paths("/c", toy, full.config.manipulator)[0]
     b = cache_paths("/c", toy, off.config.manipulator)[0]
     assert a != b
+
+
+def test_anchor_features_follow_the_scenes_expressions(prepared, toy):
+    from facebench.errors import FacebenchError
+
+    m, _ = prepared
+    assert m.config.anchor_features == "auto"
+    frames = list(toy.train_ids)
+    table = m.anchor_feature_table(toy, frames)
+    assert torch.equal(table, toy.expressions)  # auto: the scene's expressions, by code id
+    # without expressions auto falls back to what each code renders (0 for the neutral code)
+    bare = dataclasses.replace(toy, expressions=None)
+    rendered = m.anchor_feature_table(bare, frames)
+    s = m.config.anchor_render_size
+    assert rendered.shape == (toy.images.shape[0], 3 * s * s)
+    assert rendered[0].abs().max() == 0 and rendered[frames[1]].abs().max() > 0
+    strict = PACMethod(dataclasses.replace(m.config, anchor_features="expression"), CPU)
+    strict.model = m.model
+    with pytest.raises(FacebenchError, match="needs per-frame expressions"):
+        strict.anchor_feature_table(bare, frames)
+    code = PACMethod(dataclasses.replace(m.config, anchor_features="code"), CPU)
+    assert code.anchor_feature_table(toy, frames) is None
+    with pytest.raises(ValueError, match="anchor_features"):
+        PACMethod(dataclasses.replace(m.config, anchor_features="landmarks"), CPU)
