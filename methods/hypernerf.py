@@ -165,13 +165,25 @@ class ManipulatorConfig:
     visibility_threshold: float = 0.01  # 0 disables visibility pruning
     visibility_decay: float = 0.8
     # training
-    steps: int = 4000
+    # 1500 steps on synthface:default (pixel_importance 0.5, code_lr_scale 10): 28.8 dB
+    # held-out (8 frames), code gain 5.4 dB, 28 min with one thread on a shared 2-core
+    # machine. Furrowed brows, closed eyes and an open mouth come through the codes; the
+    # smile only faintly.
+    steps: int = 1500
     frames_per_step: int = 4
     # share of each step's frames drawn in proportion to the frame's last training loss
     # (the rest uniformly): frames the model fits worst -- in a face capture, the few
     # with an expression -- get more of the steps (0: uniform)
     frame_importance: float = 0.5
     rays_per_frame: int = 256
+    # share of each frame's rays drawn in proportion to an error map (instant-NGP's): the
+    # last squared error seen in each of error_map_resolution^2 image cells of the frame,
+    # so the mouth, eyes and brows that carry an expression -- a few percent of a face
+    # image -- get more rays than the background (0: uniform pixels). Measured, 1500
+    # steps on synthface:default: code gain 3.0 -> 5.4 dB, held-out 28.7 -> 28.8 dB
+    # (uniform pixels rendered every code as the same average face)
+    pixel_importance: float = 0.5
+    error_map_resolution: int = 16
     lr: float = 3e-3
     lr_final: float = 2e-4
     # the codes' learning rate over the networks'. Each code trains only on the steps
@@ -850,6 +862,28 @@ def _draw_frames(
     return torch.multinomial(probs, n, replacement=True, generator=generator)
 
 
+def _draw_pixels(
+    error_map: Tensor,
+    n: int,
+    importance: float,
+    height: int,
+    width: int,
+    generator: torch.Generator,
+) -> tuple[Tensor, Tensor, Tensor]:
+    """``(ys, xs, cells)``, ``n`` pixels of each of the frames whose error maps are
+    ``error_map`` ``(F, R, R)``: a cell drawn with probability ``importance * e / sum(e) +
+    (1 - importance) / R^2``, then a uniform pixel inside it. Shapes ``(F * n,)``; cells are
+    flat indices into each frame's ``R * R`` map."""
+    n_f, res = error_map.shape[0], error_map.shape[-1]
+    flat = error_map.reshape(n_f, -1).clamp_min(1e-12)
+    probs = importance * flat / flat.sum(-1, keepdim=True) + (1.0 - importance) / flat.shape[1]
+    cells = torch.multinomial(probs, n, replacement=True, generator=generator).reshape(-1)
+    jitter = torch.rand(2, cells.shape[0], generator=generator, device=cells.device)
+    ys = ((torch.div(cells, res, rounding_mode="floor") + jitter[0]) * (height / res)).long()
+    xs = (((cells % res) + jitter[1]) * (width / res)).long()
+    return ys.clamp_(0, height - 1), xs.clamp_(0, width - 1), cells
+
+
 def fit_manipulator(
     scene: Any,
     config: ManipulatorConfig,
@@ -864,7 +898,8 @@ def fit_manipulator(
     Each step draws ``frames_per_step`` training frames (a ``frame_importance`` share of
     them in proportion to each frame's last loss, so frames with an expression the model
     has not yet learnt come up more often than the many neutral ones) and
-    ``rays_per_frame`` random pixels of each, renders them with jittered samples through
+    ``rays_per_frame`` pixels of each (a ``pixel_importance`` share of them drawn by the
+    frame's error map, the rest uniformly), renders them with jittered samples through
     the core renderer and minimises the fine + ``coarse_loss_weight`` x coarse MSE plus
     the Lipschitz loss. The learning rate decays exponentially from ``lr`` to ``lr_final``.
     """
@@ -886,6 +921,8 @@ def fit_manipulator(
     gen = torch.Generator(device=device).manual_seed(c.seed * 7919 + 17)
     # each training frame's last MSE (1 until first drawn, so every frame is visited early)
     frame_loss = torch.ones(len(tr), device=device)
+    res = c.error_map_resolution
+    error_map = torch.ones(len(tr), res, res, device=device) if c.pixel_importance > 0 else None
     start = 0
     history: list[dict[str, float]] = []
     if ckpt_path is not None and ckpt_path.exists():
@@ -899,6 +936,8 @@ def fit_manipulator(
         gen.set_state(state["generator"].cpu() if device.type == "cpu" else state["generator"])
         if state.get("frame_loss") is not None:
             frame_loss.copy_(state["frame_loss"])
+        if error_map is not None and state.get("error_map") is not None:
+            error_map.copy_(state["error_map"])
         start = int(state["step"])
         history = list(state.get("history", []))
     resumed_from = start
@@ -933,8 +972,18 @@ def fit_manipulator(
         frames = _draw_frames(frame_loss, c.frames_per_step, c.frame_importance, gen)
         n_f = len(frames)
         fids = tr_t[frames].repeat_interleave(c.rays_per_frame)
-        ys = torch.randint(cameras.height, fids.shape, generator=gen, device=device)
-        xs = torch.randint(cameras.width, fids.shape, generator=gen, device=device)
+        if error_map is None:
+            ys = torch.randint(cameras.height, fids.shape, generator=gen, device=device)
+            xs = torch.randint(cameras.width, fids.shape, generator=gen, device=device)
+        else:
+            ys, xs, cells = _draw_pixels(
+                error_map[frames],
+                c.rays_per_frame,
+                c.pixel_importance,
+                cameras.height,
+                cameras.width,
+                gen,
+            )
         dt = cameras.c2w.dtype
         rays = rays_from_pixels(cameras, fids, xs.to(dt) + 0.5, ys.to(dt) + 0.5, 0.0, 0.0)
         rays = clip_rays(rays, model.aabb)
@@ -943,8 +992,14 @@ def fit_manipulator(
         out = render_rays(model.frames_field, rays, rcfg, occupancy=occ, generator=gen)
         if vis is not None:
             vis.record(rays, out)
-        err = (out["rgb"] - target).pow(2).reshape(n_f, -1).mean(-1)  # per-frame MSE
+        ray_err = (out["rgb"] - target).pow(2).mean(-1)
+        err = ray_err.reshape(n_f, -1).mean(-1)  # per-frame MSE
         frame_loss.scatter_reduce_(0, frames, err.detach(), reduce="mean", include_self=False)
+        if error_map is not None:
+            where = frames.repeat_interleave(c.rays_per_frame) * (res * res) + cells
+            error_map.view(-1).scatter_reduce_(
+                0, where, ray_err.detach(), reduce="mean", include_self=False
+            )
         loss_rgb = err.mean()
         n_evals = out["n_field_evals"]
         loss = loss_rgb
@@ -991,6 +1046,7 @@ def fit_manipulator(
                     "visibility": vis.state_dict() if vis is not None else None,
                     "generator": gen.get_state(),
                     "frame_loss": frame_loss,
+                    "error_map": error_map,
                     "step": done,
                     "history": history,
                 },

@@ -12,6 +12,7 @@ from facebench.methods.hypernerf import (
     ManipulatorConfig,
     SceneManipulator,
     _draw_frames,
+    _draw_pixels,
     cache_paths,
     code_gain,
     fit_manipulator,
@@ -224,6 +225,28 @@ def test_frame_importance_draws_badly_fit_frames_more():
     assert torch.allclose(uniform, torch.full((10,), 0.1), atol=0.01)
     assert abs(float(mixed[7]) - 0.3) < 0.015
     assert torch.allclose(mixed[:7], torch.full((7,), 0.05 + 0.5 / 18), atol=0.01)
+
+
+def test_pixel_importance_draws_rays_where_the_error_is():
+    emap = torch.full((2, 4, 4), 1e-3)
+    emap[1, 2, 3] = 15e-3  # frame 1: one cell (rows 16-23, columns 24-31 of 32x32) fits badly
+    g = torch.Generator().manual_seed(0)
+    ys, xs, cells = _draw_pixels(emap, 20000, 0.5, 32, 32, g)
+    assert ys.shape == xs.shape == cells.shape == (40000,)
+    # each pixel lies in its cell
+    assert torch.equal(
+        torch.div(ys, 8, rounding_mode="floor") * 4 + torch.div(xs, 8, rounding_mode="floor"), cells
+    )
+    hot = (ys[20000:] >= 16) & (ys[20000:] < 24) & (xs[20000:] >= 24)
+    # frame 1: 1/32 uniform + 0.5 * 15 / 30 by error = 0.28125; frame 0 is uniform (1/16)
+    assert abs(float(hot.float().mean()) - 0.28125) < 0.015
+    counts = torch.bincount(cells[:20000], minlength=16) / 20000
+    assert torch.allclose(counts, torch.full((16,), 1 / 16), atol=0.01)
+    # importance 0: uniform pixels
+    ys0, xs0, _ = _draw_pixels(emap, 20000, 0.0, 32, 32, g)
+    assert (
+        abs(float(ys0.float().mean()) - 15.5) < 0.3 and abs(float(xs0.float().mean()) - 15.5) < 0.3
+    )
 
 
 class _Interrupt(Exception):
