@@ -2,10 +2,11 @@
 
 The FaceCLIPNeRF issue's target is >= 28 dB held-out-frame PSNR on ``synthface:default``
 within 15 minutes on 2 cores. The cached ``quick`` manipulator trains 1500 steps (28.8 dB
-on 8 held-out frames; 28 min with one thread on a shared machine); this benchmark fits the same architecture from
-scratch (nothing cached) with a shorter schedule and scores the held-out frames every
+on 8 held-out frames; 28 min with one thread on a shared machine); this benchmark fits
+the same architecture from scratch (nothing cached) and scores the held-out frames every
 ``steps // 7`` steps, so one run shows when 28 dB is reached. Evaluation time is not
-counted as training time.
+counted as training time. The figures below predate error-map pixel sampling
+(``pixel_importance``), except where said.
 
 Measured (2 threads, idle 2-core machine, 1400 steps, ~0.99 s per step): held-out PSNR
 21.7 / 24.6 / 26.4 / 27.4 / 27.7 / 28.7 / 28.9 dB after 3.5 / 6.5 / 9.6 / 12.8 / 16.0 /
