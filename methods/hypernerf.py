@@ -854,12 +854,18 @@ def _draw_frames(
 ) -> Tensor:
     """Indices into the training frames: each drawn with probability
     ``importance * loss_f / sum(loss) + (1 - importance) / N``."""
-    uniform = torch.full_like(frame_loss, 1.0 / frame_loss.numel())
-    probs = uniform
-    if importance > 0:
-        weights = frame_loss.clamp_min(1e-12)
-        probs = importance * weights / weights.sum() + (1.0 - importance) * uniform
-    return torch.multinomial(probs, n, replacement=True, generator=generator)
+    return torch.multinomial(
+        _importance_probs(frame_loss, importance), n, replacement=True, generator=generator
+    )
+
+
+def _importance_probs(weights: Tensor, importance: float) -> Tensor:
+    """Probabilities over the last dim: ``importance * w / sum(w) + (1 - importance) / N``."""
+    uniform = torch.full_like(weights, 1.0 / weights.shape[-1])
+    if importance <= 0:
+        return uniform
+    w = weights.clamp_min(1e-12)
+    return importance * w / w.sum(-1, keepdim=True) + (1.0 - importance) * uniform
 
 
 def _draw_pixels(
@@ -875,8 +881,7 @@ def _draw_pixels(
     (1 - importance) / R^2``, then a uniform pixel inside it. Shapes ``(F * n,)``; cells are
     flat indices into each frame's ``R * R`` map."""
     n_f, res = error_map.shape[0], error_map.shape[-1]
-    flat = error_map.reshape(n_f, -1).clamp_min(1e-12)
-    probs = importance * flat / flat.sum(-1, keepdim=True) + (1.0 - importance) / flat.shape[1]
+    probs = _importance_probs(error_map.reshape(n_f, -1), importance)
     cells = torch.multinomial(probs, n, replacement=True, generator=generator).reshape(-1)
     jitter = torch.rand(2, cells.shape[0], generator=generator, device=cells.device)
     ys = ((torch.div(cells, res, rounding_mode="floor") + jitter[0]) * (height / res)).long()
