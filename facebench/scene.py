@@ -31,7 +31,7 @@ from torch import Tensor
 from facebench.errors import FacebenchError
 from facebench.render.cameras import Cameras
 
-__all__ = ["DEFAULT_SCENE", "GroundTruth", "Scene", "load_scene"]
+__all__ = ["DEFAULT_SCENE", "GroundTruth", "Scene", "load_scene", "neutral_frame"]
 
 #: The scene ``facebench run`` uses when none is given.
 DEFAULT_SCENE = "synthface:default"
@@ -163,6 +163,31 @@ class Scene:
             f"{len(self.train_ids)} train / {len(self.val_ids)} val, "
             f"{len(self.eval_cameras)} eval cameras, {kind}"
         )
+
+
+def neutral_frame(scene: Any) -> int:
+    """The scene's neutral frame: ``scene.neutral_id``, else the first training frame
+    (then any frame) whose expression vector is all zeros, else the first training frame.
+
+    Duck-typed (any object with ``images`` and optionally ``train_ids``/``expressions``),
+    so methods and tests can pass light stand-ins for :class:`Scene`.
+    """
+    nid = getattr(scene, "neutral_id", None)
+    if nid is not None:
+        return int(nid)
+    tr = getattr(scene, "train_ids", None)
+    tr = [int(v) for v in torch.as_tensor(tr).reshape(-1).tolist()] if tr is not None else []
+    tr = tr or list(range(int(scene.images.shape[0])))
+    expr = getattr(scene, "expressions", None)
+    if expr is not None:
+        expr = torch.as_tensor(expr)
+        zero = (expr.abs().reshape(expr.shape[0], -1).amax(-1) == 0).nonzero().reshape(-1).tolist()
+        for f in tr:
+            if f in zero:
+                return f
+        if zero:
+            return int(zero[0])
+    return tr[0]
 
 
 def load_scene(spec: str, **overrides: Any) -> Scene:

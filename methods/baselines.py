@@ -26,10 +26,10 @@ import torch
 from facebench.method import RunContext, config_hash
 from facebench.registry import register_method
 from facebench.render import Cameras, OccupancyGrid, RenderConfig
+from facebench.scene import neutral_frame
 
 from .clip_edit import EditConfig, clip_optimize, edit_preset
 from .hypernerf import (
-    neutral_frame,
     render_field,
     scene_aabb,
     scene_background,

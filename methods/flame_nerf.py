@@ -78,6 +78,7 @@ from facebench.render.deform import SE3Field, TranslationField
 from facebench.render.encoding import PositionalEncoding, linear_window
 from facebench.render.mlp import make_mlp
 from facebench.render.occupancy import OccupancyGrid
+from facebench.scene import neutral_frame
 from facebench.train_state import atomic_save
 
 __all__ = [
@@ -292,19 +293,6 @@ def scale_cameras(cameras: Cameras, height: int) -> Cameras:
         width,
         height,
     )
-
-
-def neutral_frame(scene: Any) -> int:
-    """``scene.neutral_id``, else the first all-zero-expression frame, else 0."""
-    nid = getattr(scene, "neutral_id", None)
-    if nid is not None:
-        return int(nid)
-    expr = getattr(scene, "expressions", None)
-    if expr is not None:
-        zero = (torch.as_tensor(expr).abs().sum(-1) == 0).nonzero()
-        if len(zero):
-            return int(zero[0, 0])
-    return 0
 
 
 def _scene_images(scene: Any) -> Tensor:

@@ -75,6 +75,7 @@ from facebench.render import (
 from facebench.render.deform import SE3Field
 from facebench.render.encoding import linear_window
 from facebench.render.lipschitz import lipschitz_loss
+from facebench.scene import neutral_frame
 from facebench.train_state import atomic_save
 
 __all__ = [
@@ -88,7 +89,6 @@ __all__ = [
     "make_toy_scene",
     "load_or_fit_manipulator",
     "manipulator_preset",
-    "neutral_frame",
     "psnr",
     "render_cameras",
     "render_field",
@@ -512,25 +512,6 @@ def code_ids(scene: Any) -> list[int]:
         if len(ids) == n:
             return ids
     return list(range(n))
-
-
-def neutral_frame(scene: Any) -> int:
-    """The scene's neutral frame: ``scene.neutral_id``, else the first training frame
-    (then any frame) whose expression vector is all zeros, else the first training frame."""
-    nid = getattr(scene, "neutral_id", None)
-    if nid is not None:
-        return int(nid)
-    tr = train_ids(scene)
-    expr = getattr(scene, "expressions", None)
-    if expr is not None:
-        expr = torch.as_tensor(expr)
-        zero = (expr.abs().reshape(expr.shape[0], -1).amax(-1) == 0).nonzero().reshape(-1).tolist()
-        for f in tr:
-            if f in zero:
-                return f
-        if zero:
-            return int(zero[0])
-    return tr[0] if tr else 0
 
 
 def scene_aabb(scene: Any) -> Tensor:

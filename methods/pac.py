@@ -57,6 +57,7 @@ from facebench.errors import FacebenchError
 from facebench.method import RunContext, apply_overrides
 from facebench.registry import register_method
 from facebench.render import Cameras, OccupancyGrid, PositionalEncoding, RayBundle, make_mlp
+from facebench.scene import neutral_frame
 
 from .clip_edit import EditConfig, clip_optimize, edit_preset, resize_cameras
 from .hypernerf import (
@@ -67,7 +68,6 @@ from .hypernerf import (
     expand_occupancy,
     load_or_fit_manipulator,
     manipulator_preset,
-    neutral_frame,
     render_cameras,
     render_config,
     scene_background,

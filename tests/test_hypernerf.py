@@ -20,12 +20,12 @@ from facebench.methods.hypernerf import (
     load_or_fit_manipulator,
     make_toy_scene,
     manipulator_preset,
-    neutral_frame,
     psnr,
     render_cameras,
 )
 from facebench.render import RenderConfig, render_rays, sample_pixel_rays
 from facebench.render.lipschitz import LipschitzLinear
+from facebench.scene import neutral_frame
 
 CPU = torch.device("cpu")
 
