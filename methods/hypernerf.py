@@ -167,8 +167,9 @@ class ManipulatorConfig:
     # training
     # 1500 steps on synthface:default (pixel_importance 0.5, code_lr_scale 10): 28.8 dB
     # held-out (8 frames), code gain 5.4 dB, 28 min with one thread on a shared 2-core
-    # machine. Furrowed brows, closed eyes and an open mouth come through the codes; the
-    # smile only faintly.
+    # machine. Only the brow units come through the codes as the recognizer reads them;
+    # closed eyes, the open jaw and the smile do not, even at the training views
+    # (benchmarks/bench_manipulator_expressions.py).
     steps: int = 1500
     frames_per_step: int = 4
     # share of each step's frames drawn in proportion to the frame's last training loss
