@@ -10,7 +10,15 @@ import torch
 from facebench.method import RunContext
 from facebench.methods.clip_edit import perturb_cameras, resize_cameras
 from facebench.methods.hypernerf import cache_paths, make_toy_scene
-from facebench.methods.pac import PAC, PACMethod, apply_nested, kmeans, select_anchors, tv_loss
+from facebench.methods.pac import (
+    PAC,
+    PACConfig,
+    PACMethod,
+    apply_nested,
+    kmeans,
+    select_anchors,
+    tv_loss,
+)
 
 CPU = torch.device("cpu")
 
@@ -187,7 +195,8 @@ def _clip_loss(method, scene, clip, prompt, edit=None):
 
 
 def test_variants_and_configs():
-    assert set(PACMethod.variants) == {"full", "no-lipschitz", "no-tv", "single-code"}
+    assert set(PACMethod.variants) == {"full", "no-lipschitz", "no-tv", "single-code", "clip-init"}
+    assert PACMethod.create("clip-init", "quick").config.pac_init == "clip"
     full = PACMethod.create("full", "quick")
     assert (
         full.config.tv_weight == 100.0
@@ -290,3 +299,40 @@ def test_anchor_features_follow_the_scenes_expressions(prepared, toy):
     assert code.anchor_feature_table(toy, frames) is None
     with pytest.raises(ValueError, match="anchor_features"):
         PACMethod(dataclasses.replace(m.config, anchor_features="landmarks"), CPU)
+
+
+class _BrightnessCLIP:
+    """A stand-in CLIP whose similarity is an image's mean brightness (or its negative)."""
+
+    def __init__(self, sign: float):
+        self.sign = sign
+
+    def similarity(self, images, prompt):
+        return self.sign * images.mean(dim=(1, 2, 3))
+
+
+def test_clip_init_starts_at_the_anchor_clip_scores_best(prepared):
+    m, _ = prepared
+    from facebench.methods.hypernerf import render_cameras, render_config
+
+    rcfg = render_config(m.model.config, False, m.background)
+    cams = resize_cameras(m.train_cameras, m.config.edit.render_size)
+    with torch.no_grad():
+        bright = torch.stack(
+            [
+                render_cameras(
+                    m.model, cams, a, m.neutral_appearance, m.background, m.occupancy, rcfg
+                ).mean()
+                for a in m.anchors
+            ]
+        )
+    assert bright.max() - bright.min() > 1e-6  # the anchors render differently
+    m.config = dataclasses.replace(m.config, init_views=len(m.train_cameras))
+    try:
+        for sign, want in ((1.0, bright.argmax()), (-1.0, bright.argmin())):
+            start = m.best_anchor("any", _BrightnessCLIP(sign), rcfg)
+            assert start == int(want)
+            ratios = m.make_pac(0, start).ratios(torch.zeros(5, 3))
+            assert torch.equal(ratios.argmax(-1), torch.full((5,), start))
+    finally:
+        m.config = dataclasses.replace(m.config, init_views=PACConfig().init_views)

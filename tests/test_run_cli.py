@@ -106,11 +106,11 @@ def test_ablate_writes_every_variant_on_the_same_setup(workdir):
     out = workdir / "ablate"
     _cli(workdir, "ablate", "one.txt", "ablate")
     rows = pd.read_csv(out / "leaderboard.csv")
-    assert sorted(rows["variant"]) == ["full", "no-lipschitz", "no-tv", "single-code"]
-    assert set(rows["prompt"]) == {"a happy face"} and rows["config_hash"].nunique() == 4
+    assert sorted(rows["variant"]) == ["clip-init", "full", "no-lipschitz", "no-tv", "single-code"]
+    assert set(rows["prompt"]) == {"a happy face"} and rows["config_hash"].nunique() == 5
     main(["leaderboard", str(out)])
     summary = pd.read_csv(out / "leaderboard_summary.csv")
-    assert list(summary["variant"]) == ["full", "no-lipschitz", "no-tv", "single-code"]
+    assert list(summary["variant"]) == ["full", "clip-init", "no-lipschitz", "no-tv", "single-code"]
 
 
 def test_runner_provisions_lpips_on_first_use_only(monkeypatch, tmp_path):
