@@ -324,6 +324,9 @@ class PACConfig:
     # init_views training cameras). Measured on synthface:default (3000-step manipulator):
     # blending neutral -> the furrowed-brow anchor, SynthCLIP's "an angry face" score
     # goes 0.27 -> 0.25 -> 0.26 -> 0.46 -> 0.57 -> 0.59, so descent from neutral stalls.
+    # With the default (1500-step) manipulator both starts end in the same place on four
+    # of the five emotions.txt prompts (identical rows); "an angry face" ends at 1.0 on
+    # the furrowed-brow anchor from either start.
     pac_init: str = "neutral"
     init_views: int = 4
     tv_weight: float = 100.0  # REFERENCE.md: TV weight on the composition ratios
