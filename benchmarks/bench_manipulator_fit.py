@@ -13,7 +13,9 @@ default 1500-step schedule): held-out PSNR (all held-out frames) 17.2 / 24.0 / 2
 27.5 / 27.6 / 28.7 / 29.3 dB after 4.2 / 6.6 / 9.3 / 11.9 / 14.5 / 17.2 / 20.2 min
 (steps 214 / 428 / ... / 1498); 29.2 dB at the end, 1220 s of training. 28 dB is
 reached at 17.2 min, not within 15 (27.6 dB at 14.5 min). The first ~200 steps cost
-1.19 s each (no occupancy grid yet), the rest 0.75 s.
+1.19 s each (no occupancy grid yet), the rest 0.75 s. The schedule cut to fit 15 min
+(``FACEBENCH_BENCH_FIT_STEPS=1080``, same day and machine): 27.8 dB after 905 s (15.1
+min) -- its faster learning-rate decay does not make up the 0.2 dB.
 
 Earlier (per-frame trainer; 2 threads, idle, 1400 steps, ~0.99 s per step): held-out PSNR
 21.7 / 24.6 / 26.4 / 27.4 / 27.7 / 28.7 / 28.9 dB after 3.5 / 6.5 / 9.6 / 12.8 / 16.0 /
