@@ -60,13 +60,6 @@ def geometry_features(split: str) -> tuple[torch.Tensor, torch.Tensor]:
     return torch.stack(rows), torch.stack(units)
 
 
-def balanced_accuracy(logits: torch.Tensor, positive: torch.Tensor) -> float:
-    said = logits > 0
-    tpr = (said & positive).sum() / positive.sum().clamp(min=1)
-    tnr = (~said & ~positive).sum() / (~positive).sum().clamp(min=1)
-    return float((tpr + tnr) / 2)
-
-
 def unit_ceiling(
     x_train: torch.Tensor,
     e_train: torch.Tensor,
@@ -76,8 +69,8 @@ def unit_ceiling(
     steps: int = 1500,
 ) -> dict[str, float]:
     """Class-balanced MLP on the train split; balanced accuracy on all / the first 320
-    test items (positives ``>= UNIT_ON``, negatives ``<= UNIT_OFF``, as in quality.json)."""
-    from facebench.synthclip import UNIT_OFF, UNIT_ON
+    test items, scored by quality.json's own :func:`~facebench.synthclip.unit_detection`."""
+    from facebench.synthclip import UNIT_OFF, UNIT_ON, unit_detection
 
     torch.manual_seed(0)
     keep = (e_train[:, column] >= UNIT_ON) | (e_train[:, column] <= UNIT_OFF)
@@ -98,11 +91,10 @@ def unit_ceiling(
         loss.backward()
         opt.step()
     out = {}
+    with torch.no_grad():
+        says_on = net(x_test)[:, 0] > 0
     for name, n in (("test", len(x_test)), ("heldout_320", 320)):
-        xt, et = x_test[:n], e_test[:n, column]
-        m = (et >= UNIT_ON) | (et <= UNIT_OFF)
-        with torch.no_grad():
-            out[name] = round(balanced_accuracy(net(xt[m])[:, 0], et[m] >= UNIT_ON), 4)
+        out[name] = unit_detection(says_on[:n], e_test[:n, column])["accuracy"]
     return out
 
 

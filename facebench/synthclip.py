@@ -1081,18 +1081,26 @@ def per_au_zero_shot(
         text = encode_texts(model, tokenizer, list(with_without(phrase)))
         sims = feats @ text.T
         says_on = sims[:, 0] > sims[:, 1]
-        pos, neg = expressions[:, k] >= on, expressions[:, k] <= off
-        tpr = float(says_on[pos].float().mean()) if bool(pos.any()) else float("nan")
-        tnr = float((~says_on[neg]).float().mean()) if bool(neg.any()) else float("nan")
-        out[unit] = {
-            "phrase": phrase,
-            "accuracy": round((tpr + tnr) / 2, 4),
-            "true_positive_rate": round(tpr, 4),
-            "true_negative_rate": round(tnr, 4),
-            "n_positive": int(pos.sum()),
-            "n_negative": int(neg.sum()),
-        }
+        out[unit] = {"phrase": phrase, **unit_detection(says_on, expressions[:, k], on, off)}
     return out
+
+
+def unit_detection(
+    says_on: Tensor, levels: Tensor, on: float = UNIT_ON, off: float = UNIT_OFF
+) -> dict[str, Any]:
+    """Balanced accuracy of per-image "shows the unit" calls ``says_on`` ``(N,)`` against
+    the unit's intensities ``levels`` ``(N,)``: positives at ``>= on``, negatives at
+    ``<= off``, the images in between left out (NaN rates when a class is empty)."""
+    pos, neg = levels >= on, levels <= off
+    tpr = float(says_on[pos].float().mean()) if bool(pos.any()) else float("nan")
+    tnr = float((~says_on[neg]).float().mean()) if bool(neg.any()) else float("nan")
+    return {
+        "accuracy": round((tpr + tnr) / 2, 4),
+        "true_positive_rate": round(tpr, 4),
+        "true_negative_rate": round(tnr, 4),
+        "n_positive": int(pos.sum()),
+        "n_negative": int(neg.sum()),
+    }
 
 
 def prompt_retrieval(

@@ -8,6 +8,7 @@ by ``facebench prepare synthclip`` / ``benchmarks/bench_synthclip.py``.
 from __future__ import annotations
 
 import dataclasses
+import math
 
 import pytest
 import torch
@@ -321,3 +322,14 @@ def test_train_threads_defaults_to_torch_and_honours_the_variable(monkeypatch):
         assert torch.get_num_threads() == 2
     finally:
         torch.set_num_threads(saved)
+
+
+def test_unit_detection_scores_positives_and_negatives_and_skips_the_middle():
+    levels = torch.tensor([1.0, 0.8, 0.6, 0.0, 0.0, 0.02, 0.3, 0.3])
+    says_on = torch.tensor([True, True, False, False, True, False, True, False])
+    d = sc.unit_detection(says_on, levels)
+    assert d["n_positive"] == 3 and d["n_negative"] == 3  # the 0.3s are left out
+    assert d["true_positive_rate"] == round(2 / 3, 4)
+    assert d["true_negative_rate"] == round(2 / 3, 4)
+    assert d["accuracy"] == round(2 / 3, 4)
+    assert math.isnan(sc.unit_detection(says_on[3:6], levels[3:6])["accuracy"])  # no positives
