@@ -158,6 +158,12 @@ def run_cmd(
     prepare: bool = typer.Option(
         True, "--prepare/--no-prepare", help="Train SynthCLIP / the recognizer when missing."
     ),
+    overrides: list[str] = typer.Option(
+        None,
+        "--set",
+        help="Override a method config field, KEY=VALUE (dotted for nested configs: "
+        "manipulator.steps=3000); repeatable. Rows get their own config hash.",
+    ),
 ) -> None:
     """Fit a scene, edit it for every prompt, score the renders, append leaderboard rows.
 
@@ -168,6 +174,8 @@ def run_cmd(
       facebench run --method hypernerf-i --prompts descriptive.txt --seeds 3 --out runs
 
       facebench run --method pac --variant no-tv --prompts my_prompts.txt --clip ViT-B-32:openai
+
+      facebench run --method pac --prompts emotions.txt --set edit.steps=600 --set tv_weight=0.1
     """
     from pathlib import Path
 
@@ -186,6 +194,7 @@ def run_cmd(
         force=force,
         device=device,
         prepare_missing=prepare,
+        overrides=tuple(overrides or ()),
     )
     with progress_bars(console) as bars:
         summary = run(options, progress=RichProgress(bars))
@@ -236,6 +245,12 @@ def ablate_cmd(
     prepare: bool = typer.Option(
         True, "--prepare/--no-prepare", help="Train SynthCLIP / the recognizer when missing."
     ),
+    overrides: list[str] = typer.Option(
+        None,
+        "--set",
+        help="Override a method config field, KEY=VALUE (dotted for nested configs: "
+        "manipulator.steps=3000); repeatable. Rows get their own config hash.",
+    ),
 ) -> None:
     """Run every variant of a method (the full method and its ablations) on the same setup.
 
@@ -266,6 +281,7 @@ def ablate_cmd(
                     force=force,
                     device=device,
                     prepare_missing=prepare,
+                    overrides=tuple(overrides or ()),
                 ),
                 progress=RichProgress(bars),
             )

@@ -1,9 +1,9 @@
 """``facebench leaderboard``: aggregate per-prompt rows into mean ± std tables (CSV, Markdown).
 
 Rows are grouped by (method, variant, scene, prompt set) *and* by every
-``backend_*`` column and the config hash, so results made with different
-models (a different CLIP, another identity network) are never averaged
-together. Methods are ordered as in FaceCLIPNeRF's Table 1 (NeRF+FT,
+``backend_*`` column, the config hash and the ``--set`` overrides, so results made
+with different models (a different CLIP, another identity network) or settings are
+never averaged together. Methods are ordered as in FaceCLIPNeRF's Table 1 (NeRF+FT,
 Nerfies+I, HyperNeRF+I, FaceCLIPNeRF), then the rest by name; the full
 method before its ablations.
 """
@@ -46,8 +46,7 @@ def aggregate(rows: pd.DataFrame) -> pd.DataFrame:
     if missing:
         raise FacebenchError(f"results lack the column(s) {missing}; is this a facebench CSV?")
     keys = GROUP + sorted(c for c in rows.columns if c.startswith("backend_"))
-    if "config_hash" in rows.columns:
-        keys.append("config_hash")
+    keys += [c for c in ("config_hash", "overrides") if c in rows.columns]
     rows = rows.copy()
     for column in keys:
         rows[column] = rows[column].fillna("").astype(str)
@@ -74,6 +73,8 @@ def to_markdown(table: pd.DataFrame, metrics: list[str] | None = None) -> str:
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for _, row in table.iterrows():
         cells = [str(row[c]) for c in GROUP]
+        if row.get("overrides"):  # a --set run shows what it changed next to its variant
+            cells[1] += f" ({row['overrides']})"
         for metric in available:
             mean, std = row[f"{metric}_mean"], row[f"{metric}_std"]
             if pd.isna(mean):

@@ -12,8 +12,10 @@ anything to declare them):
 
 A scene method is a class registered with
 :func:`facebench.registry.register_method`, built by
-``cls.create(variant=..., budget=..., device=...)``; its ``variants`` mapping
-names the ablations the leaderboard shows (``"full"`` is the method itself).
+``cls.create(variant=..., budget=..., device=...)`` -- plus ``overrides=`` (a mapping
+of config fields, dotted for nested configs, applied with :func:`apply_overrides`)
+when the user passes ``--set KEY=VALUE``; its ``variants`` mapping names the
+ablations the leaderboard shows (``"full"`` is the method itself).
 Budgets name step-count presets: ``smoke`` (seconds, for CI), ``quick``
 (minutes on a CPU) and ``full`` (the paper's settings, for a GPU).
 """
@@ -23,7 +25,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
@@ -65,7 +67,15 @@ class SceneMethod(Protocol):
     variants: dict[str, dict[str, Any]]
 
     @classmethod
-    def create(cls, variant: str, budget: str, device: torch.device) -> SceneMethod: ...
+    def create(
+        cls,
+        variant: str,
+        budget: str,
+        device: torch.device,
+        overrides: Mapping[str, Any] | None = None,
+    ) -> SceneMethod:
+        """The method for ``variant`` at ``budget``, with config ``overrides`` (``--set``)."""
+        ...
 
     def config_dict(self) -> dict[str, Any]:
         """Everything that changes results (hashed into each leaderboard row)."""
@@ -104,10 +114,88 @@ def config_hash(obj: Any, length: int = 12) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()[:length]
 
 
-def apply_overrides(config: Any, overrides: dict[str, Any]) -> Any:
-    """A copy of dataclass ``config`` with ``overrides`` applied; unknown keys are an error."""
-    names = {f.name for f in dataclasses.fields(config)}
-    unknown = sorted(set(overrides) - names)
+def apply_overrides(config: Any, overrides: Mapping[str, Any]) -> Any:
+    """A copy of dataclass ``config`` with ``overrides`` applied.
+
+    Keys are field names; dotted keys reach into nested dataclasses
+    (``{"manipulator.lipschitz": False, "tv_weight": 0.0}``). A string value for a
+    field that is not a string is parsed as that field's type, as ``--set KEY=VALUE``
+    gives it (:func:`coerce`). Unknown keys raise ``KeyError``, unparsable values
+    ``ValueError``.
+    """
+    top: dict[str, Any] = {}
+    nested: dict[str, dict[str, Any]] = {}
+    for key, value in overrides.items():
+        head, dot, rest = key.partition(".")
+        if dot:
+            nested.setdefault(head, {})[rest] = value
+        else:
+            top[key] = value
+    names = {f.name: f for f in dataclasses.fields(config)}
+    unknown = sorted(set(top) - set(names))
     if unknown:
-        raise KeyError(f"unknown config field(s) {unknown} for {type(config).__name__}")
-    return dataclasses.replace(config, **overrides)
+        raise KeyError(
+            f"unknown config field(s) {unknown} for {type(config).__name__}; "
+            f"fields: {', '.join(names)}"
+        )
+    for head, sub in nested.items():
+        inner = getattr(config, head, None)
+        if not (dataclasses.is_dataclass(inner) and not isinstance(inner, type)):
+            raise KeyError(f"{type(config).__name__} has no nested config {head!r}")
+        top[head] = apply_overrides(inner, sub)
+    for key, value in top.items():
+        if isinstance(value, str) and key not in nested:
+            top[key] = coerce(value, getattr(config, key), key)
+    return dataclasses.replace(config, **top)
+
+
+_TRUE, _FALSE = {"1", "true", "yes", "on"}, {"0", "false", "no", "off"}
+
+
+def _scalar(text: str) -> Any:
+    """``text`` as an int, else a float, else the string itself."""
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            pass
+    return text
+
+
+def coerce(text: str, current: Any, key: str = "value") -> Any:
+    """Parse ``text`` as the type of ``current`` (a field's present value).
+
+    Booleans take true/false, yes/no, on/off or 1/0; tuples and lists take
+    comma-separated items (``""`` is empty), each parsed like the present items;
+    a field that is None takes a number or a string.
+    """
+    try:
+        if isinstance(current, bool):
+            low = text.strip().lower()
+            if low not in _TRUE | _FALSE:
+                raise ValueError
+            return low in _TRUE
+        if isinstance(current, int | float):
+            return type(current)(text)
+        if isinstance(current, tuple | list):
+            items = [t.strip() for t in text.split(",") if t.strip()]
+            like = current[0] if current else None
+            parsed = [coerce(t, like, key) if like is not None else _scalar(t) for t in items]
+            return type(current)(parsed)
+    except ValueError:
+        kind = type(current).__name__
+        raise ValueError(f"{key}={text!r}: expected {kind} (like {current!r})") from None
+    if current is None:
+        return _scalar(text)
+    return text
+
+
+def parse_assignments(items: Sequence[str]) -> dict[str, str]:
+    """``["a=1", "b.c=x"]`` -> ``{"a": "1", "b.c": "x"}`` (``--set`` on the command line)."""
+    out: dict[str, str] = {}
+    for item in items:
+        key, eq, value = item.partition("=")
+        if not eq or not key.strip():
+            raise ValueError(f"--set {item!r}: expected KEY=VALUE (e.g. steps=300)")
+        out[key.strip()] = value.strip()
+    return out

@@ -30,7 +30,14 @@ import torch
 
 from facebench import __version__
 from facebench.errors import FacebenchError
-from facebench.method import BUDGETS, Progress, RunContext, config_hash, no_progress
+from facebench.method import (
+    BUDGETS,
+    Progress,
+    RunContext,
+    config_hash,
+    no_progress,
+    parse_assignments,
+)
 from facebench.paths import atomic_file, cache_dir
 from facebench.results import ResultStore
 
@@ -53,6 +60,9 @@ class RunOptions:
     force: bool = False
     device: str = "auto"
     prepare_missing: bool = True
+    # method config overrides (``--set KEY=VALUE``): their effect is in the method config,
+    # which is hashed; the strings themselves are not (a default restated is no new row)
+    overrides: tuple[str, ...] = ()
 
 
 @dataclass
@@ -111,7 +121,21 @@ def _method(options: RunOptions, device: torch.device) -> Any:
         )
     if options.budget not in BUDGETS:
         raise FacebenchError(f"--budget {options.budget!r}: choose one of {', '.join(BUDGETS)}")
-    return entry.obj.create(variant=options.variant, budget=options.budget, device=device)
+    if not options.overrides:
+        return entry.obj.create(variant=options.variant, budget=options.budget, device=device)
+    try:
+        overrides = parse_assignments(options.overrides)
+        return entry.obj.create(
+            variant=options.variant, budget=options.budget, device=device, overrides=overrides
+        )
+    except KeyError as exc:
+        raise FacebenchError(f"--set: {exc.args[0] if exc.args else exc}") from exc
+    except ValueError as exc:
+        raise FacebenchError(f"--set: {exc}") from exc
+    except TypeError as exc:
+        if "overrides" not in str(exc):
+            raise
+        raise FacebenchError(f"method {options.method!r} does not take --set overrides") from exc
 
 
 def _load_clip(spec: str, device: torch.device, prepare_missing: bool, progress: Progress) -> Any:
@@ -195,7 +219,9 @@ def run(options: RunOptions, progress: Progress = no_progress) -> RunSummary:
     store = ResultStore(out / "leaderboard.csv")
     summary = RunSummary(csv_path=store.path)
     run_config = {
-        "options": {k: str(v) for k, v in asdict(options).items() if k not in {"force", "out"}},
+        "options": {
+            k: str(v) for k, v in asdict(options).items() if k not in {"force", "out", "overrides"}
+        },
         "method_config": method.config_dict(),
         "clip": clip_spec,
         "clip_backend": clip.backend,  # which weights: a retrained SynthCLIP is a new config
@@ -220,6 +246,9 @@ def run(options: RunOptions, progress: Progress = no_progress) -> RunSummary:
         summary.notes.append("every row is already in the leaderboard (use --force to recompute)")
         return summary
 
+    overrides = " ".join(options.overrides)
+    if overrides:
+        run_config["overrides"] = list(options.overrides)
     run_dir = out / "runs" / f"{options.method}-{options.variant}-{chash}"
     run_dir.mkdir(parents=True, exist_ok=True)
     with atomic_file(run_dir / "config.json", "w") as fh:
@@ -247,13 +276,15 @@ def run(options: RunOptions, progress: Progress = no_progress) -> RunSummary:
                 images = method.render(scene.eval_cameras.to(device), edit)
         values, backends = evaluator.score(prompt, images)
         stem = f"{slug(prompt)}-seed{seed}"
-        render_dir = out / "renders" / f"{options.method}-{options.variant}"
+        render_name = f"{options.method}-{options.variant}" + (f"-{chash}" if overrides else "")
+        render_dir = out / "renders" / render_name
         save_grid(render_dir / f"{stem}.png", [neutral, images])
         save_turntable(render_dir / f"{stem}.gif", images)
         row = {
             **base,
             "prompt": prompt,
             "seed": seed,
+            **({"overrides": overrides} if overrides else {}),
             **values,
             **cost.as_row(),
             **{f"backend_{k}": v for k, v in backends.items()},

@@ -17,13 +17,14 @@ from __future__ import annotations
 import copy
 import dataclasses
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from facebench.method import RunContext, config_hash
+from facebench.method import RunContext, apply_overrides, config_hash
 from facebench.registry import register_method
 from facebench.render import Cameras, OccupancyGrid, RenderConfig
 from facebench.scene import neutral_frame
@@ -165,11 +166,17 @@ class NeRFFT:
 
     @classmethod
     def create(
-        cls, variant: str = "full", budget: str = "quick", device: torch.device | None = None
+        cls,
+        variant: str = "full",
+        budget: str = "quick",
+        device: torch.device | None = None,
+        overrides: Mapping[str, Any] | None = None,
     ) -> NeRFFT:
         if variant not in cls.variants:
             raise KeyError(f"nerf-ft: unknown variant {variant!r}; known: {list(cls.variants)}")
-        return cls(nerf_ft_preset(budget), device, variant, budget)
+        return cls(
+            apply_overrides(nerf_ft_preset(budget), overrides or {}), device, variant, budget
+        )
 
     def config_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self.config)

@@ -60,7 +60,7 @@ import json
 import math
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -500,7 +500,8 @@ class FlameNerf:
         variant: str = "full",
         budget: str = "quick",
         device: torch.device | str = "cpu",
-        **overrides: Any,
+        overrides: Mapping[str, Any] | None = None,
+        **settings: Any,
     ) -> FlameNerf:
         if variant not in cls.variants:
             raise FacebenchError(
@@ -510,7 +511,7 @@ class FlameNerf:
             raise FacebenchError(f"flame-nerf: unknown budget {budget!r}")
         cfg = apply_overrides(FlameNerfConfig(), BUDGETS[budget])
         cfg = apply_overrides(cfg, cls.variants[variant])
-        cfg = apply_overrides(cfg, overrides)
+        cfg = apply_overrides(cfg, {**(overrides or {}), **settings})
         return cls(cfg, variant=variant, budget=budget, device=device)
 
     def config_dict(self) -> dict[str, Any]:

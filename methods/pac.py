@@ -47,6 +47,7 @@ from __future__ import annotations
 import dataclasses
 import time
 import zlib
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -86,7 +87,6 @@ __all__ = [
     "ManipulatorEdit",
     "PACConfig",
     "PACMethod",
-    "apply_nested",
     "kmeans",
     "pac_preset",
     "select_anchors",
@@ -341,24 +341,6 @@ def pac_preset(budget: str) -> PACConfig:
     return cfg
 
 
-def apply_nested(config: Any, overrides: dict[str, Any]) -> Any:
-    """:func:`facebench.method.apply_overrides` with dotted keys for nested dataclasses
-    (``{"manipulator.lipschitz": False, "tv_weight": 0.0}``)."""
-    top: dict[str, Any] = {}
-    nested: dict[str, dict[str, Any]] = {}
-    for key, value in overrides.items():
-        head, dot, rest = key.partition(".")
-        if dot:
-            nested.setdefault(head, {})[rest] = value
-        else:
-            top[key] = value
-    for head, sub in nested.items():
-        if not hasattr(config, head):
-            raise KeyError(f"unknown config field {head!r} for {type(config).__name__}")
-        top[head] = apply_nested(getattr(config, head), sub)
-    return apply_overrides(config, top)
-
-
 @dataclass
 class ManipulatorEdit:
     """An edit of the scene manipulator: one code, or a PAC over anchor codes."""
@@ -422,11 +404,18 @@ class PACMethod:
 
     @classmethod
     def create(
-        cls, variant: str = "full", budget: str = "quick", device: torch.device | None = None
+        cls,
+        variant: str = "full",
+        budget: str = "quick",
+        device: torch.device | None = None,
+        overrides: Mapping[str, Any] | None = None,
     ) -> PACMethod:
+        """The ``budget`` preset with the method's and ``variant``'s settings, then
+        ``overrides`` (config fields, dotted for the manipulator: ``manipulator.steps``)."""
         if variant not in cls.variants:
             raise KeyError(f"{cls.name}: unknown variant {variant!r}; known: {list(cls.variants)}")
-        cfg = apply_nested(pac_preset(budget), {**cls.base_overrides, **cls.variants[variant]})
+        cfg = apply_overrides(pac_preset(budget), {**cls.base_overrides, **cls.variants[variant]})
+        cfg = apply_overrides(cfg, overrides or {})
         return cls(cfg, device, variant=variant, budget=budget)
 
     def config_dict(self) -> dict[str, Any]:

@@ -5,11 +5,11 @@ from __future__ import annotations
 import pytest
 import torch
 
-from facebench.method import RunContext
+from facebench.method import RunContext, apply_overrides
 from facebench.methods.baselines import HyperNeRFI, NeRFFT, NerfiesI
 from facebench.methods.clip_edit import resize_cameras
 from facebench.methods.hypernerf import cache_paths, make_toy_scene
-from facebench.methods.pac import PACMethod, apply_nested
+from facebench.methods.pac import PACMethod
 
 CPU = torch.device("cpu")
 
@@ -64,7 +64,7 @@ def test_single_code_baselines_configs(toy):
 
 
 def test_nerfies_i_edits_one_code(toy, clip, tmp_path):
-    cfg = apply_nested(
+    cfg = apply_overrides(
         NerfiesI.create("full", "smoke").config,
         {"manipulator.steps": 8, "manipulator.occupancy_resolution": 0, "edit.steps": 3},
     )

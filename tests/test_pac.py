@@ -7,14 +7,13 @@ import dataclasses
 import pytest
 import torch
 
-from facebench.method import RunContext
+from facebench.method import RunContext, apply_overrides
 from facebench.methods.clip_edit import perturb_cameras, resize_cameras
 from facebench.methods.hypernerf import cache_paths, make_toy_scene
 from facebench.methods.pac import (
     PAC,
     PACConfig,
     PACMethod,
-    apply_nested,
     kmeans,
     select_anchors,
     tv_loss,
@@ -151,7 +150,7 @@ def test_perturbed_cameras_stay_near_and_resize():
 
 def _config(**kw):
     cfg = PACMethod.create("full", "smoke").config
-    cfg = apply_nested(
+    cfg = apply_overrides(
         cfg,
         {
             "manipulator.steps": 30,
@@ -214,7 +213,7 @@ def test_variants_and_configs():
     with pytest.raises(KeyError):
         PACMethod.create("nope", "quick")
     with pytest.raises(KeyError):
-        apply_nested(full.config, {"manipulator.nope": 1})
+        apply_overrides(full.config, {"manipulator.nope": 1})
 
 
 def test_registered():

@@ -142,3 +142,42 @@ def test_runner_provisions_lpips_on_first_use_only(monkeypatch, tmp_path):
 
     monkeypatch.setattr(weights, "install_lpips", failing_install)
     runner._ensure_lpips(["lpips"], lambda *a: None)  # no traceback: the metric will say why
+
+
+@pytest.mark.slow
+def test_set_overrides_the_method_config_in_its_own_rows(workdir, capsys):
+    (workdir / "one.txt").write_text("a happy face\n")
+    (workdir / "one.targets.json").write_text(json.dumps({"a happy face": {"emotion": "happy"}}))
+    out = workdir / "set"
+    _cli(workdir, "run", "one.txt", "set")
+    _cli(workdir, "run", "one.txt", "set", "--set", "tv_weight=0", "--set", "edit.steps=3")
+    rows = pd.read_csv(out / "leaderboard.csv")
+    assert len(rows) == 2 and rows["config_hash"].nunique() == 2
+    default, changed = rows.iloc[0], rows.iloc[1]
+    assert pd.isna(default["overrides"]) and changed["overrides"] == "tv_weight=0 edit.steps=3"
+    assert changed["variant"] == "full"
+    config = json.loads(
+        (out / "runs" / f"pac-full-{changed['config_hash']}/config.json").read_text()
+    )
+    assert (
+        config["method_config"]["tv_weight"] == 0.0
+        and config["method_config"]["edit"]["steps"] == 3
+    )
+    assert config["overrides"] == ["tv_weight=0", "edit.steps=3"]
+    assert (out / "renders" / f"pac-full-{changed['config_hash']}").is_dir()
+    assert (out / "renders" / "pac-full").is_dir()  # the default run's renders are left alone
+    main(["leaderboard", str(out)])
+    assert "| full (tv_weight=0 edit.steps=3) |" in (out / "leaderboard_summary.md").read_text()
+
+    capsys.readouterr()
+    for bad, says in [
+        ("edit.stepz=3", "stepz"),
+        ("tv_weight=lots", "tv_weight='lots'"),
+        ("x", "KEY=VALUE"),
+    ]:
+        with pytest.raises(SystemExit) as info:
+            _cli(workdir, "run", "one.txt", "set-bad", "--set", bad)
+        assert info.value.code == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and err[0].startswith("facebench: error: --set") and says in err[0]
+    assert not (workdir / "set-bad").exists()

@@ -1,0 +1,76 @@
+"""Method config overrides (``--set KEY=VALUE``): parsing, types, nesting and errors."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import pytest
+
+from facebench.method import apply_overrides, coerce, parse_assignments
+
+
+@dataclass(frozen=True)
+class Inner:
+    steps: int = 100
+    lr: float = 1e-3
+    flag: bool = True
+
+
+@dataclass(frozen=True)
+class Outer:
+    inner: Inner = field(default_factory=Inner)
+    name: str = "pac"
+    frames: tuple[int, ...] = (3, 5)
+    anchors: tuple[int, ...] = ()
+    limit: float | None = None
+
+
+def test_strings_are_parsed_as_each_fields_type_and_dotted_keys_reach_nested_configs():
+    cfg = apply_overrides(
+        Outer(),
+        parse_assignments(
+            [
+                "inner.steps=300",
+                "inner.lr=5e-4",
+                "inner.flag=false",
+                "name=other",
+                "frames=1, 2,7",
+                "anchors=4,9",
+                "limit=0.5",
+            ]
+        ),
+    )
+    assert cfg == Outer(
+        inner=Inner(steps=300, lr=5e-4, flag=False),
+        name="other",
+        frames=(1, 2, 7),
+        anchors=(4, 9),
+        limit=0.5,
+    )
+    assert type(cfg.inner.steps) is int and type(cfg.inner.lr) is float
+    assert apply_overrides(Outer(), {"frames": ""}).frames == ()
+    # typed values (the Python API) pass through unchanged
+    assert apply_overrides(Outer(), {"inner.steps": 7}).inner.steps == 7
+    assert Outer() == apply_overrides(Outer(), {})
+
+
+@pytest.mark.parametrize(
+    ("text", "current", "expected"),
+    [("yes", False, True), ("0", True, False), ("On", False, True), ("12", 3, 12), ("2", 0.5, 2.0)],
+)
+def test_coerce(text, current, expected):
+    value = coerce(text, current)
+    assert value == expected and type(value) is type(expected)
+
+
+def test_bad_keys_and_values_are_clear_errors():
+    with pytest.raises(KeyError, match="stepz.*fields: steps, lr, flag"):
+        apply_overrides(Inner(), {"stepz": "3"})
+    with pytest.raises(KeyError, match="no nested config 'name'"):
+        apply_overrides(Outer(), {"name.x": "3"})
+    with pytest.raises(ValueError, match=r"steps='many': expected int \(like 100\)"):
+        apply_overrides(Outer(), {"inner.steps": "many"})
+    with pytest.raises(ValueError, match="flag='maybe'"):
+        apply_overrides(Inner(), {"flag": "maybe"})
+    with pytest.raises(ValueError, match="expected KEY=VALUE"):
+        parse_assignments(["steps"])
