@@ -136,6 +136,31 @@ def doctor_cmd() -> None:
         console.print(table)
 
 
+@app.command("config")
+def config_cmd(
+    method: str = typer.Argument(..., help="Registered method name."),
+    variant: str = typer.Option("full", "--variant", help="Method variant (ablation)."),
+    budget: str = typer.Option("quick", "--budget", help="smoke, quick or full."),
+    overrides: list[str] = typer.Option(
+        None, "--set", help="KEY=VALUE, as for `run` (repeatable)."
+    ),
+) -> None:
+    """Print a method's full config as JSON: every field `run --set` can change.
+
+    Examples:
+
+      facebench config pac
+
+      facebench config pac --budget full --set edit.steps=600
+    """
+    import json
+
+    from facebench.runner import create_method
+
+    m = create_method(method, variant, budget, None, tuple(overrides or ()))
+    print(json.dumps(m.config_dict(), indent=2, default=str))
+
+
 @app.command("run")
 def run_cmd(
     method: str = typer.Option(..., "--method", "-m", help="Registered method name."),

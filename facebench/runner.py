@@ -21,6 +21,7 @@ from __future__ import annotations
 import json
 import platform
 import re
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -103,31 +104,37 @@ def default_clip_spec(scene_spec: str, clip: str | None) -> str:
     )
 
 
-def _method(options: RunOptions, device: torch.device) -> Any:
+def create_method(
+    name: str,
+    variant: str = "full",
+    budget: str = "quick",
+    device: torch.device | None = None,
+    overrides: Sequence[str] = (),
+    needs: Sequence[str] = (),
+) -> Any:
+    """The registered method ``name`` for ``variant`` and ``budget`` with ``--set`` style
+    ``overrides`` (``"KEY=VALUE"`` strings); user errors are :class:`FacebenchError`."""
     from facebench.registry import METHODS
 
-    entry = METHODS.get(options.method)
-    needed = {"fit_scene", "edit_text"}
-    if not needed <= set(entry.capabilities):
+    entry = METHODS.get(name)
+    if not set(needs) <= set(entry.capabilities):
         raise FacebenchError(
-            f"method {options.method!r} cannot run the scene protocol: it declares "
-            f"{list(entry.capabilities)}, the protocol needs {sorted(needed)}"
+            f"method {name!r} cannot run the scene protocol: it declares "
+            f"{list(entry.capabilities)}, the protocol needs {sorted(needs)}"
         )
     variants = getattr(entry.obj, "variants", {"full": {}})
-    if options.variant not in variants:
+    if variant not in variants:
         raise FacebenchError(
-            f"method {options.method!r} has no variant {options.variant!r}; "
-            f"variants: {', '.join(variants)}"
+            f"method {name!r} has no variant {variant!r}; variants: {', '.join(variants)}"
         )
-    if options.budget not in BUDGETS:
-        raise FacebenchError(f"--budget {options.budget!r}: choose one of {', '.join(BUDGETS)}")
-    if not options.overrides:
-        return entry.obj.create(variant=options.variant, budget=options.budget, device=device)
+    if budget not in BUDGETS:
+        raise FacebenchError(f"--budget {budget!r}: choose one of {', '.join(BUDGETS)}")
+    device = device if device is not None else torch.device("cpu")
+    if not overrides:
+        return entry.obj.create(variant=variant, budget=budget, device=device)
     try:
-        overrides = parse_assignments(options.overrides)
-        return entry.obj.create(
-            variant=options.variant, budget=options.budget, device=device, overrides=overrides
-        )
+        parsed = parse_assignments(overrides)
+        return entry.obj.create(variant=variant, budget=budget, device=device, overrides=parsed)
     except KeyError as exc:
         raise FacebenchError(f"--set: {exc.args[0] if exc.args else exc}") from exc
     except ValueError as exc:
@@ -135,7 +142,7 @@ def _method(options: RunOptions, device: torch.device) -> Any:
     except TypeError as exc:
         if "overrides" not in str(exc):
             raise
-        raise FacebenchError(f"method {options.method!r} does not take --set overrides") from exc
+        raise FacebenchError(f"method {name!r} does not take --set overrides") from exc
 
 
 def _load_clip(spec: str, device: torch.device, prepare_missing: bool, progress: Progress) -> Any:
@@ -212,7 +219,14 @@ def run(options: RunOptions, progress: Progress = no_progress) -> RunSummary:
     prompt_set = load_prompts(options.prompts)
     scene = load_scene(options.scene)
     clip_spec = default_clip_spec(options.scene, options.clip)
-    method = _method(options, device)
+    method = create_method(
+        options.method,
+        options.variant,
+        options.budget,
+        device,
+        options.overrides,
+        needs=("fit_scene", "edit_text"),
+    )
     clip = _load_clip(clip_spec, device, options.prepare_missing, progress)
 
     out = Path(options.out)

@@ -74,3 +74,20 @@ def test_bad_keys_and_values_are_clear_errors():
         apply_overrides(Inner(), {"flag": "maybe"})
     with pytest.raises(ValueError, match="expected KEY=VALUE"):
         parse_assignments(["steps"])
+
+
+def test_config_command_prints_the_overridden_config_and_rejects_bad_fields(capsys):
+    import json
+
+    from facebench.cli import main
+
+    main(["config", "pac", "--budget", "smoke", "--set", "edit.steps=7", "--set", "tv_weight=0"])
+    cfg = json.loads(capsys.readouterr().out)
+    assert cfg["method"] == "pac" and cfg["edit"]["steps"] == 7 and cfg["tv_weight"] == 0.0
+    assert cfg["manipulator"]["steps"] == 40  # the smoke preset's, untouched
+    main(["config", "nerfies-i"])
+    assert json.loads(capsys.readouterr().out)["manipulator"]["hyper_dim"] == 0
+    with pytest.raises(SystemExit) as info:
+        main(["config", "pac", "--set", "manipulator.stepz=3"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert info.value.code == 2 and len(err) == 1 and "stepz" in err[0]
