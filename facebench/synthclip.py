@@ -136,7 +136,10 @@ class SynthCLIPConfig:
     # 2000 steps: 757 s of training (766 s with evaluation) with two threads on an idle
     # 2-core machine, measured with `facebench prepare synthclip`; measured again on
     # 2026-12-03 (idle, two threads, the same per-step work with 6400 training pairs):
-    # 1281 s, 0.64 s per step. The budget is 15 min. See unit_phrase_weight.
+    # 1281 s, 0.64 s per step; in a cold quick start the same day, 0.73 s per step once
+    # the cores were free (1601 s in all, the first 350 steps shared). The budget
+    # is 15 min. Per step (two threads): image tower 265 ms, text tower 229 ms for the
+    # batch's captions + 42 ms for the unit phrases, AdamW 34 ms. See unit_phrase_weight.
     steps: int = 2000
     batch_size: int = 128
     lr: float = 2e-3
@@ -702,7 +705,7 @@ def synthclip_checkpoint_path(config: SynthCLIPConfig = DEFAULT_CONFIG) -> Path 
 
 MISSING_MESSAGE = (
     "SynthCLIP weights are not prepared (no checkpoint in {where}); "
-    "run `facebench prepare synthclip` (trains it on SynthFace, 13-21 min on 2 CPU cores)"
+    "run `facebench prepare synthclip` (trains it on SynthFace, 13-24 min on 2 CPU cores)"
 )
 
 
@@ -1295,6 +1298,6 @@ def _probe() -> list[WeightInfo]:
             name="synthclip (facebench-trained, SynthFace only)",
             present=path is not None,
             location=str(path or where),
-            how_to="run `facebench prepare synthclip` (13-21 min on 2 CPU cores)",
+            how_to="run `facebench prepare synthclip` (13-24 min on 2 CPU cores)",
         )
     ]
