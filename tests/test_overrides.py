@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 
 import pytest
@@ -91,3 +92,24 @@ def test_config_command_prints_the_overridden_config_and_rejects_bad_fields(caps
         main(["config", "pac", "--set", "manipulator.stepz=3"])
     err = capsys.readouterr().err.strip().splitlines()
     assert info.value.code == 2 and len(err) == 1 and "stepz" in err[0]
+
+
+def test_a_plugin_whose_create_takes_no_overrides_is_one_clear_error(monkeypatch):
+    from facebench.errors import FacebenchError
+    from facebench.registry import METHODS
+    from facebench.runner import create_method
+
+    class Legacy:
+        """A third-party method written before --set."""
+
+        variants = {"full": {}}
+
+        @classmethod
+        def create(cls, variant, budget, device):
+            return cls()
+
+    entry = dataclasses.replace(METHODS.get("pac"), name="legacy", obj=Legacy)
+    monkeypatch.setitem(METHODS._entries, "legacy", entry)
+    assert isinstance(create_method("legacy"), Legacy)  # without --set it still works
+    with pytest.raises(FacebenchError, match="'legacy' does not take --set"):
+        create_method("legacy", overrides=["steps=3"])
