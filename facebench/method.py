@@ -131,21 +131,21 @@ def apply_overrides(config: Any, overrides: Mapping[str, Any]) -> Any:
             nested.setdefault(head, {})[rest] = value
         else:
             top[key] = value
-    names = {f.name: f for f in dataclasses.fields(config)}
+    names = [f.name for f in dataclasses.fields(config)]
     unknown = sorted(set(top) - set(names))
     if unknown:
         raise KeyError(
             f"unknown config field(s) {unknown} for {type(config).__name__}; "
             f"fields: {', '.join(names)}"
         )
+    for key, value in top.items():
+        if isinstance(value, str):
+            top[key] = coerce(value, getattr(config, key), key)
     for head, sub in nested.items():
         inner = getattr(config, head, None)
         if not (dataclasses.is_dataclass(inner) and not isinstance(inner, type)):
             raise KeyError(f"{type(config).__name__} has no nested config {head!r}")
         top[head] = apply_overrides(inner, sub)
-    for key, value in top.items():
-        if isinstance(value, str) and key not in nested:
-            top[key] = coerce(value, getattr(config, key), key)
     return dataclasses.replace(config, **top)
 
 

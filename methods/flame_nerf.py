@@ -501,7 +501,6 @@ class FlameNerf:
         budget: str = "quick",
         device: torch.device | str = "cpu",
         overrides: Mapping[str, Any] | None = None,
-        **settings: Any,
     ) -> FlameNerf:
         if variant not in cls.variants:
             raise FacebenchError(
@@ -511,7 +510,7 @@ class FlameNerf:
             raise FacebenchError(f"flame-nerf: unknown budget {budget!r}")
         cfg = apply_overrides(FlameNerfConfig(), BUDGETS[budget])
         cfg = apply_overrides(cfg, cls.variants[variant])
-        cfg = apply_overrides(cfg, {**(overrides or {}), **settings})
+        cfg = apply_overrides(cfg, overrides or {})
         return cls(cfg, variant=variant, budget=budget, device=device)
 
     def config_dict(self) -> dict[str, Any]:

@@ -72,7 +72,7 @@ def tiny_scene() -> Scene:
 def make(variant: str = "full", **kw):
     from facebench.methods.flame_nerf import FlameNerf
 
-    return FlameNerf.create(variant, "smoke", "cpu", **{**FAST, **kw})
+    return FlameNerf.create(variant, "smoke", "cpu", overrides={**FAST, **kw})
 
 
 def assert_same_state(a: torch.nn.Module, b: torch.nn.Module) -> None:
@@ -238,7 +238,7 @@ def test_text_edit_lowers_clip_loss_with_tiny_random_clip(fitted, scene):
 def test_cuda_fit_and_render(scene, tmp_path):
     from facebench.methods.flame_nerf import FlameNerf
 
-    m = FlameNerf.create("full", "smoke", "cuda", **FAST)
+    m = FlameNerf.create("full", "smoke", "cuda", overrides=FAST)
     m.prepare(scene, RunContext(device=torch.device("cuda"), cache_dir=tmp_path))
     img = m.render(scene.eval_cameras)
     assert img.device.type == "cuda" and img.shape == (2, RES, RES, 3)
