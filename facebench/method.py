@@ -114,14 +114,15 @@ def config_hash(obj: Any, length: int = 12) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()[:length]
 
 
-def apply_overrides(config: Any, overrides: Mapping[str, Any]) -> Any:
+def apply_overrides(config: Any, overrides: Mapping[str, Any], prefix: str = "") -> Any:
     """A copy of dataclass ``config`` with ``overrides`` applied.
 
     Keys are field names; dotted keys reach into nested dataclasses
     (``{"manipulator.lipschitz": False, "tv_weight": 0.0}``). A string value for a
     field that is not a string is parsed as that field's type, as ``--set KEY=VALUE``
     gives it (:func:`coerce`). Unknown keys raise ``KeyError``, unparsable values
-    ``ValueError``.
+    ``ValueError``. ``prefix`` (the dotted path to ``config``) is prepended to the keys
+    that messages name.
     """
     top: dict[str, Any] = {}
     nested: dict[str, dict[str, Any]] = {}
@@ -140,12 +141,12 @@ def apply_overrides(config: Any, overrides: Mapping[str, Any]) -> Any:
         )
     for key, value in top.items():
         if isinstance(value, str):
-            top[key] = coerce(value, getattr(config, key), key)
+            top[key] = coerce(value, getattr(config, key), prefix + key)
     for head, sub in nested.items():
         inner = getattr(config, head, None)
         if not (dataclasses.is_dataclass(inner) and not isinstance(inner, type)):
             raise KeyError(f"{type(config).__name__} has no nested config {head!r}")
-        top[head] = apply_overrides(inner, sub)
+        top[head] = apply_overrides(inner, sub, f"{prefix}{head}.")
     return dataclasses.replace(config, **top)
 
 

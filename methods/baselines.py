@@ -132,6 +132,22 @@ def nerf_ft_preset(budget: str) -> NeRFFTConfig:
     return NeRFFTConfig(nerf=nerf, edit=edit)
 
 
+# set from the scene by NeRFFT._nerf_config, so not settable through ``nerf.*``
+_SCENE_FIELDS = ("aabb", "background", "pos_scale")
+
+
+def _set_nerf_fields(preset: dict[str, Any], values: Mapping[str, Any]) -> dict[str, Any]:
+    """``preset`` (NeRFConfig overrides) with ``values`` (``--set nerf.KEY=VALUE``) added,
+    each checked against :class:`.nerf.NeRFConfig`'s fields and parsed as its type."""
+    from .nerf import NeRFConfig
+
+    scene_set = sorted(set(values) & set(_SCENE_FIELDS))
+    if scene_set:
+        raise KeyError(f"nerf-ft sets nerf.{scene_set[0]} from the scene; it cannot be overridden")
+    full = apply_overrides(NeRFConfig(**preset), values, prefix="nerf.")
+    return {**preset, **{k: getattr(full, k) for k in values}}
+
+
 @dataclass
 class NeRFFTEdit:
     """A fine-tuned copy of the static NeRF's fields."""
@@ -174,9 +190,12 @@ class NeRFFT:
     ) -> NeRFFT:
         if variant not in cls.variants:
             raise KeyError(f"nerf-ft: unknown variant {variant!r}; known: {list(cls.variants)}")
-        return cls(
-            apply_overrides(nerf_ft_preset(budget), overrides or {}), device, variant, budget
-        )
+        rest = dict(overrides or {})
+        nerf_keys = {k[len("nerf.") :]: rest.pop(k) for k in list(rest) if k.startswith("nerf.")}
+        config = apply_overrides(nerf_ft_preset(budget), rest)
+        if nerf_keys:
+            config = dataclasses.replace(config, nerf=_set_nerf_fields(config.nerf, nerf_keys))
+        return cls(config, device, variant, budget)
 
     def config_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self.config)

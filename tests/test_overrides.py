@@ -69,7 +69,7 @@ def test_bad_keys_and_values_are_clear_errors():
         apply_overrides(Inner(), {"stepz": "3"})
     with pytest.raises(KeyError, match="no nested config 'name'"):
         apply_overrides(Outer(), {"name.x": "3"})
-    with pytest.raises(ValueError, match=r"steps='many': expected int \(like 100\)"):
+    with pytest.raises(ValueError, match=r"inner.steps='many': expected int \(like 100\)"):
         apply_overrides(Outer(), {"inner.steps": "many"})
     with pytest.raises(ValueError, match="flag='maybe'"):
         apply_overrides(Inner(), {"flag": "maybe"})
@@ -92,6 +92,25 @@ def test_config_command_prints_the_overridden_config_and_rejects_bad_fields(caps
         main(["config", "pac", "--set", "manipulator.stepz=3"])
     err = capsys.readouterr().err.strip().splitlines()
     assert info.value.code == 2 and len(err) == 1 and "stepz" in err[0]
+
+
+def test_nerf_ft_static_nerf_settings_are_reachable_by_nerf_dot_keys():
+    """nerf-ft keeps its static NeRF's settings as a dict of NeRFConfig overrides; ``nerf.KEY``
+    sets one, checked against NeRFConfig's fields and parsed as its type."""
+    from facebench.errors import FacebenchError
+    from facebench.runner import create_method
+
+    preset = create_method("nerf-ft").config.nerf
+    m = create_method("nerf-ft", overrides=["nerf.steps=500", "nerf.use_viewdirs=off", "nerf.far=5"])
+    assert m.config.nerf == {**preset, "steps": 500, "use_viewdirs": False, "far": 5.0}
+    assert type(m.config.nerf["far"]) is float
+    assert create_method("nerf-ft", overrides=["edit.steps=9"]).config.nerf == preset
+    with pytest.raises(FacebenchError, match="bogus.*for NeRFConfig; fields: n_freqs_xyz"):
+        create_method("nerf-ft", overrides=["nerf.bogus=1"])
+    with pytest.raises(FacebenchError, match=r"nerf.steps='x': expected int"):
+        create_method("nerf-ft", overrides=["nerf.steps=x"])
+    with pytest.raises(FacebenchError, match="sets nerf.aabb from the scene"):
+        create_method("nerf-ft", overrides=["nerf.aabb=1"])
 
 
 def test_a_plugin_whose_create_takes_no_overrides_is_one_clear_error(monkeypatch):
