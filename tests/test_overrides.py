@@ -101,7 +101,8 @@ def test_nerf_ft_static_nerf_settings_are_reachable_by_nerf_dot_keys():
     from facebench.runner import create_method
 
     preset = create_method("nerf-ft").config.nerf
-    m = create_method("nerf-ft", overrides=["nerf.steps=500", "nerf.use_viewdirs=off", "nerf.far=5"])
+    sets = ["nerf.steps=500", "nerf.use_viewdirs=off", "nerf.far=5"]
+    m = create_method("nerf-ft", overrides=sets)
     assert m.config.nerf == {**preset, "steps": 500, "use_viewdirs": False, "far": 5.0}
     assert type(m.config.nerf["far"]) is float
     assert create_method("nerf-ft", overrides=["edit.steps=9"]).config.nerf == preset
