@@ -8,6 +8,7 @@ printed as one line on stderr with exit code 2, never as a traceback.
 from __future__ import annotations
 
 import sys
+from typing import Annotated
 
 import click
 import typer
@@ -136,14 +137,41 @@ def doctor_cmd() -> None:
         console.print(table)
 
 
+# Options shared by `config`, `run` and `ablate`: declared once, so they read the same.
+MethodOpt = Annotated[str, typer.Option("--method", "-m", help="Registered method name.")]
+SceneOpt = Annotated[str, typer.Option("--scene", help="Scene spec or capture path.")]
+ClipOpt = Annotated[
+    str | None, typer.Option("--clip", help="CLIP spec (default on SynthFace scenes: synthclip).")
+]
+SeedsOpt = Annotated[int, typer.Option("--seeds", help="Number of seeds (0..N-1) per prompt.")]
+OutOpt = Annotated[str, typer.Option("--out", "-o", help="Output directory.")]
+VariantOpt = Annotated[str, typer.Option("--variant", help="Method variant (ablation).")]
+BudgetOpt = Annotated[
+    str,
+    typer.Option("--budget", help="Step-count preset: smoke, quick (CPU default) or full (paper)."),
+]
+DeviceOpt = Annotated[str, typer.Option("--device", help="auto, cpu, cuda or cuda:N.")]
+ForceOpt = Annotated[bool, typer.Option("--force", help="Recompute rows already in the CSV.")]
+PrepareOpt = Annotated[
+    bool,
+    typer.Option("--prepare/--no-prepare", help="Train SynthCLIP / the recognizer when missing."),
+]
+SetOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--set",
+        help="Override a method config field, KEY=VALUE (dotted for nested configs: "
+        "manipulator.steps=3000); repeatable. Rows get their own config hash.",
+    ),
+]
+
+
 @app.command("config")
 def config_cmd(
     method: str = typer.Argument(..., help="Registered method name."),
-    variant: str = typer.Option("full", "--variant", help="Method variant (ablation)."),
-    budget: str = typer.Option("quick", "--budget", help="smoke, quick or full."),
-    overrides: list[str] = typer.Option(
-        None, "--set", help="KEY=VALUE, as for `run` (repeatable)."
-    ),
+    variant: VariantOpt = "full",
+    budget: BudgetOpt = "quick",
+    overrides: SetOpt = None,
 ) -> None:
     """Print a method's full config as JSON: every field `run --set` can change.
 
@@ -163,32 +191,24 @@ def config_cmd(
 
 @app.command("run")
 def run_cmd(
-    method: str = typer.Option(..., "--method", "-m", help="Registered method name."),
-    prompts: str = typer.Option(
-        ..., "--prompts", "-p", help="Prompt file: a path, or a shipped set (emotions.txt)."
-    ),
-    scene: str = typer.Option("synthface:default", "--scene", help="Scene spec or capture path."),
-    clip: str = typer.Option(
-        None, "--clip", help="CLIP spec (default on SynthFace scenes: synthclip)."
-    ),
-    seeds: int = typer.Option(1, "--seeds", help="Number of seeds (0..N-1) per prompt."),
-    out: str = typer.Option("runs", "--out", "-o", help="Output directory."),
-    suite: str = typer.Option("scene", "--suite", help="Metric suite name."),
-    variant: str = typer.Option("full", "--variant", help="Method variant (ablation)."),
-    budget: str = typer.Option(
-        "quick", "--budget", help="Step-count preset: smoke, quick (CPU default) or full (paper)."
-    ),
-    device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or cuda:N."),
-    force: bool = typer.Option(False, "--force", help="Recompute rows already in the CSV."),
-    prepare: bool = typer.Option(
-        True, "--prepare/--no-prepare", help="Train SynthCLIP / the recognizer when missing."
-    ),
-    overrides: list[str] = typer.Option(
-        None,
-        "--set",
-        help="Override a method config field, KEY=VALUE (dotted for nested configs: "
-        "manipulator.steps=3000); repeatable. Rows get their own config hash.",
-    ),
+    method: MethodOpt,
+    prompts: Annotated[
+        str,
+        typer.Option(
+            "--prompts", "-p", help="Prompt file: a path, or a shipped set (emotions.txt)."
+        ),
+    ],
+    scene: SceneOpt = "synthface:default",
+    clip: ClipOpt = None,
+    seeds: SeedsOpt = 1,
+    out: OutOpt = "runs",
+    suite: Annotated[str, typer.Option("--suite", help="Metric suite name.")] = "scene",
+    variant: VariantOpt = "full",
+    budget: BudgetOpt = "quick",
+    device: DeviceOpt = "auto",
+    force: ForceOpt = False,
+    prepare: PrepareOpt = True,
+    overrides: SetOpt = None,
 ) -> None:
     """Fit a scene, edit it for every prompt, score the renders, append leaderboard rows.
 
@@ -258,24 +278,19 @@ def _fmt(value) -> str:
 
 @app.command("ablate")
 def ablate_cmd(
-    method: str = typer.Option(..., "--method", "-m", help="Registered method name."),
-    prompts: str = typer.Option("emotions.txt", "--prompts", "-p", help="Prompt file or set."),
-    scene: str = typer.Option("synthface:default", "--scene", help="Scene spec or capture path."),
-    clip: str = typer.Option(None, "--clip", help="CLIP spec (default on SynthFace: synthclip)."),
-    seeds: int = typer.Option(1, "--seeds", help="Number of seeds (0..N-1) per prompt."),
-    out: str = typer.Option("runs", "--out", "-o", help="Output directory."),
-    budget: str = typer.Option("quick", "--budget", help="smoke, quick or full."),
-    device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or cuda:N."),
-    force: bool = typer.Option(False, "--force", help="Recompute rows already in the CSV."),
-    prepare: bool = typer.Option(
-        True, "--prepare/--no-prepare", help="Train SynthCLIP / the recognizer when missing."
-    ),
-    overrides: list[str] = typer.Option(
-        None,
-        "--set",
-        help="Override a method config field, KEY=VALUE (dotted for nested configs: "
-        "manipulator.steps=3000); repeatable. Rows get their own config hash.",
-    ),
+    method: MethodOpt,
+    prompts: Annotated[
+        str, typer.Option("--prompts", "-p", help="Prompt file or set.")
+    ] = "emotions.txt",
+    scene: SceneOpt = "synthface:default",
+    clip: ClipOpt = None,
+    seeds: SeedsOpt = 1,
+    out: OutOpt = "runs",
+    budget: BudgetOpt = "quick",
+    device: DeviceOpt = "auto",
+    force: ForceOpt = False,
+    prepare: PrepareOpt = True,
+    overrides: SetOpt = None,
 ) -> None:
     """Run every variant of a method (the full method and its ablations) on the same setup.
 
@@ -284,32 +299,32 @@ def ablate_cmd(
       facebench ablate --method pac
 
       facebench ablate --method pac --prompts descriptive.txt --seeds 3
+
+      facebench ablate --method pac --set edit.steps=600
     """
+    import dataclasses
     from pathlib import Path
 
     from facebench.registry import METHODS
     from facebench.runner import RunOptions, run
 
+    options = RunOptions(
+        method=method,
+        prompts=prompts,
+        scene=scene,
+        clip=clip,
+        seeds=seeds,
+        out=Path(out),
+        budget=budget,
+        force=force,
+        device=device,
+        prepare_missing=prepare,
+        overrides=tuple(overrides or ()),
+    )
     variants = list(getattr(METHODS.get(method).obj, "variants", {"full": {}}))
     with progress_bars(console) as bars:
         summaries = [
-            run(
-                RunOptions(
-                    method=method,
-                    prompts=prompts,
-                    scene=scene,
-                    clip=clip,
-                    seeds=seeds,
-                    out=Path(out),
-                    budget=budget,
-                    variant=variant,
-                    force=force,
-                    device=device,
-                    prepare_missing=prepare,
-                    overrides=tuple(overrides or ()),
-                ),
-                progress=RichProgress(bars),
-            )
+            run(dataclasses.replace(options, variant=variant), progress=RichProgress(bars))
             for variant in variants
         ]
     for summary in summaries:

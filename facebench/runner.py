@@ -217,9 +217,7 @@ def run(options: RunOptions, progress: Progress = no_progress) -> RunSummary:
         raise FacebenchError(f"--suite {options.suite!r}: choose one of {', '.join(SUITES)}")
     device = resolve_device(options.device)
     prompt_set = load_prompts(options.prompts)
-    scene = load_scene(options.scene)
-    clip_spec = default_clip_spec(options.scene, options.clip)
-    method = create_method(
+    method = create_method(  # before the scene is loaded: a bad --set fails at once
         options.method,
         options.variant,
         options.budget,
@@ -227,6 +225,8 @@ def run(options: RunOptions, progress: Progress = no_progress) -> RunSummary:
         options.overrides,
         needs=("fit_scene", "edit_text"),
     )
+    scene = load_scene(options.scene)
+    clip_spec = default_clip_spec(options.scene, options.clip)
     clip = _load_clip(clip_spec, device, options.prepare_missing, progress)
 
     out = Path(options.out)

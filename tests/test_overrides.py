@@ -133,3 +133,26 @@ def test_a_plugin_whose_create_takes_no_overrides_is_one_clear_error(monkeypatch
     assert isinstance(create_method("legacy"), Legacy)  # without --set it still works
     with pytest.raises(FacebenchError, match="'legacy' does not take --set"):
         create_method("legacy", overrides=["steps=3"])
+
+
+def test_ablate_passes_set_to_every_variant_and_rejects_a_bad_one(monkeypatch, tmp_path, capsys):
+    import facebench.runner
+    from facebench.cli import main
+    from facebench.registry import METHODS
+
+    seen = []
+
+    def fake_run(options, progress=None):
+        seen.append(options)
+        return facebench.runner.RunSummary()
+
+    monkeypatch.setattr(facebench.runner, "run", fake_run)
+    main(["ablate", "--method", "pac", "--out", str(tmp_path), "--set", "edit.steps=7"])
+    assert [o.variant for o in seen] == list(METHODS.get("pac").obj.variants)
+    assert {o.overrides for o in seen} == {("edit.steps=7",)}
+    monkeypatch.undo()  # the real runner: a bad --set stops before anything is written
+    out = tmp_path / "bad"
+    with pytest.raises(SystemExit) as info:
+        main(["ablate", "--method", "pac", "--out", str(out), "--set", "manipulator.nope=1"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert info.value.code == 2 and len(err) == 1 and "nope" in err[0] and not out.exists()
