@@ -26,7 +26,6 @@ What is measured (``extra_info`` of each benchmark, also printed with ``-s``):
 from __future__ import annotations
 
 import json
-import os
 
 import pytest
 import torch
@@ -34,7 +33,6 @@ import torch
 from facebench.method import RunContext
 from facebench.paths import cache_dir
 
-BUDGET = os.environ.get("FACEBENCH_BENCH_BUDGET", "quick")
 SCENE = "synthface:default"
 RESULTS: dict[str, dict] = {}
 
@@ -44,18 +42,18 @@ def scene(default_scene, bench_threads):
     return default_scene
 
 
-def _fitted(variant: str, scene):
+def _fitted(variant: str, scene, budget: str):
     from facebench.methods.flame_nerf import FlameNerf
 
-    m = FlameNerf.create(variant, BUDGET, "cpu")
+    m = FlameNerf.create(variant, budget, "cpu")
     m.prepare(scene, RunContext(device=torch.device("cpu"), cache_dir=cache_dir()))
     return m
 
 
-def test_train_step(benchmark, scene, tmp_path, bench_threads):
+def test_train_step(benchmark, scene, tmp_path, bench_threads, bench_budget):
     from facebench.methods.flame_nerf import FlameNerf
 
-    m = FlameNerf.create("full", BUDGET, "cpu")
+    m = FlameNerf.create("full", bench_budget, "cpu")
     ctx = RunContext(device=torch.device("cpu"), cache_dir=tmp_path)
     m._build(scene, ctx)
     m._fill_head_region()
@@ -64,7 +62,7 @@ def test_train_step(benchmark, scene, tmp_path, bench_threads):
     benchmark.pedantic(trainer.train_step, rounds=5, iterations=1)
     cfg = m.config
     benchmark.extra_info.update(
-        budget=BUDGET,
+        budget=bench_budget,
         threads=bench_threads,
         n_rays=cfg.n_rays,
         samples=cfg.n_coarse + cfg.n_fine,
@@ -74,10 +72,10 @@ def test_train_step(benchmark, scene, tmp_path, bench_threads):
 
 
 @pytest.mark.parametrize("variant", ["full", "no-spatial-prior"])
-def test_reanimate(benchmark, scene, variant, bench_threads):
+def test_reanimate(benchmark, scene, variant, bench_threads, bench_budget):
     from facebench.reanimate import reanimate_method
 
-    m = _fitted(variant, scene)
+    m = _fitted(variant, scene, bench_budget)
     result = benchmark.pedantic(
         reanimate_method,
         args=(m, scene),
@@ -86,7 +84,7 @@ def test_reanimate(benchmark, scene, variant, bench_threads):
         iterations=1,
     )
     info = {
-        "budget": BUDGET,
+        "budget": bench_budget,
         "fit_seconds": round(m.train_seconds or float("nan"), 1),
         "fit_steps": m.trained_steps,
         **{k: round(v, 4) for k, v in result.metrics.items()},
@@ -98,9 +96,9 @@ def test_reanimate(benchmark, scene, variant, bench_threads):
     RESULTS[variant] = info
     print(f"\nflame-nerf[{variant}] {json.dumps(info)}")
     assert result.background_change_gt == 0.0  # the SynthFace backdrop is static
-    if BUDGET != "smoke":
+    if bench_budget != "smoke":
         assert result.metrics["psnr"] > 18.0
         assert result.metrics["ssim"] > 0.6
-    if variant == "no-spatial-prior" and "full" in RESULTS and BUDGET != "smoke":
+    if variant == "no-spatial-prior" and "full" in RESULTS and bench_budget != "smoke":
         # the paper's finding: without the prior the background changes with the expression
         assert RESULTS["full"]["background_change"] < 0.5 * info["background_change"]

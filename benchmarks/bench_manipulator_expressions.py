@@ -34,12 +34,10 @@ Run: ``pytest benchmarks/bench_manipulator_expressions.py --benchmark-only -s``.
 from __future__ import annotations
 
 import json
-import os
 
 import pytest
 import torch
 
-BUDGET = os.environ.get("FACEBENCH_BENCH_BUDGET", "quick")
 NOVEL_VIEWS = (0, 6, 12, 18, 23)
 
 
@@ -56,7 +54,7 @@ def segment_peaks(scene, threshold: float = 0.3) -> dict[tuple[int, ...], int]:
     return peaks
 
 
-def test_manipulator_expression_reads(benchmark, default_scene, bench_threads):
+def test_manipulator_expression_reads(benchmark, default_scene, bench_threads, bench_budget):
     from facebench.method import RunContext
     from facebench.methods.hypernerf import (
         code_ids,
@@ -76,7 +74,7 @@ def test_manipulator_expression_reads(benchmark, default_scene, bench_threads):
         pytest.skip(str(err))
     scene = default_scene
     ctx = RunContext(device=torch.device("cpu"), cache_dir=cache_dir())
-    fit = load_or_fit_manipulator(scene, manipulator_preset(BUDGET), ctx)
+    fit = load_or_fit_manipulator(scene, manipulator_preset(bench_budget), ctx)
     model, occupancy, bg = fit.model, fit.occupancy, scene_background(scene)
     cids = code_ids(scene)
     w_d, w_a = model.deform_codes.weight.detach(), model.appearance_codes.weight.detach()
@@ -108,7 +106,7 @@ def test_manipulator_expression_reads(benchmark, default_scene, bench_threads):
         return rows
 
     rows = benchmark.pedantic(run, rounds=1, iterations=1)
-    benchmark.extra_info.update({"budget": BUDGET, "fit": fit.metrics, "reads": rows})
+    benchmark.extra_info.update({"budget": bench_budget, "fit": fit.metrics, "reads": rows})
     print("\n[manipulator_expression_reads] " + json.dumps(rows))
     reads = [v for r in rows.values() for k, v in r.items() if k != "frame"]
     assert rows and all(0.0 <= v <= 1.0 for v in reads)

@@ -54,15 +54,14 @@ import os
 
 import torch
 
-BUDGET = os.environ.get("FACEBENCH_BENCH_BUDGET", "quick")
 STEPS = int(os.environ.get("FACEBENCH_BENCH_FIT_STEPS", "0"))  # 0: the preset's own
 TARGET_DB, TARGET_MIN = 28.0, 15.0
 
 
-def test_manipulator_fit_budget(benchmark, default_scene, bench_threads):
+def test_manipulator_fit_budget(benchmark, default_scene, bench_threads, bench_budget):
     from facebench.methods.hypernerf import fit_manipulator, manipulator_preset
 
-    preset = manipulator_preset(BUDGET)
+    preset = manipulator_preset(bench_budget)
     steps = STEPS or preset.steps
     cfg = dataclasses.replace(preset, steps=steps, eval_every=max(steps // 7, 1), eval_frames=0)
     res = benchmark.pedantic(
@@ -72,7 +71,7 @@ def test_manipulator_fit_budget(benchmark, default_scene, bench_threads):
     curve.append((steps, res.metrics["train_time_s"], res.metrics["val_psnr"]))
     reached = [t for _, t, v in curve if v >= TARGET_DB]
     info = {
-        "budget": BUDGET,
+        "budget": bench_budget,
         "threads": bench_threads,
         "steps": steps,
         "train_time_s": res.metrics["train_time_s"],

@@ -37,7 +37,6 @@ import torch
 from facebench.method import RunContext
 from facebench.paths import cache_dir
 
-BUDGET = os.environ.get("FACEBENCH_BENCH_BUDGET", "quick")
 CLIP_SPEC = os.environ.get("FACEBENCH_BENCH_CLIP", "synthclip")
 SCENE = "synthface:default"
 PROMPTS = ("a smiling face with closed eyes", "a surprised face")
@@ -68,10 +67,10 @@ def _report(name: str, info: dict) -> None:
 
 
 @pytest.fixture(scope="module")
-def pac(scene):
+def pac(scene, bench_budget):
     from facebench.methods.pac import PACMethod
 
-    m = PACMethod.create("full", BUDGET, torch.device("cpu"))
+    m = PACMethod.create("full", bench_budget, torch.device("cpu"))
     t0, c0 = time.perf_counter(), time.process_time()
     m.prepare(scene, _ctx())
     m.prepare_wall_s = time.perf_counter() - t0  # type: ignore[attr-defined]
@@ -111,7 +110,7 @@ def expression_capture(m, scene) -> dict[str, float]:
     return out
 
 
-def test_manipulator_fit(benchmark, scene, pac, bench_threads):
+def test_manipulator_fit(benchmark, scene, pac, bench_threads, bench_budget):
     from facebench.methods.pac import PACMethod
 
     def load():
@@ -121,7 +120,7 @@ def test_manipulator_fit(benchmark, scene, pac, bench_threads):
 
     benchmark.pedantic(load, rounds=1, iterations=1)
     info = {
-        "budget": BUDGET,
+        "budget": bench_budget,
         "threads": bench_threads,
         "steps": pac.config.manipulator.steps,
         "template": pac.config.manipulator.template,
@@ -138,7 +137,7 @@ def test_manipulator_fit(benchmark, scene, pac, bench_threads):
 
 
 @pytest.mark.parametrize("method", ["pac", "hypernerf-i"])
-def test_edit(benchmark, scene, pac, clip, method, bench_threads):
+def test_edit(benchmark, scene, pac, clip, method, bench_threads, bench_budget):
     import dataclasses
 
     from facebench.methods.pac import PACMethod
@@ -160,7 +159,7 @@ def test_edit(benchmark, scene, pac, clip, method, bench_threads):
     secs = [t for t, _ in results]
     steps = m.config.edit.steps
     info = {
-        "budget": BUDGET,
+        "budget": bench_budget,
         "threads": bench_threads,
         "clip": clip.backend,
         "clip_meaningful": bool(clip.meaningful),

@@ -41,7 +41,6 @@ import pytest
 
 from facebench.paths import cache_dir
 
-BUDGET = os.environ.get("FACEBENCH_BENCH_BUDGET", "quick")
 CLIP_SPEC = os.environ.get("FACEBENCH_BENCH_CLIP", "synthclip")
 SCENE = os.environ.get("FACEBENCH_BENCH_SCENE", "synthface:default")
 METHODS = ("nerf-ft", "nerfies-i", "hypernerf-i", "pac")
@@ -79,7 +78,7 @@ def _mean(frame: pd.DataFrame, column: str) -> float | None:
     return round(float(frame[column].mean()), 4)
 
 
-def test_table(benchmark, bench_threads):
+def test_table(benchmark, bench_threads, bench_budget):
     from facebench.datasets import load_prompts
     from facebench.runner import RunOptions, run
 
@@ -96,7 +95,7 @@ def test_table(benchmark, bench_threads):
                         scene=SCENE,
                         clip=CLIP_SPEC,
                         out=out,
-                        budget=BUDGET,
+                        budget=bench_budget,
                     )
                 )
                 hashes[(method, prompts)] = summary.config_hash
@@ -136,7 +135,7 @@ def test_table(benchmark, bench_threads):
             "pac_better_au_error": bool(pac["au_error"].mean() < other["au_error"].mean()),
         }
     info = {
-        "budget": BUDGET,
+        "budget": bench_budget,
         "clip": CLIP_SPEC,
         "scene": SCENE,
         "out": str(out),

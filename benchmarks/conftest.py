@@ -2,7 +2,9 @@
 
 ``FACEBENCH_BENCH_THREADS`` sets torch's CPU threads for a benchmark module (default 1:
 on a shared 2-core machine OpenMP threads spin against other processes, and figures per
-core are steadier).
+core are steadier). ``FACEBENCH_BENCH_BUDGET`` picks the methods' step-count preset
+(default ``quick``; ``smoke`` checks a benchmark's harness in seconds, ``full`` is the
+paper's settings, for a GPU).
 """
 
 from __future__ import annotations
@@ -13,6 +15,17 @@ import pytest
 import torch
 
 BENCH_THREADS = int(os.environ.get("FACEBENCH_BENCH_THREADS", "1"))
+BENCH_BUDGET = os.environ.get("FACEBENCH_BENCH_BUDGET", "quick")
+
+
+@pytest.fixture(scope="session")
+def bench_budget() -> str:
+    """The step-count preset every benchmark uses (``$FACEBENCH_BENCH_BUDGET``)."""
+    from facebench.method import BUDGETS
+
+    if BENCH_BUDGET not in BUDGETS:
+        pytest.exit(f"FACEBENCH_BENCH_BUDGET={BENCH_BUDGET!r}: choose one of {', '.join(BUDGETS)}")
+    return BENCH_BUDGET
 
 
 @pytest.fixture(scope="module")
