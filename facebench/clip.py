@@ -37,7 +37,13 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from facebench.errors import FacebenchError
-from facebench.weights import MissingWeightsError, WeightInfo, weight_probe
+from facebench.weights import (
+    MissingWeightsError,
+    WeightInfo,
+    backend_label,
+    state_digest,
+    weight_probe,
+)
 
 __all__ = [
     "ClipAdapter",
@@ -255,12 +261,14 @@ def _quiet_create(open_clip: Any, *args: Any, **kwargs: Any) -> torch.nn.Module:
 def _build(spec: ClipSpec, device: torch.device, download: bool | None) -> ClipAdapter:
     open_clip = _open_clip()
     meaningful = True
+    weights = ""  # digest of weights made or given locally (a pretrained tag names its own)
     if spec.kind == "tiny-random":
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(0)
             model = _quiet_create(open_clip, TINY_ARCH, pretrained=None)
         tokenizer = open_clip.get_tokenizer(TINY_ARCH)
         backend = "open_clip:facebench-tiny:random(seed=0)"
+        weights = state_digest(model)  # torch's initialisation decides them
         meaningful = False
     elif spec.kind == "synthclip":
         module = _synthclip_module()
@@ -269,6 +277,7 @@ def _build(spec: ClipSpec, device: torch.device, download: bool | None) -> ClipA
             raise _synthclip_missing()
         model, _, tokenizer = module.load_synthclip("cpu")
         backend = f"synthclip:{path.parent.name}"
+        weights = state_digest(model)
     elif spec.kind == "file":
         path = Path(spec.source)
         if not path.is_file():
@@ -285,12 +294,19 @@ def _build(spec: ClipSpec, device: torch.device, download: bool | None) -> ClipA
             ) from exc
         tokenizer = open_clip.get_tokenizer(spec.arch)
         backend = f"open_clip:{spec.arch}:file:{path.name}"
+        weights = state_digest(model)
     else:
         model = _load_pretrained(open_clip, spec, download)
         tokenizer = open_clip.get_tokenizer(spec.arch)
         backend = f"open_clip:{spec.arch}:{spec.source}"
     return ClipAdapter(
-        model, tokenizer, spec=spec.text, backend=backend, meaningful=meaningful, device=device
+        model,
+        tokenizer,
+        spec=spec.text,
+        backend=backend,
+        meaningful=meaningful,
+        device=device,
+        weights=weights,
     )
 
 
@@ -360,8 +376,10 @@ class ClipAugment:
 class ClipAdapter:
     """A loaded CLIP model with torch preprocessing, cached text embeddings and CLIP losses.
 
-    Attributes: ``spec`` (as given), ``backend`` (recorded in results),
-    ``meaningful`` (False for ``tiny-random``), ``device``, ``image_size``,
+    Attributes: ``spec`` (as given), ``backend`` (the model's name, hashed into rows),
+    ``weights`` (a digest of weights made or given locally, "" for a pretrained tag),
+    ``label`` (``backend@weights``, recorded in results), ``meaningful`` (False for
+    ``tiny-random``), ``device``, ``image_size``,
     ``embed_dim``, ``mean``/``std`` (the model's own), ``interpolation``,
     ``resize_mode``. The model is frozen (eval, no parameter gradients); gradients
     flow to input images.
@@ -376,11 +394,14 @@ class ClipAdapter:
         backend: str,
         meaningful: bool,
         device: torch.device,
+        weights: str = "",
     ) -> None:
         open_clip = _open_clip()
         self.model = model.to(device).eval().requires_grad_(False)
         self.tokenizer = tokenizer
         self.spec, self.backend, self.meaningful, self.device = spec, backend, meaningful, device
+        self.weights = weights
+        self.label = backend_label(backend, weights)
         cfg = open_clip.get_model_preprocess_cfg(self.model)
         size = cfg.get("size", 224)
         self.image_size: tuple[int, int] = (size, size) if isinstance(size, int) else tuple(size)
@@ -394,11 +415,11 @@ class ClipAdapter:
 
     def __repr__(self) -> str:
         flag = "" if self.meaningful else ", meaningful=False"
-        return f"ClipAdapter({self.backend!r}, device={self.device}{flag})"
+        return f"ClipAdapter({self.label!r}, device={self.device}{flag})"
 
     def info(self) -> dict[str, Any]:
         """What to record with every result made with this model."""
-        return {"clip": self.backend, "meaningful": self.meaningful}
+        return {"clip": self.label, "meaningful": self.meaningful}
 
     # ----------------------------------------------------------- preprocessing
 

@@ -71,10 +71,13 @@ def to_markdown(table: pd.DataFrame, metrics: list[str] | None = None) -> str:
     available = [m for m in (metrics or HEADLINE) if f"{m}_mean" in table.columns]
     header = GROUP + available + ["n"]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    for _, row in table.iterrows():
+    apart = _what_sets_apart(table)
+    for i, row in table.iterrows():
         cells = [str(row[c]) for c in GROUP]
         if row.get("overrides"):  # a --set run shows what it changed next to its variant
             cells[1] += f" ({row['overrides']})"
+        if apart[i]:
+            cells[1] += f" [{apart[i]}]"
         for metric in available:
             mean, std = row[f"{metric}_mean"], row[f"{metric}_std"]
             if pd.isna(mean):
@@ -84,6 +87,21 @@ def to_markdown(table: pd.DataFrame, metrics: list[str] | None = None) -> str:
         cells.append(str(int(row["n"])))
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
+
+
+def _what_sets_apart(table: pd.DataFrame) -> list[str]:
+    """Per row: for groups that would show the same method, variant, scene, prompt set and
+    overrides, the backend and config-hash values that tell them apart (else "")."""
+    hidden = [c for c in table.columns if c.startswith("backend_") or c == "config_hash"]
+    shown = [c for c in [*GROUP, "overrides"] if c in table.columns]
+    out = [""] * len(table)
+    for _, same in table.groupby(shown, sort=False, dropna=False):
+        if len(same) < 2:
+            continue
+        differ = [c for c in hidden if same[c].nunique(dropna=False) > 1]
+        for i, row in same.iterrows():
+            out[i] = ", ".join(dict.fromkeys(str(row[c]) for c in differ))
+    return out
 
 
 def write_leaderboard(directory: Path) -> tuple[Path, Path, pd.DataFrame]:

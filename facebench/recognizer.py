@@ -45,7 +45,13 @@ from facebench.synthclip import (
     train_threads,
 )
 from facebench.train_state import TrainState, atomic_save
-from facebench.weights import MissingWeightsError, WeightInfo, weight_probe
+from facebench.weights import (
+    MissingWeightsError,
+    WeightInfo,
+    backend_label,
+    state_digest,
+    weight_probe,
+)
 
 __all__ = [
     "DEFAULT_RECOGNIZER",
@@ -198,6 +204,7 @@ class SynthFaceRecognizer(nn.Module):
         self.au_names: tuple[str, ...] | None = tuple(au_names)
         self.image_size = size
         self.config_hash = ""
+        self.backend = "recognizer:synthface"  # + config hash @ weights digest once loaded
 
     @torch.no_grad()
     def recognize(self, images: Tensor, batch: int = 256) -> Recognition:
@@ -401,6 +408,7 @@ def load_recognizer_from(path: Path, device: torch.device | str = "cpu") -> Synt
     net.load_state_dict(ckpt["state_dict"])
     model = SynthFaceRecognizer(net, meta["emotions"], meta["au_names"], cfg["image_size"])
     model.config_hash = str(meta.get("config_hash", ""))
+    model.backend = backend_label(f"recognizer:synthface:{model.config_hash}", state_digest(net))
     return model.to(device).eval()
 
 

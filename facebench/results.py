@@ -67,6 +67,11 @@ class ResultStore:
     def has(self, key_row: dict[str, Any]) -> bool:
         return row_key(key_row) in self._keys
 
+    def get(self, key_row: dict[str, Any]) -> dict[str, Any] | None:
+        """The stored row with ``key_row``'s key, or None."""
+        key = row_key(key_row)
+        return next((r for r in self.rows if row_key(r) == key), None)
+
     def append(self, row: dict[str, Any], replace: bool = False) -> None:
         """Add ``row`` (replacing a row with the same key when ``replace``) and write atomically.
 

@@ -162,6 +162,29 @@ def _load_clip(spec: str, device: torch.device, prepare_missing: bool, progress:
     return load_clip(spec, device)
 
 
+def other_weights(rows: Sequence[dict[str, Any]], labels: Sequence[str]) -> list[str]:
+    """The ``backend_*`` values in ``rows`` that name one of the models in ``labels``
+    (``name@weights``) with another weights digest: rows of the same config scored by a
+    retrained model (SynthCLIP trained with another thread count, say)."""
+    current = {label.partition("@")[0]: label for label in labels if "@" in label}
+    found = set()
+    for row in rows:
+        for column, value in row.items():
+            name = value.partition("@")[0] if isinstance(value, str) else ""
+            if column.startswith("backend_") and name in current and value != current[name]:
+                found.add(value)
+    return sorted(found)
+
+
+def _recognizer_label(suite: list[str]) -> list[str]:
+    """The prepared SynthFace recognizer's ``backend@weights`` when ``suite`` uses it."""
+    if not {"expression_r_precision", "au_error"} & set(suite):
+        return []
+    from facebench.recognizer import load_recognizer, recognizer_checkpoint_path
+
+    return [load_recognizer().backend] if recognizer_checkpoint_path() is not None else []
+
+
 def _ensure_recognizer(suite: list[str], progress: Progress) -> None:
     """Train the SynthFace expression recognizer on first use when the suite needs it."""
     if not {"expression_r_precision", "au_error"} & set(suite):
@@ -238,7 +261,9 @@ def run(options: RunOptions, progress: Progress = no_progress) -> RunSummary:
         },
         "method_config": method.config_dict(),
         "clip": clip_spec,
-        "clip_backend": clip.backend,  # which weights: a retrained SynthCLIP is a new config
+        # the model's name; its weights' digest (clip.label) is recorded in each row, not
+        # hashed, so a retrained SynthCLIP is noted on re-runs rather than silently re-keyed
+        "clip_backend": clip.backend,
     }
     chash = config_hash(run_config)
     summary.config_hash = chash
@@ -256,6 +281,20 @@ def run(options: RunOptions, progress: Progress = no_progress) -> RunSummary:
         if options.force or not store.has({**base, "prompt": prompt, "seed": seed})
     ]
     summary.skipped_rows = len(prompt_set.prompts) * options.seeds - len(todo)
+    if summary.skipped_rows:
+        present = [
+            store.get({**base, "prompt": prompt, "seed": seed})
+            for seed in range(options.seeds)
+            for prompt in prompt_set.prompts
+            if (prompt, seed) not in todo
+        ]
+        labels = [clip.label, *_recognizer_label(SUITES[options.suite])]
+        stale = other_weights([r for r in present if r], labels)
+        if stale:
+            summary.notes.append(
+                f"rows already present were scored with other weights ({', '.join(stale)}; "
+                f"now {', '.join(labels)}): same config, retrained model; --force recomputes them"
+            )
     if not todo:
         summary.notes.append("every row is already in the leaderboard (use --force to recompute)")
         return summary
@@ -263,6 +302,7 @@ def run(options: RunOptions, progress: Progress = no_progress) -> RunSummary:
     overrides = " ".join(options.overrides)
     if overrides:
         run_config["overrides"] = list(options.overrides)
+    run_config["clip_weights"] = clip.weights  # recorded, not hashed (see clip_backend)
     run_dir = out / "runs" / f"{options.method}-{options.variant}-{chash}"
     run_dir.mkdir(parents=True, exist_ok=True)
     with atomic_file(run_dir / "config.json", "w") as fh:

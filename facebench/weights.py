@@ -20,6 +20,7 @@ import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from facebench.errors import FacebenchError
 
@@ -89,6 +90,27 @@ LPIPS_BACKBONES: dict[str, dict[str, object]] = {
     },
 }
 PROVENANCE_SUFFIX = ".facebench.json"
+
+
+def state_digest(module: Any, length: int = 12) -> str:
+    """A short sha256 of a model's weights: every state-dict entry's name, dtype, shape and
+    bytes, in name order. Two trainings of one config that ended in different weights (as
+    with another thread count) get different digests; a reload of one file the same."""
+    import torch
+
+    h = hashlib.sha256()
+    for name, value in sorted(module.state_dict().items()):
+        if not isinstance(value, torch.Tensor):
+            continue
+        t = value.detach().to("cpu").contiguous()
+        h.update(f"{name}:{t.dtype}:{tuple(t.shape)};".encode())
+        h.update(t.view(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    return h.hexdigest()[:length]
+
+
+def backend_label(backend: str, weights: str) -> str:
+    """``backend@weights`` (a model's name and its weights' digest), or ``backend`` alone."""
+    return f"{backend}@{weights}" if weights else backend
 
 
 def lpips_backbone_path(net: str) -> Path:

@@ -30,7 +30,7 @@ class _ClipMetric(FacebenchMetric):
     ) -> None:
         super().__init__(**kwargs)
         self.clip = clip if isinstance(clip, ClipAdapter) else load_clip(clip, device)
-        self.backend = self.clip.backend
+        self.backend = self.clip.label  # the model and its weights' digest
         self.meaningful = self.clip.meaningful
 
     @torch.no_grad()

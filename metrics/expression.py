@@ -106,8 +106,6 @@ def resolve_recognizer(
 
 
 def _backend(recognizer: ExpressionRecognizer) -> str:
-    if isinstance(recognizer, SynthFaceRecognizer):
-        return f"recognizer:synthface:{getattr(recognizer, 'config_hash', '')}".rstrip(":")
     return str(getattr(recognizer, "backend", f"recognizer:{type(recognizer).__name__}"))
 
 

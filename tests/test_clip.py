@@ -104,11 +104,31 @@ def test_tiny_random_is_labelled_and_deterministic(tiny):
     assert load_clip("tiny-random", "cpu") is tiny  # shared per (spec, device)
 
 
+def test_state_digest_tells_weights_apart_and_survives_a_reload(tiny):
+    from facebench.weights import backend_label, state_digest
+
+    digest = state_digest(tiny.model)
+    assert len(digest) == 12 and int(digest, 16) >= 0
+    copy = load_clip("tiny-random", "cpu", cache=False)
+    assert state_digest(copy.model) == digest == tiny.weights
+    with torch.no_grad():
+        param = next(copy.model.parameters())
+        param.view(-1)[0] = torch.nextafter(param.view(-1)[0], torch.tensor(float("inf")))
+    assert state_digest(copy.model) != digest  # one weight one ulp away
+    renamed = torch.nn.Linear(2, 2)
+    same = torch.nn.Sequential(torch.nn.Linear(2, 2))
+    same[0].load_state_dict(renamed.state_dict())
+    assert state_digest(same) != state_digest(renamed)  # names count ("0.weight" vs "weight")
+    assert backend_label("synthclip:abc", digest) == f"synthclip:abc@{digest}"
+    assert backend_label("open_clip:ViT-B-32:openai", "") == "open_clip:ViT-B-32:openai"
+
+
 def test_local_checkpoint_loads_with_weights_only(tiny, tmp_path):
     path = tmp_path / "tiny.pt"
     torch.save(tiny.model.state_dict(), path)
     adapter = load_clip(f"facebench-tiny:{path}", "cpu", cache=False)
     assert adapter.meaningful is True and "tiny.pt" in adapter.backend
+    assert adapter.weights == tiny.weights and adapter.label.endswith(f"@{tiny.weights}")
     x = torch.rand(2, 3, 40, 40)
     assert torch.allclose(adapter.encode_images(x), tiny.encode_images(x), atol=1e-6)
 

@@ -61,7 +61,7 @@ def test_clip_score_is_floored_cosine_times_100(tiny):
     m.update(images, PROMPTS[:3])
     cos = (tiny.encode_images(images) * tiny.encode_text(PROMPTS[:3])).sum(-1)
     assert torch.allclose(m.per_sample(), 100 * cos.clamp(min=0), atol=1e-4)
-    assert m.summary()["backend"] == tiny.backend
+    assert m.summary()["backend"] == tiny.label == f"{tiny.backend}@{tiny.weights}"
 
 
 def test_clip_directional_is_one_when_image_moves_with_text(tiny):

@@ -108,6 +108,9 @@ def test_aggregate_mean_std_order_and_backend_split():
     assert pac["n"] == 2
     md = to_markdown(table)
     assert "22.000 ± 2.828" in md
+    # the two pac/full groups say what sets them apart; the others need nothing
+    assert "| pac | full [synthclip] |" in md and "| pac | full [tiny-random] |" in md
+    assert "| pac | no-tv |" in md and "| nerf-ft | full |" in md
 
 
 def test_write_leaderboard_files_and_errors(tmp_path):

@@ -82,6 +82,19 @@ def test_run_writes_rows_renders_config_and_resumes(workdir, capsys):
     assert "0 row(s) written, 2 already present" in capsys.readouterr().out
     assert (out / "leaderboard.csv").read_bytes() == first
 
+    # rows of the same config scored by another training of the model (another weights
+    # digest) are kept, but the re-run says so
+    from facebench.clip import load_clip
+
+    label = load_clip("tiny-random", "cpu").label
+    retrained = label.replace(label.partition("@")[2], "000000000000")
+    (out / "leaderboard.csv").write_text(first.decode().replace(label, retrained))
+    _run(workdir)
+    said = capsys.readouterr().out
+    assert "0 row(s) written, 2 already present" in said
+    assert "other weights" in said and "@000000000000" in said and "--force" in said
+    (out / "leaderboard.csv").write_bytes(first)
+
     main(["leaderboard", str(out)])
     summary = pd.read_csv(out / "leaderboard_summary.csv")
     assert len(summary) == 1 and summary.loc[0, "method"] == "pac"
@@ -181,3 +194,15 @@ def test_set_overrides_the_method_config_in_its_own_rows(workdir, capsys):
         err = capsys.readouterr().err.strip().splitlines()
         assert len(err) == 1 and err[0].startswith("facebench: error: --set") and says in err[0]
     assert not (workdir / "set-bad").exists()
+
+
+def test_other_weights_finds_rows_scored_by_a_retrained_model():
+    from facebench.runner import other_weights
+
+    rows = [
+        {"backend_clip_score": "synthclip:abc@111", "backend_lpips": "lpips", "prompt": "a@b"},
+        {"backend_clip_score": "synthclip:abc@333", "backend_au_error": "recognizer:h@222"},
+    ]
+    assert other_weights(rows, ["synthclip:abc@333", "recognizer:h@222"]) == ["synthclip:abc@111"]
+    assert other_weights(rows, ["recognizer:h@999"]) == ["recognizer:h@222"]
+    assert other_weights(rows, ["open_clip:ViT-B-32:openai", "synthclip:other@111"]) == []
