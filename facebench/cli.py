@@ -222,28 +222,25 @@ def run_cmd(
 
       facebench run --method pac --prompts emotions.txt --set edit.steps=600 --set tv_weight=0.1
     """
-    from pathlib import Path
+    options = _run_options(locals())  # first: locals() is the command's parameters
+    from facebench.runner import run
 
-    from facebench.runner import RunOptions, run
-
-    options = RunOptions(
-        method=method,
-        prompts=prompts,
-        scene=scene,
-        clip=clip,
-        seeds=seeds,
-        out=Path(out),
-        suite=suite,
-        budget=budget,
-        variant=variant,
-        force=force,
-        device=device,
-        prepare_missing=prepare,
-        overrides=tuple(overrides or ()),
-    )
     with progress_bars(console) as bars:
         summary = run(options, progress=RichProgress(bars))
     _print_summary(summary)
+
+
+def _run_options(params: dict):
+    """A command's parameters as :class:`~facebench.runner.RunOptions` (they are named as its
+    fields, except ``prepare`` for ``prepare_missing`` and ``--set``'s list of strings)."""
+    from pathlib import Path
+
+    from facebench.runner import RunOptions
+
+    p = dict(params)
+    p["prepare_missing"] = p.pop("prepare")
+    p["out"], p["overrides"] = Path(p["out"]), tuple(p["overrides"] or ())
+    return RunOptions(**p)
 
 
 def _print_summary(summary) -> None:
@@ -302,25 +299,12 @@ def ablate_cmd(
 
       facebench ablate --method pac --set edit.steps=600
     """
+    options = _run_options(locals())  # first: locals() is the command's parameters
     import dataclasses
-    from pathlib import Path
 
     from facebench.registry import METHODS
-    from facebench.runner import RunOptions, run
+    from facebench.runner import run
 
-    options = RunOptions(
-        method=method,
-        prompts=prompts,
-        scene=scene,
-        clip=clip,
-        seeds=seeds,
-        out=Path(out),
-        budget=budget,
-        force=force,
-        device=device,
-        prepare_missing=prepare,
-        overrides=tuple(overrides or ()),
-    )
     variants = list(getattr(METHODS.get(method).obj, "variants", {"full": {}}))
     with progress_bars(console) as bars:
         summaries = [
