@@ -401,7 +401,6 @@ class ClipAdapter:
         self.tokenizer = tokenizer
         self.spec, self.backend, self.meaningful, self.device = spec, backend, meaningful, device
         self.weights = weights
-        self.label = backend_label(backend, weights)
         cfg = open_clip.get_model_preprocess_cfg(self.model)
         size = cfg.get("size", 224)
         self.image_size: tuple[int, int] = (size, size) if isinstance(size, int) else tuple(size)
@@ -412,6 +411,11 @@ class ClipAdapter:
         self.fill = float(cfg.get("fill_color", 0)) / 255.0
         self._text: dict[str, Tensor] = {}
         self.embed_dim = int(self.encode_text(["a photo of a face"]).shape[-1])
+
+    @property
+    def label(self) -> str:
+        """``backend@weights``: what results record as the model that scored them."""
+        return backend_label(self.backend, self.weights)
 
     def __repr__(self) -> str:
         flag = "" if self.meaningful else ", meaningful=False"

@@ -176,9 +176,13 @@ def other_weights(rows: Sequence[dict[str, Any]], labels: Sequence[str]) -> list
     return sorted(found)
 
 
+#: the metrics that need the expression recognizer
+RECOGNIZER_METRICS = frozenset({"expression_r_precision", "au_error"})
+
+
 def _recognizer_label(suite: list[str]) -> list[str]:
     """The prepared SynthFace recognizer's ``backend@weights`` when ``suite`` uses it."""
-    if not {"expression_r_precision", "au_error"} & set(suite):
+    if not RECOGNIZER_METRICS & set(suite):
         return []
     from facebench.recognizer import load_recognizer, recognizer_checkpoint_path
 
@@ -187,7 +191,7 @@ def _recognizer_label(suite: list[str]) -> list[str]:
 
 def _ensure_recognizer(suite: list[str], progress: Progress) -> None:
     """Train the SynthFace expression recognizer on first use when the suite needs it."""
-    if not {"expression_r_precision", "au_error"} & set(suite):
+    if not RECOGNIZER_METRICS & set(suite):
         return
     from facebench.recognizer import prepare_recognizer, recognizer_checkpoint_path
 
@@ -274,22 +278,18 @@ def run(options: RunOptions, progress: Progress = no_progress) -> RunSummary:
         "prompt_set": prompt_set.name,
         "config_hash": chash,
     }
-    todo = [
-        (prompt, seed)
-        for seed in range(options.seeds)
-        for prompt in prompt_set.prompts
-        if options.force or not store.has({**base, "prompt": prompt, "seed": seed})
-    ]
-    summary.skipped_rows = len(prompt_set.prompts) * options.seeds - len(todo)
-    if summary.skipped_rows:
-        present = [
-            store.get({**base, "prompt": prompt, "seed": seed})
-            for seed in range(options.seeds)
-            for prompt in prompt_set.prompts
-            if (prompt, seed) not in todo
-        ]
+    todo, present = [], []  # rows to compute; rows already in the CSV (skipped)
+    for seed in range(options.seeds):
+        for prompt in prompt_set.prompts:
+            row = None if options.force else store.get({**base, "prompt": prompt, "seed": seed})
+            if row is None:
+                todo.append((prompt, seed))
+            else:
+                present.append(row)
+    summary.skipped_rows = len(present)
+    if present:
         labels = [clip.label, *_recognizer_label(SUITES[options.suite])]
-        stale = other_weights([r for r in present if r], labels)
+        stale = other_weights(present, labels)
         if stale:
             summary.notes.append(
                 f"rows already present were scored with other weights ({', '.join(stale)}; "
