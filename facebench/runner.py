@@ -176,6 +176,20 @@ def other_weights(rows: Sequence[dict[str, Any]], labels: Sequence[str]) -> list
     return sorted(found)
 
 
+def _other_weights_note(
+    present: Sequence[dict[str, Any]], labels: Sequence[str | None]
+) -> list[str]:
+    """A note when ``present`` rows were made or scored with other weights than ``labels``."""
+    now = [label for label in labels if label]
+    stale = other_weights(present, now)
+    if not stale:
+        return []
+    return [
+        f"rows already present were made or scored with other weights ({', '.join(stale)}; "
+        f"now {', '.join(now)}): same config, retrained model; --force recomputes them"
+    ]
+
+
 #: the metrics that need the expression recognizer
 RECOGNIZER_METRICS = frozenset({"expression_r_precision", "au_error"})
 
@@ -287,15 +301,9 @@ def run(options: RunOptions, progress: Progress = no_progress) -> RunSummary:
             else:
                 present.append(row)
     summary.skipped_rows = len(present)
-    if present:
-        labels = [clip.label, *_recognizer_label(SUITES[options.suite])]
-        stale = other_weights(present, labels)
-        if stale:
-            summary.notes.append(
-                f"rows already present were scored with other weights ({', '.join(stale)}; "
-                f"now {', '.join(labels)}): same config, retrained model; --force recomputes them"
-            )
-    if not todo:
+    labels = [clip.label, *_recognizer_label(SUITES[options.suite])] if present else []
+    if not todo:  # the scene model is not loaded, so only the scoring models are checked
+        summary.notes.extend(_other_weights_note(present, labels))
         summary.notes.append("every row is already in the leaderboard (use --force to recompute)")
         return summary
 
@@ -310,6 +318,9 @@ def run(options: RunOptions, progress: Progress = no_progress) -> RunSummary:
 
     ctx = RunContext(device=device, cache_dir=cache_dir(), seed=0, progress=progress)
     method.prepare(scene, ctx)
+    # the fitted scene model's NAME@DIGEST (a method may not say; see facebench.method)
+    scene_model = getattr(method, "scene_model_label", None)
+    summary.notes.extend(_other_weights_note(present, [*labels, scene_model]))
     with torch.no_grad():
         neutral = method.render(scene.eval_cameras.to(device), None)
     if options.prepare_missing and scene.gt is not None:
@@ -342,6 +353,7 @@ def run(options: RunOptions, progress: Progress = no_progress) -> RunSummary:
             **values,
             **cost.as_row(),
             **{f"backend_{k}": v for k, v in backends.items()},
+            **({"backend_scene_model": scene_model} if scene_model else {}),
             "device": str(device),
             "budget": options.budget,
             **versions,

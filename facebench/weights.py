@@ -92,16 +92,28 @@ LPIPS_BACKBONES: dict[str, dict[str, object]] = {
 PROVENANCE_SUFFIX = ".facebench.json"
 
 
-def state_digest(module: Any, length: int = 12) -> str:
+def state_digest(state: Any, length: int = 12) -> str:
     """A short sha256 of a model's weights: every state-dict entry's name, dtype, shape and
     bytes, in name order. Two trainings of one config that ended in different weights (as
-    with another thread count) get different digests; a reload of one file the same."""
+    with another thread count) get different digests; a reload of one file the same.
+
+    ``state`` is a module (its ``state_dict()``) or a mapping of tensors, nested mappings
+    of tensors under dotted names (non-tensor entries, such as a config, are skipped).
+    """
     import torch
 
+    def flat(d: Any, prefix: str = "") -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for k, v in d.items():
+            if isinstance(v, dict):
+                out.update(flat(v, f"{prefix}{k}."))
+            elif isinstance(v, torch.Tensor):
+                out[f"{prefix}{k}"] = v
+        return out
+
     h = hashlib.sha256()
-    for name, value in sorted(module.state_dict().items()):
-        if not isinstance(value, torch.Tensor):
-            continue
+    tensors = flat(state.state_dict() if hasattr(state, "state_dict") else state)
+    for name, value in sorted(tensors.items()):
         t = value.detach().to("cpu").contiguous()
         h.update(f"{name}:{t.dtype}:{tuple(t.shape)};".encode())
         h.update(t.view(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")

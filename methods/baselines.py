@@ -28,6 +28,7 @@ from facebench.method import RunContext, apply_overrides, config_hash
 from facebench.registry import register_method
 from facebench.render import Cameras, OccupancyGrid, RenderConfig
 from facebench.scene import neutral_frame
+from facebench.weights import backend_label, state_digest
 
 from .clip_edit import EditConfig, clip_optimize, edit_preset
 from .hypernerf import (
@@ -179,6 +180,7 @@ class NeRFFT:
         self.device = torch.device(device) if device is not None else torch.device("cpu")
         self.variant, self.budget = variant, budget
         self.nerf: Any = None
+        self.cache_key = ""  # the fitted NeRF's cache folder name (set by prepare)
 
     @classmethod
     def create(
@@ -223,12 +225,8 @@ class NeRFFT:
 
         self.device = torch.device(ctx.device)
         ncfg = self._nerf_config(scene)
-        d = (
-            Path(ctx.cache_dir)
-            / "nerf_ft"
-            / scene_key(scene)
-            / config_hash({"nerf": dataclasses.asdict(ncfg), "seed": self.config.seed})
-        )
+        self.cache_key = config_hash({"nerf": dataclasses.asdict(ncfg), "seed": self.config.seed})
+        d = Path(ctx.cache_dir) / "nerf_ft" / scene_key(scene) / self.cache_key
         path = d / "model.pt"
         if path.exists() and not ctx.force:
             self.nerf = NeRF.load(path, self.device)
@@ -251,6 +249,13 @@ class NeRFFT:
         tr = train_ids(scene)
         self.train_cameras: Cameras = scene.cameras[torch.tensor(tr)].to(self.device)
         self.neutral_id = neutral_frame(scene)
+
+    @property
+    def scene_model_label(self) -> str | None:
+        """``nerf:<cache key>@<digest>`` of the fitted static NeRF (None before :meth:`prepare`)."""
+        if self.nerf is None:
+            return None
+        return backend_label(f"nerf:{self.cache_key}", state_digest(self.nerf.state_dict()))
 
     def _rcfg(self, ecfg: EditConfig | None = None) -> RenderConfig:
         c = self.nerf.config

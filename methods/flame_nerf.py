@@ -80,6 +80,7 @@ from facebench.render.mlp import make_mlp
 from facebench.render.occupancy import OccupancyGrid
 from facebench.scene import neutral_frame
 from facebench.train_state import atomic_save
+from facebench.weights import backend_label, state_digest
 
 __all__ = [
     "FlameNerf",
@@ -594,6 +595,13 @@ class FlameNerf:
         (folder / "checkpoint.pt").unlink(missing_ok=True)
         self.train_seconds = seconds
         self.trained_steps = self.config.steps
+
+    @property
+    def scene_model_label(self) -> str | None:
+        """``flame-nerf:<cache key>@<digest>`` of the fitted model (None before :meth:`prepare`)."""
+        if self.model is None or self.cache_path is None:
+            return None
+        return backend_label(f"flame-nerf:{self.cache_path.name}", state_digest(self.model))
 
     def warp_alpha(self, step: int) -> float:
         """Coarse-to-fine window of the deformation encoding at training ``step``.

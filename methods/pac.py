@@ -66,6 +66,7 @@ from facebench.render import (
     make_mlp,
 )
 from facebench.scene import neutral_frame
+from facebench.weights import backend_label, state_digest
 
 from .clip_edit import EditConfig, clip_optimize, edit_preset, resize_cameras
 from .hypernerf import (
@@ -74,6 +75,7 @@ from .hypernerf import (
     SceneManipulator,
     code_ids,
     expand_occupancy,
+    fit_hash,
     load_or_fit_manipulator,
     manipulator_preset,
     render_cameras,
@@ -423,6 +425,16 @@ class PACMethod:
         d["method"] = self.name
         d["manipulator_trainer"] = TRAINER_VERSION  # a refitted manipulator is a new config
         return d
+
+    @property
+    def scene_model_label(self) -> str | None:
+        """``manipulator:<fit hash>@<digest>`` of the fitted manipulator and its occupancy
+        grid (None before :meth:`prepare`); the runner records it as ``backend_scene_model``."""
+        if self.model is None:
+            return None
+        grid = self.occupancy.state_dict() if self.occupancy is not None else {}
+        digest = state_digest({"model": self.model.state_dict(), "occupancy": grid})
+        return backend_label(f"manipulator:{fit_hash(self.config.manipulator)}", digest)
 
     # -- prepare -----------------------------------------------------------------------------
     def prepare(self, scene: Any, ctx: RunContext) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 import torch
 
@@ -102,3 +104,8 @@ def test_nerf_ft_fits_finetunes_and_keeps_the_original(toy, clip, tmp_path):
     m2 = NeRFFT(m.config, CPU)
     m2.prepare(toy, ctx)
     assert torch.equal(m2.render(toy.eval_cameras), neutral)
+    assert re.fullmatch(r"nerf:[0-9a-f]{12}@[0-9a-f]{12}", m.scene_model_label)
+    assert m2.scene_model_label == m.scene_model_label
+    with torch.no_grad():
+        next(m2.nerf.coarse.parameters()).view(-1)[0] += 1e-3
+    assert m2.scene_model_label != m.scene_model_label

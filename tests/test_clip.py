@@ -100,7 +100,11 @@ def test_tiny_random_is_labelled_and_deterministic(tiny):
     other = load_clip("tiny-random", "cpu", cache=False)
     assert other is not tiny
     prompts = ["a smiling face", "a face with closed eyes"]
-    assert torch.allclose(tiny.encode_text(prompts), other.encode_text(prompts))
+    # the same weights; the features agree to float rounding (an adapter first used with
+    # one thread, as in other test modules, can round differently: 1.8e-7 measured)
+    torch.testing.assert_close(
+        tiny.encode_text(prompts), other.encode_text(prompts), atol=1e-6, rtol=1e-5
+    )
     assert load_clip("tiny-random", "cpu") is tiny  # shared per (spec, device)
 
 

@@ -183,6 +183,8 @@ def test_cache_round_trip_loads_weights_only(fitted, scene, monkeypatch):
     monkeypatch.setattr(m2, "_train", no_training)
     m2.prepare(scene, ctx_for(cache))
     assert_same_state(m.model, m2.model)
+    assert m2.scene_model_label == m.scene_model_label
+    assert m.scene_model_label.startswith(f"flame-nerf:{m.cache_path.name}@")
     assert torch.equal(m.render(scene.eval_cameras[0]), m2.render(scene.eval_cameras[0]))
 
 

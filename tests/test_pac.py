@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import dataclasses
+import re
 
 import pytest
 import torch
 
 from facebench.method import RunContext, apply_overrides
 from facebench.methods.clip_edit import perturb_cameras, resize_cameras
-from facebench.methods.hypernerf import cache_paths, make_toy_scene
+from facebench.methods.hypernerf import cache_paths, fit_hash, make_toy_scene
 from facebench.methods.pac import (
     PAC,
     PACConfig,
@@ -231,10 +232,17 @@ def test_prepare_anchors_and_neutral_render(prepared, toy):
     assert torch.equal(m.anchors[0], m.model.deform_codes.weight[0])
     imgs = m.render(toy.eval_cameras)
     assert imgs.shape == (3, 12, 12, 3) and imgs.min() >= 0 and imgs.max() <= 1
-    # a second prepare loads the cached manipulator
+    # a second prepare loads the cached manipulator: the same weights, the same label
     m2 = PACMethod(m.config, CPU)
+    assert m2.scene_model_label is None  # not fitted yet
     m2.prepare(toy, RunContext(device=CPU, cache_dir=cache))
     assert torch.equal(m2.render(toy.eval_cameras), imgs)
+    label = m.scene_model_label
+    assert re.fullmatch(rf"manipulator:{fit_hash(m.config.manipulator)}@[0-9a-f]{{12}}", label)
+    assert m2.scene_model_label == label
+    with torch.no_grad():  # one weight moved: another digest
+        m2.model.deform_codes.weight[0, 0] += 1e-3
+    assert m2.scene_model_label != label
 
 
 def test_pac_edit_reduces_clip_loss_and_is_deterministic(prepared, toy, clip):

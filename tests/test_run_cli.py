@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pandas as pd
 import pytest
@@ -93,6 +94,18 @@ def test_run_writes_rows_renders_config_and_resumes(workdir, capsys):
     said = capsys.readouterr().out
     assert "0 row(s) written, 2 already present" in said
     assert "other weights" in said and "@000000000000" in said and "--force" in said
+    # the fitted scene model is named in each row too; a row still to compute loads it,
+    # and present rows made from other scene-model weights are noted
+    (scene_model,) = set(rows["backend_scene_model"])
+    assert re.fullmatch(r"manipulator:[0-9a-f]{12}@[0-9a-f]{12}", scene_model)
+    head, second = first.decode().rstrip("\n").rsplit("\n", 1)
+    assert PROMPTS[1] in second
+    refit = scene_model.partition("@")[0] + "@000000000000"  # same config, other weights
+    (out / "leaderboard.csv").write_text(head.replace(scene_model, refit) + "\n")
+    _run(workdir)
+    said = capsys.readouterr().out
+    assert "1 row(s) written, 1 already present" in said
+    assert f"other weights ({refit}" in said.replace("\n", "")
     (out / "leaderboard.csv").write_bytes(first)
 
     main(["leaderboard", str(out)])
