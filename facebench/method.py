@@ -15,7 +15,10 @@ A scene method is a class registered with
 ``cls.create(variant=..., budget=..., device=...)`` -- plus ``overrides=`` (a mapping
 of config fields, dotted for nested configs, applied with :func:`apply_overrides`)
 when the user passes ``--set KEY=VALUE``; its ``variants`` mapping names the
-ablations the leaderboard shows (``"full"`` is the method itself).
+ablations the leaderboard shows (``"full"`` is the method itself). Optionally, a
+``scene_model_label`` property gives the fitted scene model's ``NAME@DIGEST``
+(:func:`facebench.weights.state_digest`) after ``prepare``; the runner writes it to
+each row as ``backend_scene_model``.
 Budgets name step-count presets: ``smoke`` (seconds, for CI), ``quick``
 (minutes on a CPU) and ``full`` (the paper's settings, for a GPU).
 """
