@@ -39,6 +39,8 @@ def weights_table() -> Table:
     table.add_column("how to get it", overflow="fold")
     for row in weight_status():
         status = "[green]present[/green]" if row.present else "[red]missing[/red]"
+        if row.present and row.label:  # as the leaderboard rows name these weights
+            status += f"\n{row.label}"
         table.add_row(row.name, status, row.location, "" if row.present else row.how_to)
     return table
 

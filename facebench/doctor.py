@@ -6,6 +6,7 @@ import importlib
 import importlib.metadata
 import platform
 import sys
+from typing import Any
 
 OPTIONAL_PACKAGES = {
     # import name -> distribution name
@@ -37,6 +38,11 @@ def _package_row(module: str, dist: str) -> tuple[str, str, str]:
     return (module, "ok", version)
 
 
+def _where(w: Any) -> str:
+    """A present model's location, after its ``NAME@DIGEST`` label when it has one."""
+    return f"{w.label} ({w.location})" if w.label else w.location
+
+
 def doctor_report() -> list[tuple[str, list[tuple[str, str, str]]]]:
     """Sections of (item, status, detail) rows."""
     import torch
@@ -61,7 +67,7 @@ def doctor_report() -> list[tuple[str, list[tuple[str, str, str]]]]:
     from facebench.weights import weight_status
 
     weights = [
-        (w.name, "present" if w.present else "missing", w.location if w.present else w.how_to)
+        (w.name, "present" if w.present else "missing", _where(w) if w.present else w.how_to)
         for w in weight_status()
     ]
     return [("system", system), ("packages", packages), ("model weights", weights)]

@@ -49,6 +49,7 @@ from facebench.weights import (
     MissingWeightsError,
     WeightInfo,
     backend_label,
+    checkpoint_label,
     state_digest,
     weight_probe,
 )
@@ -528,11 +529,13 @@ def render_expression_data(
 @weight_probe
 def _probe() -> list[WeightInfo]:
     path = recognizer_checkpoint_path(DEFAULT_RECOGNIZER)
+    where = recognizer_dir(DEFAULT_RECOGNIZER)
     return [
         WeightInfo(
             name="expression recognizer (facebench-trained, SynthFace only)",
             present=path is not None,
-            location=str(path or recognizer_dir(DEFAULT_RECOGNIZER)),
+            location=str(path or where),
             how_to="run `facebench prepare recognizer`",
+            label=checkpoint_label(f"recognizer:synthface:{where.name}", path),
         )
     ]

@@ -47,7 +47,7 @@ from facebench.method import Progress, config_hash, no_progress
 from facebench.paths import atomic_file, cache_dir, file_lock
 from facebench.threads import env_threads
 from facebench.train_state import TrainState, atomic_save
-from facebench.weights import MissingWeightsError, WeightInfo, weight_probe
+from facebench.weights import MissingWeightsError, WeightInfo, checkpoint_label, weight_probe
 
 __all__ = [
     "DataRecipe",
@@ -1299,5 +1299,6 @@ def _probe() -> list[WeightInfo]:
             present=path is not None,
             location=str(path or where),
             how_to="run `facebench prepare synthclip` (13-24 min on 2 CPU cores)",
+            label=checkpoint_label(f"synthclip:{where.name}", path),
         )
     ]

@@ -35,6 +35,9 @@ class WeightInfo:
     present: bool
     location: str
     how_to: str
+    # for weights made locally: ``NAME@DIGEST`` as the leaderboard's ``backend_*`` columns
+    # name them (:func:`checkpoint_label`); "" otherwise
+    label: str = ""
 
 
 _PROBES: list[Callable[[], list[WeightInfo]]] = []
@@ -123,6 +126,21 @@ def state_digest(state: Any, length: int = 12) -> str:
 def backend_label(backend: str, weights: str) -> str:
     """``backend@weights`` (a model's name and its weights' digest), or ``backend`` alone."""
     return f"{backend}@{weights}" if weights else backend
+
+
+def checkpoint_label(backend: str, path: Path | None) -> str:
+    """``backend@DIGEST`` of a facebench checkpoint file (``{"state_dict": ..., "meta": ...}``,
+    loaded with ``weights_only=True``) -- the digest :func:`state_digest` gives the loaded
+    model, without building it; "" when ``path`` is None, ``backend@unreadable`` if it fails."""
+    import torch
+
+    if path is None:
+        return ""
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)["state_dict"]
+    except Exception:  # a diagnostic must not crash; loading it for real says why
+        return f"{backend}@unreadable"
+    return backend_label(backend, state_digest(state))
 
 
 def lpips_backbone_path(net: str) -> Path:

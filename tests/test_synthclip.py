@@ -122,6 +122,13 @@ def test_prepare_save_load_round_trip(cache):
         a = model.encode_image(images), model.encode_text(text)
         b = again.encode_image(images), again.encode_text(text)
     assert torch.equal(a[0], b[0]) and torch.equal(a[1], b[1])
+    # `facebench weights` names the file's weights as the loaded model's rows do
+    from facebench.weights import checkpoint_label, state_digest
+
+    assert checkpoint_label("synthclip:x", path) == f"synthclip:x@{state_digest(model)}"
+    path.with_name("broken.pt").write_bytes(b"not a checkpoint")
+    assert checkpoint_label("synthclip:x", path.with_name("broken.pt")) == "synthclip:x@unreadable"
+    assert checkpoint_label("synthclip:x", None) == ""
     # cached: a second prepare returns at once without training
     assert sc.prepare_synthclip(config=cfg, data=None) == path
 
