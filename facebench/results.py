@@ -57,20 +57,22 @@ def _cell(value: Any) -> Any:
 
 
 class ResultStore:
-    """A results CSV with resume-by-key: ``has(row)``, ``append(row)``."""
+    """A results CSV with resume-by-key: ``has(row)``, ``get(row)``, ``append(row)``."""
 
     def __init__(self, path: Path):
         self.path = Path(path)
+        self._load()
+
+    def _load(self) -> None:
         self.rows: list[dict[str, Any]] = list(read_rows(self.path))
-        self._keys = {row_key(r) for r in self.rows}
+        self._by_key = {row_key(r): r for r in self.rows}
 
     def has(self, key_row: dict[str, Any]) -> bool:
-        return row_key(key_row) in self._keys
+        return row_key(key_row) in self._by_key
 
     def get(self, key_row: dict[str, Any]) -> dict[str, Any] | None:
         """The stored row with ``key_row``'s key, or None."""
-        key = row_key(key_row)
-        return next((r for r in self.rows if row_key(r) == key), None)
+        return self._by_key.get(row_key(key_row))
 
     def append(self, row: dict[str, Any], replace: bool = False) -> None:
         """Add ``row`` (replacing a row with the same key when ``replace``) and write atomically.
@@ -80,12 +82,11 @@ class ResultStore:
         """
         key = row_key(row)
         with file_lock(self.path.with_name(f".{self.path.name}.lock")):
-            self.rows = list(read_rows(self.path))
-            self._keys = {row_key(r) for r in self.rows}
-            if key in self._keys:
+            self._load()
+            if key in self._by_key:
                 if not replace:
                     return
                 self.rows = [r for r in self.rows if row_key(r) != key]
             self.rows.append(row)
-            self._keys.add(key)
+            self._by_key[key] = row
             write_rows_atomic(self.path, self.rows)

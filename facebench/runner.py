@@ -198,9 +198,11 @@ def _recognizer_label(suite: list[str]) -> list[str]:
     """The prepared SynthFace recognizer's ``backend@weights`` when ``suite`` uses it."""
     if not RECOGNIZER_METRICS & set(suite):
         return []
-    from facebench.recognizer import load_recognizer, recognizer_checkpoint_path
+    from facebench.recognizer import recognizer_checkpoint_path
+    from facebench.weights import checkpoint_label
 
-    return [load_recognizer().backend] if recognizer_checkpoint_path() is not None else []
+    path = recognizer_checkpoint_path()  # its label read from the file, without loading it
+    return [checkpoint_label(f"recognizer:synthface:{path.parent.name}", path)] if path else []
 
 
 def _ensure_recognizer(suite: list[str], progress: Progress) -> None:
