@@ -67,6 +67,8 @@ __all__ = [
     "prepare_recognizer",
     "recognizer_checkpoint_path",
     "recognizer_dir",
+    "recognizer_label",
+    "recognizer_name",
     "train_recognizer",
 ]
 
@@ -388,6 +390,17 @@ def recognizer_checkpoint_path(config: RecognizerConfig = DEFAULT_RECOGNIZER) ->
     return path if path.is_file() else None
 
 
+def recognizer_name(config_hash: str) -> str:
+    """The recognizer's backend name for a config hash (its label is this ``@DIGEST``)."""
+    return f"recognizer:synthface:{config_hash}"
+
+
+def recognizer_label(config: RecognizerConfig = DEFAULT_RECOGNIZER) -> str:
+    """``NAME@DIGEST`` of the prepared recognizer of ``config``, read from its checkpoint
+    without building the model (as :func:`load_recognizer` labels it); "" when not prepared."""
+    return checkpoint_label(recognizer_name(config.hash()), recognizer_checkpoint_path(config))
+
+
 def save_recognizer(
     model: SynthFaceRecognizer, config: RecognizerConfig, path: Path, **meta
 ) -> None:
@@ -409,7 +422,7 @@ def load_recognizer_from(path: Path, device: torch.device | str = "cpu") -> Synt
     net.load_state_dict(ckpt["state_dict"])
     model = SynthFaceRecognizer(net, meta["emotions"], meta["au_names"], cfg["image_size"])
     model.config_hash = str(meta.get("config_hash", ""))
-    model.backend = backend_label(f"recognizer:synthface:{model.config_hash}", state_digest(net))
+    model.backend = backend_label(recognizer_name(model.config_hash), state_digest(net))
     return model.to(device).eval()
 
 
@@ -529,13 +542,12 @@ def render_expression_data(
 @weight_probe
 def _probe() -> list[WeightInfo]:
     path = recognizer_checkpoint_path(DEFAULT_RECOGNIZER)
-    where = recognizer_dir(DEFAULT_RECOGNIZER)
     return [
         WeightInfo(
             name="expression recognizer (facebench-trained, SynthFace only)",
             present=path is not None,
-            location=str(path or where),
+            location=str(path or recognizer_dir(DEFAULT_RECOGNIZER)),
             how_to="run `facebench prepare recognizer`",
-            label=checkpoint_label(f"recognizer:synthface:{where.name}", path),
+            label=recognizer_label(DEFAULT_RECOGNIZER),
         )
     ]

@@ -198,11 +198,10 @@ def _recognizer_label(suite: list[str]) -> list[str]:
     """The prepared SynthFace recognizer's ``backend@weights`` when ``suite`` uses it."""
     if not RECOGNIZER_METRICS & set(suite):
         return []
-    from facebench.recognizer import recognizer_checkpoint_path
-    from facebench.weights import checkpoint_label
+    from facebench.recognizer import recognizer_label
 
-    path = recognizer_checkpoint_path()  # its label read from the file, without loading it
-    return [checkpoint_label(f"recognizer:synthface:{path.parent.name}", path)] if path else []
+    label = recognizer_label()  # read from its checkpoint file, without loading the model
+    return [label] if label else []
 
 
 def _ensure_recognizer(suite: list[str], progress: Progress) -> None:
