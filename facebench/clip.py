@@ -36,6 +36,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from facebench import synthclip  # (registers SynthCLIP's own weight probe)
 from facebench.errors import FacebenchError
 from facebench.weights import (
     MissingWeightsError,
@@ -173,42 +174,12 @@ def clip_cache_status(arch: str, tag: str) -> tuple[Path | None, list[str]]:
 
 
 def synthclip_checkpoint_path() -> Path | None:
-    """Hook: the trained SynthCLIP checkpoint, or None when it has not been prepared.
+    """The trained default SynthCLIP checkpoint, or None when it has not been prepared.
 
     SynthCLIP is trained by ``facebench prepare synthclip`` (issue 5) into
-    ``cache_dir()/synthclip/<config hash>/checkpoint.pt``. When
-    :mod:`facebench.synthclip` is installed its own resolver (the default
-    config's hash) decides; otherwise the newest ``checkpoint.pt`` there is used.
+    ``cache_dir()/synthclip/<config hash>/checkpoint.pt``; see :mod:`facebench.synthclip`.
     """
-    module = _synthclip_module()
-    if module is not None:
-        return module.synthclip_checkpoint_path()
-    from facebench.paths import cache_dir
-
-    found = sorted(
-        (cache_dir() / "synthclip").glob("*/checkpoint.pt"), key=lambda p: p.stat().st_mtime
-    )
-    return found[-1] if found else None
-
-
-def _synthclip_module() -> Any:
-    try:
-        from facebench import synthclip
-    except ModuleNotFoundError as exc:
-        if exc.name != "facebench.synthclip":
-            raise
-        return None
-    return synthclip
-
-
-def _synthclip_missing() -> MissingWeightsError:
-    from facebench.paths import cache_dir
-
-    return MissingWeightsError(
-        "CLIP spec 'synthclip': no trained SynthCLIP checkpoint under "
-        f"{cache_dir() / 'synthclip'}; "
-        "run `facebench prepare synthclip` to train it"
-    )
+    return synthclip.synthclip_checkpoint_path()
 
 
 # --------------------------------------------------------------------------- loading
@@ -271,12 +242,8 @@ def _build(spec: ClipSpec, device: torch.device, download: bool | None) -> ClipA
         weights = state_digest(model)  # torch's initialisation decides them
         meaningful = False
     elif spec.kind == "synthclip":
-        module = _synthclip_module()
-        path = synthclip_checkpoint_path()
-        if module is None or path is None:
-            raise _synthclip_missing()
-        model, _, tokenizer = module.load_synthclip("cpu")
-        backend = f"synthclip:{path.parent.name}"
+        model, _, tokenizer = synthclip.load_synthclip("cpu")  # says how to prepare it
+        backend = synthclip.synthclip_name(synthclip.DEFAULT_CONFIG.hash())
         weights = state_digest(model)
     elif spec.kind == "file":
         path = Path(spec.source)
@@ -606,19 +573,4 @@ def _probe() -> list[WeightInfo]:
             "--clip ViT-B-32:<path>, or FACEBENCH_ALLOW_DOWNLOAD=1 where the hub is reachable",
         )
     )
-    try:
-        module = _synthclip_module()
-    except Exception as exc:  # a broken facebench.synthclip must not take `facebench weights` down
-        msg = f"facebench.synthclip failed to import: {type(exc).__name__}: {exc}"
-        return [*rows, WeightInfo("clip synthclip", False, "", msg)]
-    if module is None:  # otherwise facebench.synthclip registers its own probe on import
-        found = synthclip_checkpoint_path()
-        rows.append(
-            WeightInfo(
-                name="clip synthclip",
-                present=found is not None,
-                location=str(found or ""),
-                how_to="run `facebench prepare synthclip`",
-            )
-        )
     return rows

@@ -41,6 +41,7 @@ from facebench.method import (
 )
 from facebench.paths import atomic_file, cache_dir
 from facebench.results import ResultStore
+from facebench.weights import UNREADABLE
 
 DEFAULT_SCENE = "synthface:default"
 
@@ -165,8 +166,15 @@ def _load_clip(spec: str, device: torch.device, prepare_missing: bool, progress:
 def other_weights(rows: Sequence[dict[str, Any]], labels: Sequence[str]) -> list[str]:
     """The ``backend_*`` values in ``rows`` that name one of the models in ``labels``
     (``name@weights``) with another weights digest: rows of the same config scored by a
-    retrained model (SynthCLIP trained with another thread count, say)."""
-    current = {label.partition("@")[0]: label for label in labels if "@" in label}
+    retrained model (SynthCLIP trained with another thread count, say). A label whose
+    checkpoint could not be read (``name@unreadable``) is not compared: loading it for real
+    says why it is unreadable."""
+    current = {
+        name: label
+        for label in labels
+        for name, sep, digest in [label.partition("@")]
+        if sep and digest != UNREADABLE
+    }
     found = set()
     for row in rows:
         for column, value in row.items():

@@ -62,6 +62,8 @@ __all__ = [
     "register_model_config",
     "synthclip_checkpoint_path",
     "synthclip_dir",
+    "synthclip_label",
+    "synthclip_name",
     "train_clip",
 ]
 
@@ -707,6 +709,17 @@ def synthclip_checkpoint_path(config: SynthCLIPConfig = DEFAULT_CONFIG) -> Path 
     return path if path.is_file() else None
 
 
+def synthclip_name(config_hash: str) -> str:
+    """SynthCLIP's backend name for a config hash (its label is this ``@DIGEST``)."""
+    return f"synthclip:{config_hash}"
+
+
+def synthclip_label(config: SynthCLIPConfig = DEFAULT_CONFIG) -> str:
+    """``NAME@DIGEST`` of the prepared SynthCLIP of ``config``, read from its checkpoint
+    without building the model (as the CLIP adapter labels it); "" when not prepared."""
+    return checkpoint_label(synthclip_name(config.hash()), synthclip_checkpoint_path(config))
+
+
 MISSING_MESSAGE = (
     "SynthCLIP weights are not prepared (no checkpoint in {where}); "
     "run `facebench prepare synthclip` (trains it on SynthFace, 13-29 min on 2 CPU cores)"
@@ -1303,6 +1316,6 @@ def _probe() -> list[WeightInfo]:
             present=path is not None,
             location=str(path or where),
             how_to="run `facebench prepare synthclip` (13-29 min on 2 CPU cores)",
-            label=checkpoint_label(f"synthclip:{where.name}", path),
+            label=synthclip_label(DEFAULT_CONFIG),
         )
     ]

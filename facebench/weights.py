@@ -128,10 +128,15 @@ def backend_label(backend: str, weights: str) -> str:
     return f"{backend}@{weights}" if weights else backend
 
 
+UNREADABLE = "unreadable"
+"""The digest :func:`checkpoint_label` gives a checkpoint file it cannot read."""
+
+
 def checkpoint_label(backend: str, path: Path | None) -> str:
     """``backend@DIGEST`` of a facebench checkpoint file (``{"state_dict": ..., "meta": ...}``,
     loaded with ``weights_only=True``) -- the digest :func:`state_digest` gives the loaded
-    model, without building it; "" when ``path`` is None, ``backend@unreadable`` if it fails."""
+    model, without building it; "" when ``path`` is None, ``backend@unreadable``
+    (:data:`UNREADABLE`) if it fails."""
     import torch
 
     if path is None:
@@ -139,7 +144,7 @@ def checkpoint_label(backend: str, path: Path | None) -> str:
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)["state_dict"]
     except Exception:  # a diagnostic must not crash; loading it for real says why
-        return f"{backend}@unreadable"
+        return f"{backend}@{UNREADABLE}"
     return backend_label(backend, state_digest(state))
 
 

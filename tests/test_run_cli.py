@@ -222,3 +222,5 @@ def test_other_weights_finds_rows_scored_by_a_retrained_model():
     assert other_weights(rows, ["synthclip:abc@333", "recognizer:h@222"]) == ["synthclip:abc@111"]
     assert other_weights(rows, ["recognizer:h@999"]) == ["recognizer:h@222"]
     assert other_weights(rows, ["open_clip:ViT-B-32:openai", "synthclip:other@111"]) == []
+    # a checkpoint that cannot be read is not "other weights" (loading it says what is wrong)
+    assert other_weights(rows, ["synthclip:abc@unreadable"]) == []

@@ -129,6 +129,7 @@ def test_prepare_save_load_round_trip(cache):
     path.with_name("broken.pt").write_bytes(b"not a checkpoint")
     assert checkpoint_label("synthclip:x", path.with_name("broken.pt")) == "synthclip:x@unreadable"
     assert checkpoint_label("synthclip:x", None) == ""
+    assert sc.synthclip_label(cfg) == f"synthclip:{cfg.hash()}@{state_digest(model)}"
     # cached: a second prepare returns at once without training
     assert sc.prepare_synthclip(config=cfg, data=None) == path
 
