@@ -179,7 +179,7 @@ def synthclip_checkpoint_path() -> Path | None:
     SynthCLIP is trained by ``facebench prepare synthclip`` (issue 5) into
     ``cache_dir()/synthclip/<config hash>/checkpoint.pt``; see :mod:`facebench.synthclip`.
     """
-    return synthclip.synthclip_checkpoint_path()
+    return synthclip.synthclip_checkpoint_path(synthclip.DEFAULT_CONFIG)
 
 
 # --------------------------------------------------------------------------- loading
@@ -242,8 +242,9 @@ def _build(spec: ClipSpec, device: torch.device, download: bool | None) -> ClipA
         weights = state_digest(model)  # torch's initialisation decides them
         meaningful = False
     elif spec.kind == "synthclip":
-        model, _, tokenizer = synthclip.load_synthclip("cpu")  # says how to prepare it
-        backend = synthclip.synthclip_name(synthclip.DEFAULT_CONFIG.hash())
+        config = synthclip.DEFAULT_CONFIG
+        model, _, tokenizer = synthclip.load_synthclip("cpu", config)  # says how to prepare it
+        backend = synthclip.synthclip_name(config.hash())
         weights = state_digest(model)
     elif spec.kind == "file":
         path = Path(spec.source)

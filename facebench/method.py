@@ -18,7 +18,10 @@ when the user passes ``--set KEY=VALUE``; its ``variants`` mapping names the
 ablations the leaderboard shows (``"full"`` is the method itself). Optionally, a
 ``scene_model_label`` property gives the fitted scene model's ``NAME@DIGEST``
 (:func:`facebench.weights.state_digest`) after ``prepare``; the runner writes it to
-each row as ``backend_scene_model``.
+each row as ``backend_scene_model``. A ``cached_scene_model_label(scene, ctx)`` method
+gives the same label for the model ``prepare`` would load from the cache, read from the
+file without building it (None when nothing is cached); the runner uses it to check rows
+already present when it has nothing to compute.
 Budgets name step-count presets: ``smoke`` (seconds, for CI), ``quick``
 (minutes on a CPU) and ``full`` (the paper's settings, for a GPU).
 """

@@ -198,6 +198,18 @@ def _other_weights_note(
     ]
 
 
+def _cached_label(method: Any, scene: Any, ctx: RunContext) -> str | None:
+    """The ``NAME@DIGEST`` of the scene model ``method.prepare`` would load from the cache
+    (optional method hook ``cached_scene_model_label``; see facebench.method), or None."""
+    hook = getattr(method, "cached_scene_model_label", None)
+    if hook is None:
+        return None
+    try:
+        return hook(scene, ctx)
+    except Exception:  # a diagnostic must not stop a run; preparing for real says what is wrong
+        return None
+
+
 #: the metrics that need the expression recognizer
 RECOGNIZER_METRICS = frozenset({"expression_r_precision", "au_error"})
 
@@ -311,8 +323,11 @@ def run(options: RunOptions, progress: Progress = no_progress) -> RunSummary:
                 present.append(row)
     summary.skipped_rows = len(present)
     labels = [clip.label, *_recognizer_label(SUITES[options.suite])] if present else []
-    if not todo:  # the scene model is not loaded, so only the scoring models are checked
-        summary.notes.extend(_other_weights_note(present, labels))
+    ctx = RunContext(device=device, cache_dir=cache_dir(), seed=0, progress=progress)
+    if not todo:  # nothing to compute: the scene model is read from its cache file, not loaded
+        summary.notes.extend(
+            _other_weights_note(present, [*labels, _cached_label(method, scene, ctx)])
+        )
         summary.notes.append("every row is already in the leaderboard (use --force to recompute)")
         return summary
 
@@ -325,7 +340,6 @@ def run(options: RunOptions, progress: Progress = no_progress) -> RunSummary:
     with atomic_file(run_dir / "config.json", "w") as fh:
         json.dump(run_config, fh, indent=2, default=str)
 
-    ctx = RunContext(device=device, cache_dir=cache_dir(), seed=0, progress=progress)
     method.prepare(scene, ctx)
     # the fitted scene model's NAME@DIGEST (a method may not say; see facebench.method)
     scene_model = getattr(method, "scene_model_label", None)

@@ -219,15 +219,19 @@ class NeRFFT:
             pos_scale=1.0 / half,
         )
 
+    def _cache(self, scene: Any, ctx: RunContext) -> tuple[Any, str, Path]:
+        """``(NeRF config, cache key, model file)`` of the static NeRF for ``scene``."""
+        ncfg = self._nerf_config(scene)
+        key = config_hash({"nerf": dataclasses.asdict(ncfg), "seed": self.config.seed})
+        return ncfg, key, Path(ctx.cache_dir) / "nerf_ft" / scene_key(scene) / key / "model.pt"
+
     def prepare(self, scene: Any, ctx: RunContext) -> None:
         """Fit the static NeRF on the training frames, or load it from the cache."""
         from .nerf import NeRF
 
         self.device = torch.device(ctx.device)
-        ncfg = self._nerf_config(scene)
-        self.cache_key = config_hash({"nerf": dataclasses.asdict(ncfg), "seed": self.config.seed})
-        d = Path(ctx.cache_dir) / "nerf_ft" / scene_key(scene) / self.cache_key
-        path = d / "model.pt"
+        ncfg, self.cache_key, path = self._cache(scene, ctx)
+        d = path.parent
         if path.exists() and not ctx.force:
             self.nerf = NeRF.load(path, self.device)
         else:
@@ -256,6 +260,15 @@ class NeRFFT:
         if self.nerf is None:
             return None
         return backend_label(f"nerf:{self.cache_key}", state_digest(self.nerf.state_dict()))
+
+    def cached_scene_model_label(self, scene: Any, ctx: RunContext) -> str | None:
+        """:attr:`scene_model_label` of the NeRF :meth:`prepare` would load from the cache,
+        read from its file (None when it is not cached)."""
+        _, key, path = self._cache(scene, ctx)
+        if not path.is_file():
+            return None
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        return backend_label(f"nerf:{key}", state_digest(state))
 
     def _rcfg(self, ecfg: EditConfig | None = None) -> RenderConfig:
         c = self.nerf.config

@@ -603,6 +603,17 @@ class FlameNerf:
             return None
         return backend_label(f"flame-nerf:{self.cache_path.name}", state_digest(self.model))
 
+    def cached_scene_model_label(self, scene: Any, ctx: RunContext) -> str | None:
+        """:attr:`scene_model_label` of the fit :meth:`prepare` would load from the cache,
+        read from its file (None when it is not cached)."""
+        from safetensors.torch import load_file
+
+        folder = self._paths(scene, ctx)
+        final = folder / "model.safetensors"
+        if not (final.is_file() and (folder / "meta.json").is_file()):
+            return None
+        return backend_label(f"flame-nerf:{folder.name}", state_digest(load_file(str(final))))
+
     def warp_alpha(self, step: int) -> float:
         """Coarse-to-fine window of the deformation encoding at training ``step``.
 

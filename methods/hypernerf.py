@@ -77,6 +77,7 @@ from facebench.render.encoding import linear_window
 from facebench.render.lipschitz import lipschitz_loss
 from facebench.scene import neutral_frame
 from facebench.train_state import atomic_save
+from facebench.weights import backend_label, state_digest
 
 __all__ = [
     "ManipulatorConfig",
@@ -84,10 +85,12 @@ __all__ = [
     "VisibilityGrid",
     "ToyScene",
     "expand_occupancy",
+    "cached_manipulator_label",
     "fit_manipulator",
     "frame_code",
     "make_toy_scene",
     "load_or_fit_manipulator",
+    "manipulator_label",
     "manipulator_preset",
     "psnr",
     "render_cameras",
@@ -1080,6 +1083,25 @@ def cache_paths(root: Path, scene: Any, config: ManipulatorConfig) -> tuple[Path
     """``(directory, model file, checkpoint file)`` of the cached manipulator."""
     d = Path(root) / "scene_manipulator" / scene_key(scene) / fit_hash(config)
     return d, d / "model.pt", d / "checkpoint.pt"
+
+
+def manipulator_label(
+    config: ManipulatorConfig, model_state: Any, grid_state: Any | None = None
+) -> str:
+    """``manipulator:<fit hash>@<digest>`` of a fitted manipulator: the digest of its state
+    dict and its occupancy grid's (:func:`facebench.weights.state_digest`)."""
+    digest = state_digest({"model": model_state, "occupancy": grid_state or {}})
+    return backend_label(f"manipulator:{fit_hash(config)}", digest)
+
+
+def cached_manipulator_label(root: Path, scene: Any, config: ManipulatorConfig) -> str | None:
+    """:func:`manipulator_label` of the cached manipulator for (scene, config), read from
+    its file without building the model; None when it is not cached."""
+    _, model_path, _ = cache_paths(root, scene, config)
+    if not model_path.is_file():
+        return None
+    state = torch.load(model_path, map_location="cpu", weights_only=True)
+    return manipulator_label(config, state["model"], state.get("grid"))
 
 
 def load_or_fit_manipulator(scene: Any, config: ManipulatorConfig, ctx: RunContext) -> FitResult:

@@ -66,17 +66,17 @@ from facebench.render import (
     make_mlp,
 )
 from facebench.scene import neutral_frame
-from facebench.weights import backend_label, state_digest
 
 from .clip_edit import EditConfig, clip_optimize, edit_preset, resize_cameras
 from .hypernerf import (
     TRAINER_VERSION,
     ManipulatorConfig,
     SceneManipulator,
+    cached_manipulator_label,
     code_ids,
     expand_occupancy,
-    fit_hash,
     load_or_fit_manipulator,
+    manipulator_label,
     manipulator_preset,
     render_cameras,
     render_config,
@@ -432,9 +432,13 @@ class PACMethod:
         grid (None before :meth:`prepare`); the runner records it as ``backend_scene_model``."""
         if self.model is None:
             return None
-        grid = self.occupancy.state_dict() if self.occupancy is not None else {}
-        digest = state_digest({"model": self.model.state_dict(), "occupancy": grid})
-        return backend_label(f"manipulator:{fit_hash(self.config.manipulator)}", digest)
+        grid = self.occupancy.state_dict() if self.occupancy is not None else None
+        return manipulator_label(self.config.manipulator, self.model.state_dict(), grid)
+
+    def cached_scene_model_label(self, scene: Any, ctx: RunContext) -> str | None:
+        """:attr:`scene_model_label` of the manipulator :meth:`prepare` would load from the
+        cache, read from its file (None when it is not cached)."""
+        return cached_manipulator_label(ctx.cache_dir, scene, self.config.manipulator)
 
     # -- prepare -----------------------------------------------------------------------------
     def prepare(self, scene: Any, ctx: RunContext) -> None:

@@ -106,6 +106,9 @@ def test_nerf_ft_fits_finetunes_and_keeps_the_original(toy, clip, tmp_path):
     assert torch.equal(m2.render(toy.eval_cameras), neutral)
     assert re.fullmatch(r"nerf:[0-9a-f]{12}@[0-9a-f]{12}", m.scene_model_label)
     assert m2.scene_model_label == m.scene_model_label
+    assert m2.cached_scene_model_label(toy, ctx) == m.scene_model_label  # read from the file
+    empty = RunContext(device=CPU, cache_dir=tmp_path / "empty")
+    assert m2.cached_scene_model_label(toy, empty) is None
     with torch.no_grad():
         next(m2.nerf.coarse.parameters()).view(-1)[0] += 1e-3
     assert m2.scene_model_label != m.scene_model_label

@@ -185,6 +185,8 @@ def test_cache_round_trip_loads_weights_only(fitted, scene, monkeypatch):
     assert_same_state(m.model, m2.model)
     assert m2.scene_model_label == m.scene_model_label
     assert m.scene_model_label.startswith(f"flame-nerf:{m.cache_path.name}@")
+    assert m2.cached_scene_model_label(scene, ctx_for(cache)) == m.scene_model_label
+    assert make().cached_scene_model_label(scene, ctx_for(cache / "empty")) is None
     assert torch.equal(m.render(scene.eval_cameras[0]), m2.render(scene.eval_cameras[0]))
 
 

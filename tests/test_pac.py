@@ -235,7 +235,12 @@ def test_prepare_anchors_and_neutral_render(prepared, toy):
     # a second prepare loads the cached manipulator: the same weights, the same label
     m2 = PACMethod(m.config, CPU)
     assert m2.scene_model_label is None  # not fitted yet
-    m2.prepare(toy, RunContext(device=CPU, cache_dir=cache))
+    ctx = RunContext(device=CPU, cache_dir=cache)
+    empty = RunContext(device=CPU, cache_dir=cache / "empty")
+    assert m2.cached_scene_model_label(toy, empty) is None  # nothing cached there
+    # the label read from the cache file (no model built) is the loaded model's
+    assert m2.cached_scene_model_label(toy, ctx) == m.scene_model_label
+    m2.prepare(toy, ctx)
     assert torch.equal(m2.render(toy.eval_cameras), imgs)
     label = m.scene_model_label
     assert re.fullmatch(rf"manipulator:{fit_hash(m.config.manipulator)}@[0-9a-f]{{12}}", label)

@@ -109,6 +109,12 @@ def test_run_writes_rows_renders_config_and_resumes(workdir, capsys):
     said = capsys.readouterr().out
     assert "1 row(s) written, 1 already present" in said
     assert f"other weights ({refit}" in said.replace("\n", "")
+    # with every row present, the scene model is read from its cache file (not loaded)
+    (out / "leaderboard.csv").write_text(first.decode().replace(scene_model, refit))
+    _run(workdir)
+    said = capsys.readouterr().out.replace("\n", "")
+    assert "0 row(s) written, 2 already present" in said
+    assert f"other weights ({refit}" in said and scene_model in said
     (out / "leaderboard.csv").write_bytes(first)
 
     main(["leaderboard", str(out)])

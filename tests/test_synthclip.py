@@ -100,7 +100,7 @@ def test_tiny_training_loss_falls_deterministic_and_resumes(cache):
     assert resumed.losses == full.losses
 
 
-def test_prepare_save_load_round_trip(cache):
+def test_prepare_save_load_round_trip(cache, monkeypatch):
     data = standin_pairs(n=96)
     cfg = dataclasses.replace(sc.TINY_CONFIG, steps=6)
     calls = []
@@ -130,6 +130,12 @@ def test_prepare_save_load_round_trip(cache):
     assert checkpoint_label("synthclip:x", path.with_name("broken.pt")) == "synthclip:x@unreadable"
     assert checkpoint_label("synthclip:x", None) == ""
     assert sc.synthclip_label(cfg) == f"synthclip:{cfg.hash()}@{state_digest(model)}"
+    # `--clip synthclip` loads the default config's checkpoint and labels it the same way
+    from facebench.clip import load_clip
+
+    monkeypatch.setattr(sc, "DEFAULT_CONFIG", cfg)
+    adapter = load_clip("synthclip", "cpu", cache=False)
+    assert adapter.label == sc.synthclip_label(cfg) and adapter.meaningful
     # cached: a second prepare returns at once without training
     assert sc.prepare_synthclip(config=cfg, data=None) == path
 
