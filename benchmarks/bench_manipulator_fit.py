@@ -8,6 +8,16 @@ the same architecture from scratch (nothing cached) and scores the held-out fram
 counted as training time. The figures below predate error-map pixel sampling
 (``pixel_importance``), except where said.
 
+2026-12-04 (2 threads, idle machine, default schedule, ``FACEBENCH_BENCH_FIT_SET=
+"eval_every=100"``): held-out PSNR 18.94 / 22.05 / 19.16 / 24.17 / 24.97 / 25.06 / 26.25
+/ 27.11 / 26.93 / **28.21** / 28.40 / 28.53 / 28.69 / 29.05 / 29.20 dB at steps 100 / 200
+/ ... / 1500, after 1.3 / 2.6 / 3.5 / 4.7 / 5.8 / 7.0 / 8.1 / 9.3 / 10.4 / **11.4** / 12.4
+/ 13.5 / 14.5 / 15.7 / 16.9 min of training: **28 dB at 11.4 min, within 15**. The PSNR
+at each step is the same as on 2026-12-03 (below: 27.11 dB at step 800, 28 dB first at
+step 1000) -- the fit is deterministic -- but that day step 1000 came after 19.2 min:
+the machine's speed varies 1.7x between days. The run with the 214-step scoring the
+same day: 1078 s of training, 28.71 dB first scored at step 1284 (15.5 min).
+
 Measured with the current trainer (2026-12-03; 2 threads, idle 2-core machine, the
 default 1500-step schedule): held-out PSNR (all held-out frames) 17.2 / 24.0 / 26.3 /
 27.5 / 27.6 / 28.7 / 29.3 dB after 4.2 / 6.6 / 9.3 / 11.9 / 14.5 / 17.2 / 20.2 min

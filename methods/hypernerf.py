@@ -170,8 +170,9 @@ class ManipulatorConfig:
     # training
     # 1500 steps on synthface:default (pixel_importance 0.5, code_lr_scale 10): 28.8 dB
     # held-out (8 frames), code gain 5.4 dB, 28 min with one thread on a shared 2-core
-    # machine; 29.2 dB (all held-out frames) in 20.3 min with two threads on an idle one
-    # (28 dB after 17.2 min; benchmarks/bench_manipulator_fit.py). Only the brow units
+    # machine; 29.2 dB (all held-out frames) with two threads on an idle one, 28.2 dB first
+    # at step 1000 (after 11.4 min on 2026-12-04, 19.2 min on 2026-12-03: the machine's
+    # speed varies; benchmarks/bench_manipulator_fit.py). Only the brow units
     # come through the codes as the recognizer reads them; closed eyes, the open jaw and
     # the smile do not, even at the training views
     # (benchmarks/bench_manipulator_expressions.py).
