@@ -460,6 +460,16 @@ class Trainer:
 # The method
 
 
+def _fit_files(folder: Path) -> tuple[Path, Path]:
+    """``(model file, meta file)`` of a finished fit cached in ``folder``."""
+    return folder / "model.safetensors", folder / "meta.json"
+
+
+def _finished(folder: Path) -> bool:
+    """Whether ``folder`` holds a finished fit (both of :func:`_fit_files`)."""
+    return all(p.is_file() for p in _fit_files(folder))
+
+
 @register_method("flame-nerf", capabilities=("fit_scene", "edit_text", "reanimate"))
 class FlameNerf:
     """FLAME-in-NeRF: expression-conditioned deformable NeRF with a morphable spatial prior."""
@@ -571,8 +581,8 @@ class FlameNerf:
         assert self.model is not None
         folder = self._paths(scene, ctx)
         self.cache_path = folder
-        final, meta_path = folder / "model.safetensors", folder / "meta.json"
-        if final.is_file() and meta_path.is_file() and not ctx.force:
+        final, meta_path = _fit_files(folder)
+        if _finished(folder) and not ctx.force:
             self.model.load_state_dict(load_file(str(final), device=str(self.device)))
             meta = json.loads(meta_path.read_text())
             self.train_seconds = meta.get("train_seconds")
@@ -609,9 +619,9 @@ class FlameNerf:
         from safetensors.torch import load_file
 
         folder = self._paths(scene, ctx)
-        final = folder / "model.safetensors"
-        if not (final.is_file() and (folder / "meta.json").is_file()):
+        if not _finished(folder):
             return None
+        final, _ = _fit_files(folder)
         return backend_label(f"flame-nerf:{folder.name}", state_digest(load_file(str(final))))
 
     def warp_alpha(self, step: int) -> float:
