@@ -347,3 +347,50 @@ def test_unit_detection_scores_positives_and_negatives_and_skips_the_middle():
     assert d["true_negative_rate"] == round(2 / 3, 4)
     assert d["accuracy"] == round(2 / 3, 4)
     assert math.isnan(sc.unit_detection(says_on[3:6], levels[3:6])["accuracy"])  # no positives
+
+
+def test_trimmed_text_encoding_equals_open_clips_and_passes_gradients(cache):
+    """Cutting the padding after the longest text changes no feature (causal tower,
+    end-token pooling), and training's gradients reach the token embeddings."""
+    torch.manual_seed(0)
+    model, _, tokenizer = sc.build_model(sc.TINY_CONFIG)
+    texts = ["a face", "a face with raised brows and a wide open mouth", "a smiling face"]
+    tokens = tokenizer(texts)
+    assert tokens.shape[1] == sc.TINY_CONFIG.context_length
+    assert int((tokens != 0).sum(1).max()) < tokens.shape[1]  # there is padding to cut
+    full = torch.nn.functional.normalize(model.encode_text(tokens), dim=-1)
+    trimmed = sc.encode_text_trimmed(model, tokens)
+    assert trimmed.shape == full.shape
+    torch.testing.assert_close(trimmed, full, atol=1e-6, rtol=1e-5)
+    # a batch of short texts is cut further and still matches
+    short = tokenizer(["a face", "a smiling face"])
+    torch.testing.assert_close(
+        sc.encode_text_trimmed(model, short),
+        torch.nn.functional.normalize(model.encode_text(short), dim=-1),
+        atol=1e-6,
+        rtol=1e-5,
+    )
+    sc.encode_text_trimmed(model, tokens).sum().backward()
+    grad = model.token_embedding.weight.grad
+    assert grad is not None and grad[tokens[0, 1]].abs().sum() > 0
+    assert grad[0].abs().sum() == 0  # the padding token's row gets none
+
+
+def test_augment_shifts_each_image_by_its_own_offset():
+    """Each image is its edge-padded copy shifted by an offset in [-max, max]."""
+    images = torch.arange(4 * 3 * 6 * 5, dtype=torch.float32).reshape(4, 3, 6, 5)
+    out = sc.augment(images, 2, torch.Generator().manual_seed(3))
+    assert out.shape == images.shape
+    padded = torch.nn.functional.pad(images, [2] * 4, mode="replicate")
+    for i in range(4):
+        matches = [
+            (dy, dx)
+            for dy in range(5)
+            for dx in range(5)
+            if torch.equal(out[i], padded[i, :, dy : dy + 6, dx : dx + 5])
+        ]
+        assert len(matches) == 1
+    assert not all(torch.equal(out[i], images[i]) for i in range(4))  # something moved
+    flipped = sc.augment(images, 0, torch.Generator().manual_seed(0), flip=True)
+    for i in range(4):
+        assert torch.equal(flipped[i], images[i]) or torch.equal(flipped[i], images[i].flip(-1))
