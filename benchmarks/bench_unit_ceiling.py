@@ -32,6 +32,9 @@ On all 800 test items (100 identities; 95% intervals from 1000 bootstrap resampl
 identities), the shipped SynthCLIP reads AU15 0.882 [0.844, 0.917], AU20 0.823 [0.778,
 0.863], AU23 0.757 [0.708, 0.803] (the same config trained with two threads: 0.866,
 0.812, 0.766): AU15's 0.9 lies within its interval, AU20's and AU23's do not.
+The current default ``b2e8bee7eab6`` (the same recipe, trimmed text and fused AdamW;
+two threads; 2026-12-04) reads AU15 0.916 [0.881, 0.948], AU20 0.813 [0.773, 0.849]
+and AU23 0.767 [0.724, 0.811] on those 800 items.
 
 ``pytest benchmarks/bench_unit_ceiling.py --benchmark-only -s`` (about 3 minutes on one
 core; nothing is rendered).

@@ -145,6 +145,9 @@ class SynthCLIPConfig:
     # is 15 min. Per step (two threads): image tower 265 ms, text tower 229 ms for the
     # batch's captions + 42 ms for the unit phrases, AdamW 34 ms. See unit_phrase_weight.
     # On 2026-12-03 (stop 22), idle, two threads: 0.83-0.86 s per step (28-29 min).
+    # FORMAT_VERSION 3 (trimmed text, fused AdamW), 2026-12-04, idle, two threads:
+    # 824.5 s of training (0.41 s per step; the previous code took 0.57 s per step
+    # measured back to back, and 1006.9 s in a cold quick start earlier that day).
     steps: int = 2000
     batch_size: int = 128
     lr: float = 2e-3
@@ -511,10 +514,11 @@ def encode_text_trimmed(model: torch.nn.Module, tokens: Tensor) -> Tensor:
     """Normalised ``CLIP.encode_text`` of ``tokens`` cut to the longest sequence in them.
 
     The text tower is causal and pools at each text's end token, so the padding
-    after the longest text changes no feature: it only costs time. Captions take
-    at most 25-40 of the 40 positions (30 on average per batch) and the unit
-    phrases 9, so training cuts them (measured, two threads: 0.57 -> 0.50 s per
-    step; features equal to 5e-8).
+    after the longest text changes no feature: it only costs time. A batch's longest
+    caption takes 25-40 of the 40 positions (30 on average) and the longest unit
+    phrase 9, so training cuts them (measured, two threads: the text forward pass
+    takes 62-69 ms per step instead of 86-101, and the backward pass less too;
+    features equal to 5e-8).
     """
     length = int((tokens != 0).sum(1).max())  # open_clip pads with token 0
     tokens = tokens[:, :length]
