@@ -141,7 +141,12 @@ def doctor_cmd() -> None:
 MethodOpt = Annotated[str, typer.Option("--method", "-m", help="Registered method name.")]
 SceneOpt = Annotated[str, typer.Option("--scene", help="Scene spec or capture path.")]
 ClipOpt = Annotated[
-    str | None, typer.Option("--clip", help="CLIP spec (default on SynthFace scenes: synthclip).")
+    str | None,
+    typer.Option(
+        "--clip",
+        help="CLIP spec: ARCH:TAG, ARCH:PATH, synthclip (default on SynthFace scenes), "
+        "synthclip:CONFIG_HASH (an earlier SynthCLIP in the cache) or tiny-random.",
+    ),
 ]
 SeedsOpt = Annotated[int, typer.Option("--seeds", help="Number of seeds (0..N-1) per prompt.")]
 OutOpt = Annotated[str, typer.Option("--out", "-o", help="Output directory.")]

@@ -121,7 +121,7 @@ def synthclip_cmd(
     """Train SynthCLIP (a small open_clip model on SynthFace renders) and cache it.
 
     Valid for SynthFace scenes only; not a substitute for CLIP on real photos.
-    About 13-29 minutes on 2 idle CPU cores; an interrupted run resumes.
+    About 14 minutes on 2 idle CPU cores; an interrupted run resumes.
 
     Examples:
 

@@ -11,6 +11,7 @@
     by open_clip with ``weights_only=True``.
 ``synthclip``  the open_clip model facebench trains on SynthFace (issue 5,
     ``facebench prepare synthclip``); see :func:`synthclip_checkpoint_path`.
+    ``synthclip:<config hash>`` picks an earlier SynthCLIP still in the cache.
 ``tiny-random``  a tiny custom open_clip config (``clip_configs/facebench-tiny.json``,
     registered with open_clip as data) with seeded random weights -- unit tests only;
     the adapter says ``meaningful=False`` and every metric result made with it carries it.
@@ -25,6 +26,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import threading
 import warnings
 from collections.abc import Sequence
@@ -100,11 +102,15 @@ def parse_clip_spec(spec: str) -> ClipSpec:
         return ClipSpec(text, "tiny-random", TINY_ARCH)
     if text == "synthclip":
         return ClipSpec(text, "synthclip", "synthclip")
-    if text.startswith("synthclip:"):  # would otherwise be read as arch "synthclip"
-        raise FacebenchError(
-            f"CLIP spec {spec!r}: 'synthclip' takes no suffix (it is the model of the current "
-            "default config; choosing an earlier SynthCLIP by hash is not supported)"
-        )
+    if text.startswith("synthclip:"):  # a SynthCLIP by config hash (not an open_clip arch)
+        chash = text.partition(":")[2]
+        if not re.fullmatch(r"[0-9a-f]{12}", chash):
+            raise FacebenchError(
+                f"CLIP spec {spec!r}: 'synthclip:' takes a SynthCLIP config hash, 12 hex digits "
+                f"(the part before '@' in a row's backend, e.g. "
+                f"synthclip:{synthclip.DEFAULT_CONFIG.hash()})"
+            )
+        return ClipSpec(text, "synthclip", "synthclip", chash)
     arch, sep, source = text.partition(":")
     if not sep or not arch or not source:
         raise FacebenchError(
@@ -241,10 +247,10 @@ def _build(spec: ClipSpec, device: torch.device, download: bool | None) -> ClipA
         backend = "open_clip:facebench-tiny:random(seed=0)"
         weights = state_digest(model)  # torch's initialisation decides them
         meaningful = False
-    elif spec.kind == "synthclip":
-        config = synthclip.DEFAULT_CONFIG
-        model, _, tokenizer = synthclip.load_synthclip("cpu", config)  # says how to prepare it
-        backend = synthclip.synthclip_name(config.hash())
+    elif spec.kind == "synthclip":  # `synthclip`: the default config; `synthclip:HASH`: that one
+        chash = spec.source or synthclip.DEFAULT_CONFIG.hash()
+        model, _, tokenizer = synthclip.load_cached_synthclip(chash)  # says how to prepare it
+        backend = synthclip.synthclip_name(chash)
         weights = state_digest(model)
     elif spec.kind == "file":
         path = Path(spec.source)

@@ -105,6 +105,28 @@ def default_clip_spec(scene_spec: str, clip: str | None) -> str:
     )
 
 
+def run_key(options: RunOptions, clip_spec: str, clip_backend: str) -> dict[str, Any]:
+    """The run options and CLIP model in a row's config hash (with the method config).
+
+    Every SynthCLIP spec -- none on a SynthFace scene, ``synthclip``, ``synthclip:HASH``
+    -- is keyed as no ``--clip`` and ``synthclip``: the backend, ``synthclip:HASH``, names
+    the model. So the rows made while an earlier SynthCLIP was the default are found
+    again with ``--clip synthclip:HASH``.
+    """
+    skip = {"force", "out", "overrides"}  # overrides act through the method config
+    keyed = {k: str(v) for k, v in asdict(options).items() if k not in skip}
+    synthclip = clip_backend.startswith("synthclip:")
+    if synthclip:
+        keyed["clip"] = str(None)
+    return {
+        "options": keyed,
+        "clip": "synthclip" if synthclip else clip_spec,
+        # the model's name; its weights' digest (clip.label) is recorded in each row, not
+        # hashed, so a retrained SynthCLIP is noted on re-runs rather than silently re-keyed
+        "clip_backend": clip_backend,
+    }
+
+
 def create_method(
     name: str,
     variant: str = "full",
@@ -295,14 +317,8 @@ def run(options: RunOptions, progress: Progress = no_progress) -> RunSummary:
     store = ResultStore(out / "leaderboard.csv")
     summary = RunSummary(csv_path=store.path)
     run_config = {
-        "options": {
-            k: str(v) for k, v in asdict(options).items() if k not in {"force", "out", "overrides"}
-        },
         "method_config": method.config_dict(),
-        "clip": clip_spec,
-        # the model's name; its weights' digest (clip.label) is recorded in each row, not
-        # hashed, so a retrained SynthCLIP is noted on re-runs rather than silently re-keyed
-        "clip_backend": clip.backend,
+        **run_key(options, clip_spec, clip.backend),
     }
     chash = config_hash(run_config)
     summary.config_hash = chash

@@ -57,6 +57,7 @@ __all__ = [
     "TINY_CONFIG",
     "build_model",
     "contrastive_loss",
+    "load_cached_synthclip",
     "load_synthclip",
     "prepare_synthclip",
     "register_model_config",
@@ -750,7 +751,7 @@ def synthclip_label(config: SynthCLIPConfig = DEFAULT_CONFIG) -> str:
 
 MISSING_MESSAGE = (
     "SynthCLIP weights are not prepared (no checkpoint in {where}); "
-    "run `facebench prepare synthclip` (trains it on SynthFace, 13-29 min on 2 CPU cores)"
+    "run `facebench prepare synthclip` (trains it on SynthFace, about 14 min on 2 idle CPU cores)"
 )
 
 
@@ -771,6 +772,31 @@ def load_synthclip(
     if path is None:
         raise MissingWeightsError(MISSING_MESSAGE.format(where=synthclip_dir(config)))
     model, preprocess, tokenizer = build_model(config, checkpoint=path)
+    return model.to(device).eval(), preprocess, tokenizer
+
+
+def load_cached_synthclip(
+    config_hash: str, device: torch.device | str = "cpu"
+) -> tuple[torch.nn.Module, Any, Any]:
+    """A prepared SynthCLIP by its config hash -- the default's, or an earlier default
+    still in the cache -- as ``(model, preprocess, tokenizer)`` in eval mode.
+
+    An earlier one is built from the ``open_clip_config.json`` beside its checkpoint;
+    only the current default can be trained (:func:`load_synthclip` says how).
+    """
+    if config_hash == DEFAULT_CONFIG.hash():
+        return load_synthclip(device, DEFAULT_CONFIG)
+    directory = cache_dir() / "synthclip" / config_hash
+    path, spec = directory / "checkpoint.pt", directory / "open_clip_config.json"
+    if not (path.is_file() and spec.is_file()):
+        prepared = sorted(p.parent.name for p in directory.parent.glob("*/checkpoint.pt"))
+        raise MissingWeightsError(
+            f"no prepared SynthCLIP {config_hash} in {directory.parent} (prepared: "
+            f"{', '.join(prepared) or 'none'}); only the current default, "
+            f"{DEFAULT_CONFIG.hash()}, can be trained (`facebench prepare synthclip`)"
+        )
+    model_cfg = json.loads(spec.read_text())["model_cfg"]
+    model, preprocess, tokenizer = build_model(SynthCLIPConfig(model=model_cfg), checkpoint=path)
     return model.to(device).eval(), preprocess, tokenizer
 
 
@@ -1343,7 +1369,7 @@ def _probe() -> list[WeightInfo]:
             name="synthclip (facebench-trained, SynthFace only)",
             present=path is not None,
             location=str(path or where),
-            how_to="run `facebench prepare synthclip` (13-29 min on 2 CPU cores)",
+            how_to="run `facebench prepare synthclip` (about 14 min on 2 idle CPU cores)",
             label=synthclip_label(DEFAULT_CONFIG),
         )
     ]

@@ -44,8 +44,12 @@ def _one_line(exc: BaseException) -> str:
 def test_parse_specs(tmp_path):
     assert parse_clip_spec("tiny-random").kind == "tiny-random"
     assert parse_clip_spec("synthclip").kind == "synthclip"
-    with pytest.raises(FacebenchError, match="takes no suffix"):
-        parse_clip_spec("synthclip:2e103db22352")  # was accepted and the suffix ignored
+    s = parse_clip_spec("synthclip:2e103db22352")  # a SynthCLIP by config hash
+    assert (s.kind, s.source) == ("synthclip", "2e103db22352")
+    bad_specs = ("synthclip:", "synthclip:2e103db2235", "synthclip:latest", "synthclip:2E103DB2235")
+    for bad in bad_specs:
+        with pytest.raises(FacebenchError, match="takes a SynthCLIP config hash"):
+            parse_clip_spec(bad)
     s = parse_clip_spec("ViT-B-32:openai")
     assert (s.kind, s.arch, s.source) == ("pretrained", "ViT-B-32", "openai")
     ckpt = tmp_path / "w.pt"

@@ -218,6 +218,30 @@ def test_set_overrides_the_method_config_in_its_own_rows(workdir, capsys):
     assert not (workdir / "set-bad").exists()
 
 
+def test_synthclip_by_hash_keys_rows_as_the_default_spec_did():
+    """`--clip synthclip:HASH` finds the rows made while that SynthCLIP was the default."""
+    from dataclasses import asdict, replace
+
+    from facebench.runner import RunOptions, run_key
+
+    backend = "synthclip:33e19bc6ca81"
+    default = RunOptions(method="pac", prompts="emotions.txt")
+    # the key of a default run is what it always was (existing leaderboards stay valid)
+    skip = {"force", "out", "overrides"}
+    before = {
+        "options": {k: str(v) for k, v in asdict(default).items() if k not in skip},
+        "clip": "synthclip",
+        "clip_backend": backend,
+    }
+    assert run_key(default, "synthclip", backend) == before
+    for spec in ("synthclip", "synthclip:33e19bc6ca81"):
+        assert run_key(replace(default, clip=spec), spec, backend) == before
+    # another SynthCLIP is another key; other CLIP specs are keyed as given
+    assert run_key(default, "synthclip", "synthclip:b2e8bee7eab6") != before
+    tiny = run_key(replace(default, clip="tiny-random"), "tiny-random", "open_clip:tiny")
+    assert tiny["clip"] == "tiny-random" and tiny["options"]["clip"] == "tiny-random"
+
+
 def test_other_weights_finds_rows_scored_by_a_retrained_model():
     from facebench.runner import other_weights
 

@@ -136,6 +136,23 @@ def test_prepare_save_load_round_trip(cache, monkeypatch):
     monkeypatch.setattr(sc, "DEFAULT_CONFIG", cfg)
     adapter = load_clip("synthclip", "cpu", cache=False)
     assert adapter.label == sc.synthclip_label(cfg) and adapter.meaningful
+    pinned = load_clip(f"synthclip:{cfg.hash()}", "cpu", cache=False)
+    assert pinned.label == adapter.label
+    # after the default changes, the earlier model is still loaded by its hash, from the
+    # cache, with the same weights and label
+    other = dataclasses.replace(cfg, seed=1)
+    monkeypatch.setattr(sc, "DEFAULT_CONFIG", other)
+    earlier = load_clip(f"synthclip:{cfg.hash()}", "cpu", cache=False)
+    assert earlier.label == adapter.label and earlier.backend == f"synthclip:{cfg.hash()}"
+    torch.testing.assert_close(
+        earlier.encode_text(["a red block"]), adapter.encode_text(["a red block"])
+    )
+    with pytest.raises(MissingWeightsError) as info:
+        load_clip("synthclip:0123456789ab", "cpu", cache=False)
+    message = str(info.value)
+    assert "0123456789ab" in message and cfg.hash() in message and "\n" not in message
+    with pytest.raises(MissingWeightsError, match="facebench prepare synthclip"):
+        load_clip("synthclip", "cpu", cache=False)  # the new default is not prepared
     # cached: a second prepare returns at once without training
     assert sc.prepare_synthclip(config=cfg, data=None) == path
 
