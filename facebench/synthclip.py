@@ -795,7 +795,12 @@ def load_cached_synthclip(
             f"{', '.join(prepared) or 'none'}); only the current default, "
             f"{DEFAULT_CONFIG.hash()}, can be trained (`facebench prepare synthclip`)"
         )
-    model_cfg = json.loads(spec.read_text())["model_cfg"]
+    try:
+        model_cfg = json.loads(spec.read_text())["model_cfg"]
+    except (ValueError, KeyError) as exc:
+        raise MissingWeightsError(
+            f"SynthCLIP {config_hash}: {spec} has no readable model config ({exc!r:.80})"
+        ) from exc
     model, preprocess, tokenizer = build_model(SynthCLIPConfig(model=model_cfg), checkpoint=path)
     return model.to(device).eval(), preprocess, tokenizer
 

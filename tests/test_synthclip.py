@@ -153,6 +153,9 @@ def test_prepare_save_load_round_trip(cache, monkeypatch):
     assert "0123456789ab" in message and cfg.hash() in message and "\n" not in message
     with pytest.raises(MissingWeightsError, match="facebench prepare synthclip"):
         load_clip("synthclip", "cpu", cache=False)  # the new default is not prepared
+    (path.parent / "open_clip_config.json").write_text("{not json")
+    with pytest.raises(MissingWeightsError, match="no readable model config"):
+        load_clip(f"synthclip:{cfg.hash()}", "cpu", cache=False)
     # cached: a second prepare returns at once without training
     assert sc.prepare_synthclip(config=cfg, data=None) == path
 
