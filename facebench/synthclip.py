@@ -729,7 +729,12 @@ def train_clip(
 
 def synthclip_dir(config: SynthCLIPConfig = DEFAULT_CONFIG) -> Path:
     """The cache directory of ``config`` (exists only once prepared or in progress)."""
-    return cache_dir() / "synthclip" / config.hash()
+    return _hash_dir(config.hash())
+
+
+def _hash_dir(config_hash: str) -> Path:
+    """The cache directory of the SynthCLIP with ``config_hash``."""
+    return cache_dir() / "synthclip" / config_hash
 
 
 def synthclip_checkpoint_path(config: SynthCLIPConfig = DEFAULT_CONFIG) -> Path | None:
@@ -786,7 +791,7 @@ def load_cached_synthclip(
     """
     if config_hash == DEFAULT_CONFIG.hash():
         return load_synthclip(device, DEFAULT_CONFIG)
-    directory = cache_dir() / "synthclip" / config_hash
+    directory = _hash_dir(config_hash)
     path, spec = directory / "checkpoint.pt", directory / "open_clip_config.json"
     if not (path.is_file() and spec.is_file()):
         prepared = sorted(p.parent.name for p in directory.parent.glob("*/checkpoint.pt"))
