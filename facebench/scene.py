@@ -21,6 +21,7 @@ cameras, +y-up world, pixel centres at ``+0.5``.
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
@@ -72,7 +73,11 @@ class Scene:
     ``background`` is the colour behind the box. ``expressions`` ``(N, n_au)``
     (ordered as ``au_names``), ``masks`` (region -> ``(N, H, W)`` bool), ``identity``
     (parameter dict) and ``gt`` are set for SynthFace scenes and None for real
-    captures.
+    captures. ``meta["code_ids"]`` (one id per frame), when a source sets it, lets
+    frames share a latent code (:attr:`code_ids`).
+
+    :meth:`key` names the scene's content for scene-model caches: every field a fit
+    reads goes into it.
     """
 
     name: str
@@ -103,6 +108,10 @@ class Scene:
             raise FacebenchError(f"scene {self.name}: image size does not match the cameras")
         if self.expressions is not None and self.expressions.shape[0] != n:
             raise FacebenchError(f"scene {self.name}: expressions do not match the frames")
+        try:
+            self.aabb = torch.as_tensor(self.aabb, dtype=torch.float32).reshape(2, 3).cpu()
+        except (RuntimeError, TypeError, ValueError) as exc:
+            raise FacebenchError(f"scene {self.name}: aabb must be (2, 3) (min, max)") from exc
 
     # ---------------------------------------------------------------- shape
     @property
@@ -120,6 +129,67 @@ class Scene:
     @property
     def n_au(self) -> int:
         return len(self.au_names)
+
+    # ---------------------------------------------------------------- what a fit reads
+    @property
+    def fit_ids(self) -> list[int]:
+        """The frames a fit trains on: :attr:`train_ids`, or every frame when it is empty."""
+        return [int(i) for i in self.train_ids] or list(range(self.n_frames))
+
+    @property
+    def code_ids(self) -> list[int]:
+        """Each frame's latent-code id: ``meta["code_ids"]`` when it has one per frame
+        (frames of one moment sharing a code), else the frame index."""
+        ids = self.meta.get("code_ids")
+        if ids is not None:
+            ids = [int(v) for v in torch.as_tensor(ids).reshape(-1).tolist()]
+            if len(ids) == self.n_frames:
+                return ids
+        return list(range(self.n_frames))
+
+    @property
+    def background_rgb(self) -> tuple[float, float, float]:
+        """:attr:`background` as three floats (a grey level is repeated; None is white)."""
+        bg = self.background
+        if bg is None:
+            return (1.0, 1.0, 1.0)
+        if isinstance(bg, int | float):
+            return (float(bg),) * 3
+        t = torch.as_tensor(bg, dtype=torch.float32).reshape(-1).tolist()
+        return (t[0], t[0], t[0]) if len(t) == 1 else (t[0], t[1], t[2])
+
+    def key(self) -> str:
+        """``<name>-<10 hex>``: the name (made path-safe) and a sha256 of everything a fit
+        reads -- images, cameras (poses, intrinsics, size), the split, code ids, box,
+        ray interval, background, expressions and their names, eval cameras. Two scenes
+        share a key only when a fit cannot tell them apart."""
+        h = hashlib.sha256()
+
+        def put(label: str, value: Any) -> None:
+            if isinstance(value, Tensor):
+                t = value.detach().cpu().contiguous()
+                h.update(f"{label}:{t.dtype}:{tuple(t.shape)};".encode())
+                h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+            else:
+                h.update(f"{label}={value!r};".encode())
+
+        put("name", self.name)
+        put("images", self.images.float())
+        for label, cams in (("cameras", self.cameras), ("eval_cameras", self.eval_cameras)):
+            put(f"{label}.size", (cams.width, cams.height))
+            for part in ("c2w", "fx", "fy", "cx", "cy"):
+                put(f"{label}.{part}", getattr(cams, part))
+        put("train_ids", [int(i) for i in self.train_ids])
+        put("val_ids", [int(i) for i in self.val_ids])
+        put("code_ids", self.code_ids)
+        put("aabb", self.aabb)
+        put("near_far", (float(self.near), float(self.far)))
+        put("background", self.background_rgb)
+        if self.expressions is not None:
+            put("expressions", torch.as_tensor(self.expressions).float())
+            put("au_names", tuple(self.au_names))
+        safe = "".join(ch if ch.isalnum() or ch in "-_." else "-" for ch in self.name)[:40]
+        return f"{safe or 'scene'}-{h.hexdigest()[:10]}"
 
     def split(self, which: str = "train") -> tuple[Tensor, Cameras]:
         """``(images, cameras)`` of the ``train`` or ``val`` frames."""

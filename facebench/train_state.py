@@ -1,9 +1,10 @@
-"""Resumable training state for facebench's own models (SynthCLIP, the recognizer).
+"""Resumable training state of every trained model (through :func:`facebench.trainer.fit_loop`).
 
-:meth:`TrainState.resume` loads ``train_state.pt`` (``weights_only=True``) into the
-model and optimizer when its config hash matches, else starts fresh;
-:meth:`TrainState.save` writes it atomically, with the step, the losses so far and the
-wall and CPU seconds accumulated over every process that trained it.
+:meth:`TrainState.resume` loads a checkpoint (``weights_only=True``) into the model and
+optimizer when its config hash matches, else starts fresh; :meth:`TrainState.save`
+writes it atomically, with the step, the losses so far, the wall and CPU seconds
+accumulated over every process that trained it, and ``extra`` (tensors, numbers and
+strings the loop needs to continue exactly: generator states, schedulers, samplers).
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ class TrainState:
     seconds: float = 0.0
     cpu_seconds: float = 0.0
     resumed_from: int = 0
+    extra: dict = field(default_factory=dict)
     _t0: float = field(default_factory=time.perf_counter, repr=False)
     _c0: float = field(default_factory=time.process_time, repr=False)
 
@@ -51,6 +53,7 @@ class TrainState:
                 state.losses = list(saved["losses"])
                 state.seconds = float(saved.get("seconds", 0.0))
                 state.cpu_seconds = float(saved.get("cpu_seconds", 0.0))
+                state.extra = dict(saved.get("extra", {}))
         state._t0, state._c0 = time.perf_counter(), time.process_time()
         return state
 
@@ -61,17 +64,23 @@ class TrainState:
             self.cpu_seconds + time.process_time() - self._c0,
         )
 
-    def save(self, model: nn.Module, optimizer: torch.optim.Optimizer, step: int) -> None:
+    def save(
+        self,
+        model: nn.Module,
+        optimizer: torch.optim.Optimizer,
+        step: int,
+        extra: dict | None = None,
+    ) -> None:
         wall, cpu = self.total_seconds()
-        atomic_save(
-            {
-                "hash": self.hash,
-                "model": model.state_dict(),
-                "optimizer": optimizer.state_dict(),
-                "step": step,
-                "losses": self.losses,
-                "seconds": wall,
-                "cpu_seconds": cpu,
-            },
-            self.path,
-        )
+        state = {
+            "hash": self.hash,
+            "model": model.state_dict(),
+            "optimizer": optimizer.state_dict(),
+            "step": step,
+            "losses": self.losses,
+            "seconds": wall,
+            "cpu_seconds": cpu,
+        }
+        if extra:
+            state["extra"] = extra
+        atomic_save(state, self.path)

@@ -150,3 +150,54 @@ def test_rays_cuda_match_cpu():
     )
     assert ib.device.type == "cuda" and torch.equal(ia, ib.cpu())
     assert torch.allclose(ra.directions, rb.directions.cpu(), atol=1e-6)
+
+
+def _scale_cameras_formula(cameras: Cameras, height: int) -> Cameras:
+    """flame-nerf's former ``scale_cameras``: ``height`` rows, aspect kept."""
+    s = height / cameras.height
+    width = max(1, round(cameras.width * s))
+    sx, sy = width / cameras.width, height / cameras.height
+    return Cameras(
+        cameras.c2w,
+        cameras.fx * sx,
+        cameras.fy * sy,
+        cameras.cx * sx,
+        cameras.cy * sy,
+        width,
+        height,
+    )
+
+
+def _resize_cameras_formula(cameras: Cameras, size: int) -> Cameras:
+    """The CLIP edit's former ``resize_cameras``: longest side ``size`` (0 keeps them)."""
+    if size <= 0 or size == max(cameras.width, cameras.height):
+        return cameras
+    s = size / max(cameras.width, cameras.height)
+    w, h = max(1, round(cameras.width * s)), max(1, round(cameras.height * s))
+    sx, sy = w / cameras.width, h / cameras.height
+    return Cameras(
+        cameras.c2w, cameras.fx * sx, cameras.fy * sy, cameras.cx * sx, cameras.cy * sy, w, h
+    )
+
+
+def _same(a: Cameras, b: Cameras) -> bool:
+    return (a.width, a.height) == (b.width, b.height) and all(
+        torch.equal(getattr(a, k), getattr(b, k)) for k in ("c2w", "fx", "fy", "cx", "cy")
+    )
+
+
+@pytest.mark.parametrize("size", [(64, 64), (96, 64), (37, 53), (1, 5)])
+def test_resized_matches_the_former_formulas_bit_for_bit(size):
+    w, h = size
+    cams = orbit_cameras(3, 4.0, w, h, fov_y_deg=31.0)
+    cams.cx += torch.tensor([0.1, -0.3, 0.7])
+    for rows in (1, 16, 17, 40, 64, 129):
+        assert _same(cams.resized(height=rows), _scale_cameras_formula(cams, rows))
+    for side in (0, 1, 16, 23, 40, max(w, h), 200):
+        new, old = cams.resized(longest=side), _resize_cameras_formula(cams, side)
+        assert _same(new, old)
+        assert (new is cams) == (old is cams)
+    with pytest.raises(ValueError):
+        cams.resized()
+    with pytest.raises(ValueError):
+        cams.resized(height=8, longest=8)

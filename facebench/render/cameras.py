@@ -177,6 +177,29 @@ class Cameras:
             self.height,
         )
 
+    def resized(self, height: int | None = None, longest: int | None = None) -> Cameras:
+        """The same cameras (poses, field of view) at another image size.
+
+        ``height``: that many rows, the width scaled to keep the aspect. ``longest``: the
+        longest side that long (``0`` or the current longest side returns ``self``).
+        Intrinsics scale by the new/old width and height ratios. Give exactly one.
+        """
+        if (height is None) == (longest is None):
+            raise ValueError("Cameras.resized: give exactly one of height and longest")
+        if height is not None:
+            s = height / self.height
+            width, rows = max(1, round(self.width * s)), int(height)
+        else:
+            side = max(self.width, self.height)
+            if longest <= 0 or longest == side:
+                return self
+            s = longest / side
+            width, rows = max(1, round(self.width * s)), max(1, round(self.height * s))
+        sx, sy = width / self.width, rows / self.height
+        return Cameras(
+            self.c2w, self.fx * sx, self.fy * sy, self.cx * sx, self.cy * sy, width, rows
+        )
+
     @property
     def K(self) -> Tensor:  # noqa: N802 - the usual name for the intrinsic matrix
         """Intrinsic matrices ``(N, 3, 3)``."""
