@@ -95,8 +95,8 @@ def fit_loop(
     step_fn: Callable[[int], float | None],
     steps: int,
     *,
-    model: nn.Module,
-    optimizer: torch.optim.Optimizer,
+    model: nn.Module | None = None,
+    optimizer: torch.optim.Optimizer | None = None,
     lr: Callable[[int], float] | None = None,
     scheduler: Any | None = None,
     generators: Mapping[str, torch.Generator] | None = None,
@@ -120,11 +120,16 @@ def fit_loop(
     ``step_fn`` returns is appended to ``state.losses``, ``progress(task, done, steps)``
     is called, and every ``checkpoint_every`` steps short of ``steps`` (and at a
     ``stop_after`` stop) the state is saved with ``save_extra()``'s tensors.
+    ``model`` and ``optimizer`` are needed for a checkpoint (and ``optimizer`` for ``lr``).
     ``threads=(variable, default)`` runs the loop with that many torch threads
     (:func:`facebench.threads.env_threads`).
     """
     gens = dict(generators or {})
+    if (lr is not None or checkpoint is not None) and optimizer is None:
+        raise ValueError("fit_loop: lr and checkpoint need the optimizer")
     if checkpoint is not None:
+        if model is None:
+            raise ValueError("fit_loop: a checkpoint needs the model")
         state = TrainState.resume(Path(checkpoint), config_hash, model, optimizer)
     else:
         state = TrainState(Path(), config_hash)
@@ -138,6 +143,7 @@ def fit_loop(
             load_extra(extra.get("user", {}))
 
     def save(done: int) -> None:
+        assert model is not None and optimizer is not None
         extra: dict[str, Any] = {"generators": {k: g.get_state() for k, g in gens.items()}}
         if scheduler is not None:
             extra["scheduler"] = scheduler.state_dict()
