@@ -13,13 +13,7 @@ from facebench.render.analytic import HeadField
 AABB = ((-1.2, -1.2, -1.2), (1.2, 1.2, 1.2))
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # Small batches: intra-op threads only add contention on a shared 2-core machine.
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _scene(n_train=16, size=32):

@@ -7,14 +7,7 @@ import torch
 
 from facebench.render import RayBundle, RenderConfig, composite, render_rays
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # Small tensors: intra-op threads only add contention on a shared 2-core machine.
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def test_homogeneous_slab_opacity_closed_form():

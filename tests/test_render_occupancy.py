@@ -7,14 +7,7 @@ from facebench.render import RenderConfig, orbit_cameras, render_image
 from facebench.render.analytic import HeadField
 from facebench.render.occupancy import OccupancyGrid
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # Small tensors: intra-op threads only add contention on a shared 2-core machine.
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 AABB = torch.tensor([[-1.5, -1.5, -1.5], [1.5, 1.5, 1.5]])

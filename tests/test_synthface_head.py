@@ -14,7 +14,6 @@ from facebench.datasets.synthhead import (
     REGIONS,
     Identity,
     SynthHead,
-    render_threads,
 )
 from facebench.render import Cameras, RenderConfig, look_at, render_image
 
@@ -32,11 +31,7 @@ def cameras(yaws=(0.0,), res=64, fov=30.0, dist=4.2) -> Cameras:
     return Cameras.from_fov(look_at(eyes, tgt.expand_as(eyes)), res, res, fov)
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Backward passes run outside the renderer's thread limit; keep them single-threaded too."""
-    with render_threads():
-        yield
+pytestmark = pytest.mark.usefixtures("render_thread_limit")
 
 
 @pytest.fixture(scope="module")

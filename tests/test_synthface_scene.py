@@ -19,22 +19,11 @@ from facebench.datasets.synthface import (
     resolve_config,
     scene_cache_path,
 )
-from facebench.datasets.synthhead import render_threads
 from facebench.errors import FacebenchError
 from facebench.registry import DATASETS
 from facebench.scene import DEFAULT_SCENE, Scene, load_scene
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    with render_threads():
-        yield
-
-
-@pytest.fixture()
-def cache(tmp_path, monkeypatch):
-    monkeypatch.setenv("FACEBENCH_CACHE", str(tmp_path / "cache"))
-    return tmp_path / "cache"
+pytestmark = pytest.mark.usefixtures("render_thread_limit")
 
 
 @pytest.fixture(scope="module")
