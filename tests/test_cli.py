@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shlex
 import subprocess
 import sys
 
@@ -49,18 +50,88 @@ def test_usage_errors_are_one_line_exit_2(args):
     assert len(lines) == 1 and lines[0].startswith("facebench: error:")
 
 
-def test_every_command_help_shows_an_example():
+def _help_examples(text: str | None) -> list[list[str]]:
+    """The argv after ``facebench`` of every example line in a help text.
+
+    An example line is one that starts with ``facebench `` once stripped of its indent and of
+    an ``Example:`` / ``Examples:`` label (the forms the helps use).
+    """
+    found = []
+    for line in (text or "").splitlines():
+        s = line.strip()
+        for label in ("Examples:", "Example:"):
+            s = s.removeprefix(label).strip()
+        if s.startswith("facebench "):
+            found.append(shlex.split(s)[1:])
+    return found
+
+
+def _parse_example(argv: list[str]) -> list[str]:
+    """Parse ``facebench ARGV`` as the CLI would, without running it; return the command path.
+
+    Missing required arguments, unknown options and values of the wrong type raise click's
+    usage errors.
+    """
     import typer
 
     from facebench.cli import app
 
-    group = typer.main.get_command(app)
-    for name, command in group.commands.items():
-        text = command.help or ""
-        if hasattr(command, "commands"):  # a sub-group: check its commands too
-            for sub in command.commands.values():
-                assert "facebench" in (sub.help or ""), f"{name} {sub.name} --help has no example"
-        assert "facebench" in text, f"facebench {name} --help has no example"
+    command = typer.main.get_command(app)
+    ctx = command.make_context("facebench", list(argv))
+    path, rest = [], [*ctx._protected_args, *ctx.args]
+    while hasattr(command, "commands") and rest:
+        name, command, rest = command.resolve_command(ctx, rest)
+        path.append(name)
+        ctx = command.make_context(name, rest, parent=ctx)
+        rest = [*ctx._protected_args, *ctx.args]
+    assert not rest, f"unparsed arguments {rest}"
+    return path
+
+
+def _all_commands() -> list[tuple[list[str], object]]:
+    import typer
+
+    from facebench.cli import app
+
+    found = []
+    for name, command in typer.main.get_command(app).commands.items():
+        found.append(([name], command))
+        for sub_name, sub in getattr(command, "commands", {}).items():
+            found.append(([name, sub_name], sub))
+    return found
+
+
+def test_every_command_help_shows_a_runnable_example():
+    for path, command in _all_commands():
+        label = "facebench " + " ".join(path)
+        examples = _help_examples(command.help)
+        assert examples, f"{label} --help has no example line"
+        for argv in examples:
+            try:
+                parsed = _parse_example(argv)
+            except Exception as exc:  # click's usage errors: the example would not run
+                pytest.fail(f"{label} --help example `facebench {shlex.join(argv)}`: {exc}")
+            assert parsed[: len(path)] == path, f"{label} --help shows an example of {parsed}"
+
+
+def test_example_parser_rejects_broken_command_lines():
+    assert _help_examples("Run it.\n\nExamples:\n\n  facebench run --method pac\n") == [
+        ["run", "--method", "pac"]
+    ]
+    assert _help_examples("Example: facebench weights install lpips") == [
+        ["weights", "install", "lpips"]
+    ]
+    assert _help_examples("loads like one (facebench prepare check x)") == []
+    assert _parse_example(["prepare", "check", "synthface:tiny"]) == ["prepare", "check"]
+    for broken in (
+        ["run", "--methd", "pac"],  # unknown option
+        ["config"],  # missing METHOD
+        ["reanimate", "--method", "flame-nerf", "--n-drive", "four"],  # wrong type
+        ["prepare", "synthface", "--out", "x", "--format", "obj"],  # not a choice
+        ["prepare", "train"],  # no such command
+    ):
+        with pytest.raises(Exception):  # noqa: B017 - click's and typer's classes differ
+            _parse_example(broken)
 
 
 def test_reanimate_refuses_a_method_that_cannot_reanimate(tmp_path):
