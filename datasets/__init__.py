@@ -1,13 +1,24 @@
 """Built-in facebench datasets; importing this package registers them.
 
-* ``synthface`` -- SynthFace scene source (``synthface:<preset>``), see :mod:`.synthface`.
+* ``synthface`` -- SynthFace scene source (``synthface:<preset>``), see :mod:`.synthface`;
+  its scenes' ground truth is :class:`.synthface_truth.SynthFaceTruth`.
 * ``synthface-faces`` -- image-caption pairs for category-level methods, see :mod:`.faces`.
-* ``nerfies`` / ``transforms`` -- capture loaders, see :mod:`.capture`.
-
-Prompt sets with answers: :func:`facebench.datasets.prompts.load_prompts`.
+* ``nerfies`` / ``transforms`` -- capture formats (read, recognise, write), see :mod:`.capture`.
+* ``prompts`` -- prompt sets with answers, :func:`.prompts.load_prompts`.
+* the ``synthhead`` morphable model (:mod:`.synthhead_morphable`), in
+  :data:`facebench.morphable.MORPHABLE_MODELS`.
 """
 
-from facebench.datasets import capture, faces, facs, prompts, synthface, synthhead  # noqa: F401
+from facebench.datasets import (  # noqa: F401  (imported to register)
+    capture,
+    faces,
+    facs,
+    prompts,
+    synthface,
+    synthface_truth,
+    synthhead,
+    synthhead_morphable,
+)
 from facebench.datasets.prompts import PromptSet, load_prompts
 
 __all__ = ["PromptSet", "load_prompts"]

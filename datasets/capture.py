@@ -62,14 +62,17 @@ import torch
 from PIL import Image
 from torch import Tensor
 
+from facebench.datasets.synthface_truth import SynthFaceTruth
 from facebench.datasets.synthhead import REGIONS, SynthHead
-from facebench.errors import FacebenchError
+from facebench.errors import CaptureError, FacebenchError
 from facebench.registry import register_dataset
 from facebench.render.cameras import Cameras, opencv_to_opengl, opengl_to_opencv
 from facebench.scene import Scene
 
 __all__ = [
     "CaptureError",
+    "detect_nerfies",
+    "detect_transforms",
     "export_capture",
     "load_capture",
     "read_nerfies",
@@ -80,10 +83,6 @@ __all__ = [
 
 FORMATS = ("nerfies", "transforms")
 Progress = Callable[[int, int], None] | None
-
-
-class CaptureError(FacebenchError):
-    """A capture on disk is broken; the message names the file and the problem."""
 
 
 # ----------------------------------------------------------------------------- helpers
@@ -236,7 +235,7 @@ def _extras_to_scene_fields(
             out["masks"] = {name: lab == i for i, name in enumerate(regions)}
     if "synthface" in fb:
         try:
-            head = SynthHead.from_dict(fb["synthface"])
+            head = SynthFaceTruth.from_dict(fb["synthface"])
         except (KeyError, TypeError, ValueError, FacebenchError) as exc:
             raise _err(fb_path, f"bad synthface block ({exc})") from None
         out["gt"] = head
@@ -745,25 +744,46 @@ def export_capture(
     raise FacebenchError(f"unknown capture format {fmt!r}; use one of {', '.join(FORMATS)}")
 
 
+def detect_nerfies(path: Path) -> Path | None:
+    """The Nerfies capture at ``path``: a folder with ``dataset.json`` (or that file's folder)."""
+    if path.is_file():
+        return path.parent if path.name == "dataset.json" else None
+    return path if (path / "dataset.json").exists() else None
+
+
+def detect_transforms(path: Path) -> Path | None:
+    """The transforms.json capture at ``path``: a folder with one, or a .json file."""
+    if path.is_file():
+        return path if path.suffix == ".json" and path.name != "dataset.json" else None
+    return path if (path / "transforms.json").exists() else None
+
+
+_DETECT = {"nerfies": detect_nerfies, "transforms": detect_transforms}
+_EXPECTS = {"nerfies": "dataset.json (Nerfies)", "transforms": "transforms.json"}
+
+
 def load_capture(path: str | Path, fmt: str | None = None) -> Scene:
     """Read a capture directory (``dataset.json`` -> Nerfies, ``transforms.json``) or file."""
     path = Path(path).expanduser()
     if not path.exists():
         raise _err(path, "no such capture directory or file")
     if fmt is None:
-        if path.is_file():
-            fmt = "transforms" if path.suffix == ".json" and path.name != "dataset.json" else None
-            if path.name == "dataset.json":
-                fmt, path = "nerfies", path.parent
-        elif (path / "dataset.json").exists():
-            fmt = "nerfies"
-        elif (path / "transforms.json").exists():
-            fmt = "transforms"
+        for name, detect in _DETECT.items():
+            found = detect(path)
+            if found is not None:
+                fmt, path = name, found
+                break
     if fmt == "nerfies":
         return read_nerfies(path)
     if fmt == "transforms":
         return read_transforms(path)
-    raise _err(path, "not a capture: expected dataset.json (Nerfies) or transforms.json")
+    raise _err(path, f"not a capture: expected {' or '.join(_EXPECTS.values())}")
+
+
+# A capture source is a scene source (``<name>:<path>``) that also recognises its
+# layout on disk (``detect``: what ``facebench.scene.load_scene`` asks for a bare
+# path; ``expects`` names the file it looks for) and writes scenes in it (``write``:
+# ``facebench prepare synthface --format``).
 
 
 @register_dataset(
@@ -778,6 +798,11 @@ def nerfies_source(spec: str = "", **overrides: Any) -> Scene:
     return read_nerfies(Path(spec).expanduser(), scale=overrides.get("scale"))
 
 
+nerfies_source.detect = detect_nerfies
+nerfies_source.expects = _EXPECTS["nerfies"]
+nerfies_source.write = write_nerfies
+
+
 @register_dataset(
     "transforms",
     capabilities=("scene", "capture"),
@@ -789,3 +814,8 @@ def transforms_source(spec: str = "", **overrides: Any) -> Scene:
     if not spec:
         raise FacebenchError("transforms: needs a directory or transforms.json path")
     return read_transforms(Path(spec).expanduser())
+
+
+transforms_source.detect = detect_transforms
+transforms_source.expects = _EXPECTS["transforms"]
+transforms_source.write = write_transforms

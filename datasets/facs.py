@@ -13,11 +13,13 @@ scene schedules read it from here.
 
 :data:`GROUPS` are the unit groups a SynthFace scene shows *one at a time*
 ("smile", "eyes closed", ...); combinations of groups never appear together in
-a scene and must be composed by a method.
+a scene and must be composed by a method; :func:`heldout_combinations` picks
+such combinations to drive a fitted scene with (``facebench reanimate``).
 """
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
@@ -27,6 +29,7 @@ from torch import Tensor
 from facebench.errors import FacebenchError
 
 __all__ = [
+    "ANTAGONISTS",
     "AU_NAMES",
     "AUS",
     "EMOTIONS",
@@ -37,6 +40,8 @@ __all__ = [
     "expression_dict",
     "expression_vector",
     "active_groups",
+    "group_vector",
+    "heldout_combinations",
 ]
 
 
@@ -133,3 +138,63 @@ def active_groups(vector: Tensor | Sequence[float], threshold: float = 0.05) -> 
     return [
         g for g, units in GROUPS.items() if any(float(v[au_index(u)]) > threshold for u in units)
     ]
+
+
+def group_vector(names: Sequence[str], au_names: Sequence[str]) -> Tensor:
+    """The expression ``(len(au_names),)`` of :data:`GROUPS` ``names`` at full strength
+    (a unit in several groups takes its largest value; units not in ``au_names`` are dropped)."""
+    v = torch.zeros(len(au_names))
+    for g in names:
+        for au, val in GROUPS[g].items():
+            if au in au_names:
+                i = list(au_names).index(au)
+                v[i] = max(float(v[i]), float(val))
+    return v
+
+
+#: Group pairs that act against each other on the same features; not used as combinations.
+ANTAGONISTS: frozenset[frozenset[str]] = frozenset(
+    frozenset(p)
+    for p in (
+        ("brow_raise", "brow_lower"),
+        ("eyes_closed", "eyes_wide"),
+        ("eyes_closed", "lid_tighten"),
+        ("eyes_wide", "lid_tighten"),
+        ("smile", "lip_corners_down"),
+        ("lip_stretch", "lip_press"),
+    )
+)
+
+
+def heldout_combinations(
+    expressions: Tensor | None, au_names: Sequence[str], n: int = 4, threshold: float = 0.05
+) -> tuple[Tensor, list[str]]:
+    """``n`` pairs of expression groups each seen alone in ``expressions`` but never together.
+
+    Candidates are pairs of :data:`GROUPS` that both appear (above ``threshold``)
+    in some frame of ``expressions`` ``(N, n_au)``, never in the same frame, share
+    no action unit and are not :data:`ANTAGONISTS`; each group is at full
+    strength. Pairs are sorted by name and ``n`` of them taken evenly spaced
+    (deterministic). Without ``expressions`` every group counts as seen.
+    Returns ``(vectors (n, len(au_names)), labels)``.
+    """
+    seen_pairs: set[frozenset[str]] = set()
+    seen_groups: set[str] = set(GROUPS) if expressions is None else set()
+    if expressions is not None:
+        for e in torch.as_tensor(expressions):
+            act = active_groups(e, threshold)
+            seen_groups.update(act)
+            seen_pairs.update(frozenset(p) for p in itertools.combinations(sorted(act), 2))
+    pairs = [
+        p
+        for p in itertools.combinations(sorted(seen_groups), 2)
+        if frozenset(p) not in seen_pairs
+        and frozenset(p) not in ANTAGONISTS
+        and not set(GROUPS[p[0]]) & set(GROUPS[p[1]])
+    ]
+    if not pairs:
+        raise FacebenchError("no held-out expression combination left for this scene")
+    n = max(1, min(n, len(pairs)))
+    pick = [pairs[round(i * (len(pairs) - 1) / max(n - 1, 1))] for i in range(n)]
+    vecs = torch.stack([group_vector(p, au_names) for p in pick])
+    return vecs, ["+".join(p) for p in pick]

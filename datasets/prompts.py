@@ -18,6 +18,9 @@ loads with ``targets=None`` (ground-truth metrics are then skipped).
 Resolution of ``name_or_path``: an existing path (relative to the working
 directory, or absolute) wins; otherwise the shipped prompt set of that name
 (``emotions``, ``emotions.txt``, ``descriptive``, ``descriptive.txt``).
+
+:func:`load_prompts` is registered as the dataset ``prompts`` (capability
+``prompts``): the runner loads ``--prompts`` through the registry.
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ from torch import Tensor
 
 from facebench.datasets.facs import AU_NAMES, EMOTIONS, GROUPS, au_index
 from facebench.errors import FacebenchError
+from facebench.registry import register_dataset
 
 __all__ = ["PromptSet", "load_prompts", "shipped_prompt_sets", "resolve_target"]
 
@@ -152,6 +156,11 @@ def _parse_targets(text: str, where: str, prompts: list[str]):
     }
 
 
+@register_dataset(
+    "prompts",
+    capabilities=("prompts",),
+    description="Prompt sets with target expressions (--prompts: a .txt path or a shipped set)",
+)
 def load_prompts(name_or_path: str | Path) -> PromptSet:
     """Load a prompt set by path (working directory first) or shipped name; see the module doc."""
     raw = str(name_or_path).strip()

@@ -7,8 +7,8 @@ unit group of :data:`facebench.datasets.facs.GROUPS` at a time (a smile, then
 closed eyes, ...; never two groups in the same frame), ramping smoothly up and
 down like a video. Held-out evaluation cameras lie on a horizontal arc
 (:func:`eval_arc`). Every frame has its image, camera, expression vector and
-region masks; the scene carries the :class:`~facebench.datasets.synthhead.SynthHead`
-as its ground-truth renderer.
+region masks; the scene carries its SynthHead as its ground truth
+(:class:`~facebench.datasets.synthface_truth.SynthFaceTruth`).
 
 Scenes are deterministic for their :class:`SynthFaceConfig` and cached on disk
 at ``cache_dir()/scenes/<hash>.npz`` (hash of the config and
@@ -39,6 +39,7 @@ import numpy as np
 import torch
 
 from facebench.datasets.facs import AU_NAMES, GROUPS, au_index
+from facebench.datasets.synthface_truth import SynthFaceTruth
 from facebench.datasets.synthhead import FRONT_Z, REGIONS, Backdrop, Identity, SynthHead
 from facebench.errors import FacebenchError
 from facebench.paths import atomic_file, cache_dir
@@ -304,7 +305,7 @@ def generate_scene(
 ) -> Scene:
     """Render a SynthFace scene (no cache). ``progress(done_frames, total)`` reports progress."""
     cfg.validate()
-    head = SynthHead(cfg.identity(), Backdrop.from_seed(cfg.seed))
+    head = SynthFaceTruth(cfg.identity(), Backdrop.from_seed(cfg.seed))
     cams = handheld_cameras(cfg)
     evals = eval_arc(cfg)
     expr, events = expression_schedule(cfg)
@@ -379,7 +380,7 @@ def _scene_from_arrays(
     n, h, w, _ = images.shape
     labels = torch.from_numpy(np.ascontiguousarray(arrays["labels"])).long()
     cfg = meta["config"]
-    head = head or SynthHead.from_dict(meta["head"])
+    head = head or SynthFaceTruth.from_dict(meta["head"])
     return Scene(
         name=f"synthface:{cfg['name']}",
         images=images.float() / 255.0,

@@ -67,25 +67,27 @@ def synthface_cmd(
     The capture loads like a real one (facebench prepare check captures/synth), and the
     SynthFace ground truth comes back with it.
     """
-    from facebench.datasets.capture import export_capture
-    from facebench.datasets.synthface import load_synthface, resolve_config
+    from facebench.registry import DATASETS
 
     if out.exists() and not out.is_dir():
         raise FacebenchError(f"{out}: exists and is not a directory")
     if out.is_dir() and any(out.iterdir()) and not force:
         raise FacebenchError(f"{out}: directory is not empty (use --force to write into it)")
-    cfg = resolve_config(name, resolution=resolution, seed=seed, n_frames=frames)
+    synthface, capture = DATASETS.get("synthface").obj, DATASETS.get(fmt.value).obj
     with _progress() as progress:
-        task = progress.add_task(f"rendering synthface:{cfg.name}", total=cfg.n_frames)
-        scene = load_synthface(
-            cfg, progress=lambda done, total: progress.update(task, completed=done, total=total)
+        task = progress.add_task(f"rendering synthface:{name}", total=None)
+        scene = synthface(
+            name,
+            resolution=resolution,
+            seed=seed,
+            n_frames=frames,
+            progress=lambda done, total: progress.update(task, completed=done, total=total),
         )
-        progress.update(task, completed=cfg.n_frames)
+        progress.update(task, completed=scene.n_frames, total=scene.n_frames)
         wtask = progress.add_task(f"writing {fmt.value}", total=scene.n_frames)
-        export_capture(
+        capture.write(
             scene,
             out,
-            fmt.value,
             progress=lambda done, total: progress.update(wtask, completed=done, total=total),
         )
     cached = " (from cache)" if scene.meta.get("cache_hit") else ""

@@ -5,16 +5,16 @@
 1. the method fits the scene (or loads it from the cache) -- :meth:`prepare`;
 2. a *driving* expression sequence is chosen (``drive``):
 
-   * ``None`` / ``"heldout"`` (default): held-out *combinations* of the
-     SynthFace expression groups (:data:`facebench.datasets.facs.GROUPS`):
-     pairs of groups that each appear in the scene but never together
-     (SynthFace scenes show groups one at a time), excluding antagonistic
-     pairs, ``n_drive`` of them spread evenly over the sorted list
-     (:func:`heldout_combinations`);
+   * ``None`` / ``"heldout"`` (default): held-out *combinations* the scene's
+     ground truth picks (``scene.gt.heldout_combinations``; SynthFace: pairs of
+     expression groups that each appear in the scene but never together,
+     excluding antagonistic pairs, ``n_drive`` of them spread evenly over the
+     sorted list, :func:`facebench.datasets.facs.heldout_combinations`);
    * a scene spec (``synthface:...``): that scene's per-frame expressions;
    * a file: ``.npz`` with an ``expression`` array ``(K, n_expr)`` (e.g. a
      capture's ``flame_params.npz``) or ``.json`` with a list of vectors or
-     ``{AU: intensity}`` dicts;
+     ``{AU: intensity}`` dicts (read by the scene's ground truth,
+     ``scene.gt.expression_vector``);
 
 3. every driving expression is rendered at the scene's held-out cameras
    (``scene.eval_cameras``, at most ``n_views`` of them spread evenly) with
@@ -37,7 +37,6 @@ written to ``OUT/reanimate/<method>-<variant>.json`` plus a PNG grid
 
 from __future__ import annotations
 
-import itertools
 import json
 import math
 import time
@@ -52,12 +51,11 @@ from torch import Tensor
 
 from facebench.errors import FacebenchError
 from facebench.method import Progress, RunContext, no_progress
+from facebench.metric import make_metric
 
 __all__ = [
-    "ANTAGONISTS",
     "ReanimationResult",
     "background_change",
-    "heldout_combinations",
     "load_drive",
     "reanimate",
     "reanimate_method",
@@ -91,77 +89,20 @@ class ReanimationResult:
 # ------------------------------------------------------------------------------ driving
 
 
-def _group_vector(names: Sequence[str], au_names: Sequence[str]) -> Tensor:
-    from facebench.datasets.facs import GROUPS
-
-    v = torch.zeros(len(au_names))
-    for g in names:
-        for au, val in GROUPS[g].items():
-            if au in au_names:
-                i = list(au_names).index(au)
-                v[i] = max(float(v[i]), float(val))
-    return v
-
-
-#: Group pairs that act against each other on the same features; not used as combinations.
-ANTAGONISTS: frozenset[frozenset[str]] = frozenset(
-    frozenset(p)
-    for p in (
-        ("brow_raise", "brow_lower"),
-        ("eyes_closed", "eyes_wide"),
-        ("eyes_closed", "lid_tighten"),
-        ("eyes_wide", "lid_tighten"),
-        ("smile", "lip_corners_down"),
-        ("lip_stretch", "lip_press"),
-    )
-)
-
-
-def heldout_combinations(
-    expressions: Tensor | None, au_names: Sequence[str], n: int = 4, threshold: float = 0.05
-) -> tuple[Tensor, list[str]]:
-    """``n`` pairs of expression groups each seen alone in ``expressions`` but never together.
-
-    Candidates are pairs of :data:`~facebench.datasets.facs.GROUPS` that both
-    appear (above ``threshold``) in some frame of ``expressions`` ``(N, n_au)``,
-    never in the same frame, share no action unit and are not
-    :data:`ANTAGONISTS`; each group is at full strength. Pairs are sorted by
-    name and ``n`` of them taken evenly spaced (deterministic). Without
-    ``expressions`` every group counts as seen.
-    Returns ``(vectors (n, n_au), labels)``.
-    """
-    from facebench.datasets.facs import GROUPS, active_groups
-
-    seen_pairs: set[frozenset[str]] = set()
-    seen_groups: set[str] = set(GROUPS) if expressions is None else set()
-    if expressions is not None:
-        for e in torch.as_tensor(expressions):
-            act = active_groups(e, threshold)
-            seen_groups.update(act)
-            seen_pairs.update(frozenset(p) for p in itertools.combinations(sorted(act), 2))
-    pairs = [
-        p
-        for p in itertools.combinations(sorted(seen_groups), 2)
-        if frozenset(p) not in seen_pairs
-        and frozenset(p) not in ANTAGONISTS
-        and not set(GROUPS[p[0]]) & set(GROUPS[p[1]])
-    ]
-    if not pairs:
-        raise FacebenchError("no held-out expression combination left for this scene")
-    n = max(1, min(n, len(pairs)))
-    pick = [pairs[round(i * (len(pairs) - 1) / max(n - 1, 1))] for i in range(n)]
-    vecs = torch.stack([_group_vector(p, au_names) for p in pick])
-    return vecs, ["+".join(p) for p in pick]
-
-
 def load_drive(
     drive: str | None, scene: Any, au_names: Sequence[str], n: int = 4
 ) -> tuple[Tensor, list[str], str]:
     """The driving expressions ``(K, n_expr)``, their labels and a description of the source."""
+    gt = getattr(scene, "gt", None)
     if drive in (None, "", "heldout"):
-        vecs, labels = heldout_combinations(getattr(scene, "expressions", None), au_names, n)
+        if gt is None:
+            raise FacebenchError(
+                "--drive heldout needs a scene with ground truth (SynthFace); give a scene "
+                "spec or an .npz/.json expression file"
+            )
+        vecs, labels = gt.heldout_combinations(getattr(scene, "expressions", None), au_names, n)
         return vecs, labels, "heldout"
-    vecs, labels, source = _load_drive_source(str(drive))
+    vecs, labels, source = _load_drive_source(str(drive), gt)
     if vecs.ndim != 2 or (au_names and vecs.shape[1] != len(au_names)):
         want = f"(K, {len(au_names)})" if au_names else "(K, n_expr)"
         raise FacebenchError(
@@ -172,7 +113,7 @@ def load_drive(
     return vecs, labels, source
 
 
-def _load_drive_source(drive: str) -> tuple[Tensor, list[str], str]:
+def _load_drive_source(drive: str, gt: Any) -> tuple[Tensor, list[str], str]:
     path = Path(str(drive))
     if path.suffix == ".npz" and path.is_file():
         import numpy as np
@@ -186,12 +127,15 @@ def _load_drive_source(drive: str) -> tuple[Tensor, list[str], str]:
             raise FacebenchError(f"{path.name}: not a readable .npz file ({exc})") from exc
         return vecs, [f"{path.stem}[{i}]" for i in range(len(vecs))], str(path)
     if path.suffix == ".json" and path.is_file():
-        from facebench.datasets.facs import expression_vector
-
         try:
             data = json.loads(path.read_text())
+            if gt is None and any(isinstance(r, dict) for r in data):
+                raise FacebenchError(
+                    f"{path.name}: {{unit: value}} rows need a scene with ground truth "
+                    "(SynthFace); give expression vectors instead"
+                )
             rows = [
-                expression_vector(r)
+                gt.expression_vector(r)
                 if isinstance(r, dict)
                 else torch.tensor(r, dtype=torch.float32)
                 for r in data
@@ -276,8 +220,6 @@ def reanimate_method(
     out: Path | None = None,
 ) -> ReanimationResult:
     """Score a *prepared* method (anything with ``render_expression``) on ``scene``."""
-    from facebench.metrics.base import make_metric
-
     if not hasattr(method, "render_expression"):
         raise FacebenchError(f"method {names[0]!r} cannot re-animate (no render_expression)")
     au_names = tuple(getattr(method, "expression_names", ()) or getattr(scene, "au_names", ()))

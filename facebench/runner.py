@@ -291,16 +291,17 @@ def _versions() -> dict[str, str]:
 def run(options: RunOptions, progress: Progress = no_progress) -> RunSummary:
     """Run the benchmark protocol; see the module docstring."""
     from facebench.artifacts import save_grid, save_turntable
-    from facebench.datasets import load_prompts
+    from facebench.cost import measure_cost
+    from facebench.registry import DATASETS
     from facebench.scene import load_scene
-    from facebench.suite import SUITES, Evaluator, measure_cost
+    from facebench.suite import SUITES, Evaluator
 
     if options.seeds < 1:
         raise FacebenchError(f"--seeds {options.seeds}: need at least 1")
     if options.suite not in SUITES:
         raise FacebenchError(f"--suite {options.suite!r}: choose one of {', '.join(SUITES)}")
     device = resolve_device(options.device)
-    prompt_set = load_prompts(options.prompts)
+    prompt_set = DATASETS.get("prompts").obj(options.prompts)  # a registered prompt loader
     method = create_method(  # before the scene is loaded: a bad --set fails at once
         options.method,
         options.variant,

@@ -22,6 +22,7 @@ cameras, +y-up world, pixel centres at ``+0.5``.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
@@ -29,7 +30,8 @@ from typing import Any, Protocol, runtime_checkable
 import torch
 from torch import Tensor
 
-from facebench.errors import FacebenchError
+from facebench.errors import CaptureError, FacebenchError
+from facebench.registry import DATASETS
 from facebench.render.cameras import Cameras
 
 __all__ = ["DEFAULT_SCENE", "GroundTruth", "Scene", "load_scene", "neutral_frame"]
@@ -40,9 +42,14 @@ DEFAULT_SCENE = "synthface:default"
 
 @runtime_checkable
 class GroundTruth(Protocol):
-    """Renders the true scene for any expression and cameras (SynthFace only)."""
+    """The truth of a synthetic scene (SynthFace): renders, masks and landmarks for any
+    expression and cameras, plus what the evaluator and re-animation ask about its
+    expression space -- so the core needs no dataset module to score a scene."""
 
     au_names: tuple[str, ...]
+    landmark_names: tuple[str, ...]
+    """The five :meth:`landmarks` the landmark metrics take, in their order: two eye
+    centres, the nose tip, two mouth corners."""
 
     def render(self, expression: Tensor | None, cameras: Cameras, *, grad: bool = False) -> Tensor:
         """Images ``(N, H, W, 3)``; ``expression`` is ``(n_au,)``, ``(N, n_au)`` or None."""
@@ -58,6 +65,25 @@ class GroundTruth(Protocol):
 
     def in_head(self, points: Tensor, margin: float = 0.05) -> Tensor:
         """Head-region test for world points ``(P, 3)`` -> ``(P,)`` bool."""
+        ...
+
+    def unit_regions(self, unit: str) -> tuple[str, ...]:
+        """The :meth:`masks` regions expression unit ``unit`` (one of ``au_names``) may change."""
+        ...
+
+    def expression_vector(self, units: Mapping[str, float]) -> Tensor:
+        """``{unit: intensity}`` -> an expression ``(n_au,)`` ordered as ``au_names``."""
+        ...
+
+    def heldout_combinations(
+        self, expressions: Tensor | None, au_names: Sequence[str], n: int = 4
+    ) -> tuple[Tensor, list[str]]:
+        """``n`` expressions ``(n, len(au_names))`` combining what ``expressions`` ``(N, n_au)``
+        shows only apart (held out for re-animation), and a label for each."""
+        ...
+
+    def morphable(self) -> Any:
+        """The scene's head as a :class:`facebench.morphable.MorphableModel`."""
         ...
 
 
@@ -263,12 +289,11 @@ def neutral_frame(scene: Any) -> int:
 def load_scene(spec: str, **overrides: Any) -> Scene:
     """Resolve a scene spec (see the module docstring) to a :class:`Scene`.
 
-    ``overrides`` go to the scene source (e.g. ``resolution=96`` for SynthFace).
-    Unknown sources, missing directories and broken captures raise
-    :class:`~facebench.errors.FacebenchError` with a one-line message.
+    ``overrides`` go to the scene source (e.g. ``resolution=96`` for SynthFace). A
+    path goes to the first registered capture source (capability ``capture``) whose
+    ``detect(path)`` recognises it. Unknown sources, missing directories and broken
+    captures raise :class:`~facebench.errors.FacebenchError` with a one-line message.
     """
-    from facebench.registry import DATASETS
-
     spec = str(spec).strip()
     if not spec:
         raise FacebenchError("empty scene spec; try synthface:default or a capture directory")
@@ -282,11 +307,20 @@ def load_scene(spec: str, **overrides: Any) -> Scene:
         return DATASETS.get(spec).obj("", **overrides)
     path = Path(spec).expanduser()
     if path.exists():
-        from facebench.datasets.capture import load_capture
-
-        return load_capture(path)
+        return _load_capture(path)
     sources = [e.name for e in DATASETS.entries() if "scene" in e.capabilities]
     raise FacebenchError(
         f"unknown scene {spec!r}: not a scene source ({', '.join(sources) or 'none'}) "
         "and no such capture directory"
     )
+
+
+def _load_capture(path: Path) -> Scene:
+    """Read the capture at ``path`` with the capture source that recognises it."""
+    captures = [e.obj for e in DATASETS.entries() if "capture" in e.capabilities]
+    for source in captures:
+        found = source.detect(path)
+        if found is not None:
+            return source(str(found))
+    expected = " or ".join(source.expects for source in captures)
+    raise CaptureError(f"{path}: not a capture: expected {expected}")

@@ -13,15 +13,16 @@ from __future__ import annotations
 
 import inspect
 import math
+from collections.abc import Sequence
 from typing import Any
 
 import torch
 
 from facebench.errors import FacebenchError
-from facebench.metrics import can_run, make_metric, measure_cost, update_from
+from facebench.metric import can_run, make_metric, metric_class, update_from
 from facebench.weights import MissingWeightsError
 
-__all__ = ["SUITES", "Evaluator", "measure_cost"]
+__all__ = ["SUITES", "Evaluator", "landmarks_tensor", "scene_answers"]
 
 SUITES: dict[str, list[str]] = {
     "scene": [
@@ -88,9 +89,7 @@ class Evaluator:
         self._landmarks = self._eval_landmarks()
 
     def _build(self, name: str) -> Any:
-        from facebench.registry import METRICS
-
-        cls = METRICS.get(name).obj
+        cls = metric_class(name)
         offered = {
             "clip": self.clip,
             "device": self.device,
@@ -106,7 +105,8 @@ class Evaluator:
     def _eval_landmarks(self) -> torch.Tensor | None:
         if self.scene.gt is None:
             return None
-        return landmarks_tensor(self.scene.gt_landmarks()).to(self.device)
+        points = self.scene.gt_landmarks()
+        return landmarks_tensor(points, self.scene.gt.landmark_names).to(self.device)
 
     def score(self, prompt: str, images: torch.Tensor) -> tuple[dict[str, float], dict[str, str]]:
         """Metric values (and ``<metric>_std``) for one prompt's renders, plus the backends used."""
@@ -152,12 +152,9 @@ def scene_answers(scene: Any, prompt_set: Any) -> dict[str, tuple[Any, Any, Any]
     """Per prompt: (true target renders, regions-it-may-change mask, target AU vector).
 
     The mask is the union, over the units the target activates, of their
-    regions (:func:`facebench.datasets.facs.au_regions`) in the neutral and the
-    target face. ``None`` when the scene has no ground truth or the prompt set
-    no targets.
+    regions (``scene.gt.unit_regions``) in the neutral and the target face.
+    ``None`` when the scene has no ground truth or the prompt set no targets.
     """
-    from facebench.datasets.facs import au_regions
-
     if scene.gt is None or not prompt_set.has_targets:
         return None
     cameras = scene.eval_cameras
@@ -174,18 +171,17 @@ def scene_answers(scene: Any, prompt_set: Any) -> dict[str, tuple[Any, Any, Any]
         allowed = torch.zeros(len(cameras), cameras.height, cameras.width, dtype=torch.bool)
         for unit, value in zip(scene.au_names, expression.tolist(), strict=True):
             if value > 0:
-                for region in au_regions(unit):
+                for region in scene.gt.unit_regions(unit):
                     allowed |= neutral_masks[region].cpu() | target_masks[region].cpu()
         answers[prompt] = (_chw(target), allowed[:, None].float(), expression)
     return answers
 
 
-def landmarks_tensor(points: dict[str, torch.Tensor]) -> torch.Tensor:
-    """SynthHead landmarks ``{name: (N, 2)}`` -> ``(N, 5, 2)`` as the metrics expect them:
-    eye centres, nose tip, mouth corners, each pair ordered image-left first."""
-    from facebench.datasets.synthhead import LANDMARKS
-
-    lm = torch.stack([points[name] for name in LANDMARKS], dim=1).float()
+def landmarks_tensor(points: dict[str, torch.Tensor], names: Sequence[str]) -> torch.Tensor:
+    """Ground-truth landmarks ``{name: (N, 2)}`` -> ``(N, 5, 2)`` as the metrics expect them:
+    eye centres, nose tip, mouth corners (``names``, the ground truth's
+    ``landmark_names``, in that order), each pair ordered image-left first."""
+    lm = torch.stack([points[name] for name in names], dim=1).float()
     for a, b in ((0, 1), (3, 4)):
         swap = lm[:, a, 0] > lm[:, b, 0]
         first = torch.where(swap[:, None], lm[:, b], lm[:, a])

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from facebench.errors import FacebenchError
+from facebench.safe_pickle import RestrictedUnpickler, numpy_array_globals
 
 
 class MissingWeightsError(FacebenchError):
@@ -168,21 +169,16 @@ def require_lpips_backbone(net: str) -> Path:
     return path
 
 
-class _ArrayUnpickler(pickle.Unpickler):
+class _ArrayUnpickler(RestrictedUnpickler):
     """Unpickles dicts of numpy arrays and nothing else (no code objects, no other globals)."""
 
-    def find_class(self, module: str, name: str) -> object:
-        import numpy as np
+    def __init__(self, file: Any) -> None:
+        super().__init__(file, numpy_array_globals(), _refuse_non_array)
 
-        if (module, name) in {("numpy", "ndarray"), ("numpy", "dtype")}:
-            return getattr(np, name)
-        if name == "_reconstruct" and module in {"numpy.core.multiarray", "numpy._core.multiarray"}:
-            try:
-                from numpy._core.multiarray import _reconstruct
-            except ImportError:  # numpy < 2
-                from numpy.core.multiarray import _reconstruct  # type: ignore[no-redef]
-            return _reconstruct
-        raise pickle.UnpicklingError(f"refusing to unpickle {module}.{name}: only numpy arrays")
+
+def _refuse_non_array(ref: str | None) -> pickle.UnpicklingError:
+    what = ref if ref is not None else "a persistent id"
+    return pickle.UnpicklingError(f"refusing to unpickle {what}: only numpy arrays")
 
 
 def load_array_pickle(data: bytes) -> dict:

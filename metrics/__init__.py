@@ -8,12 +8,12 @@ them; ``make_metric(name, **kwargs)`` builds one).
 
 * **Inputs.** ``Metric.requires`` names the inputs ``update`` needs and
   ``Metric.optional`` those it uses when given, as keyword arguments with the
-  same names, from one vocabulary (:data:`~facebench.metrics.base.INPUTS`):
+  same names, from one vocabulary (:data:`~facebench.metric.INPUTS`, the core's):
   ``images``, ``prompts``, ``neutral``, ``target``, ``gt``, ``masks``,
   ``reference``, ``landmarks``, ``neutral_landmarks``. Images are ``(B, 3, H, W)``
   float RGB in [0, 1]. A runner calls only the metrics whose ``requires`` a
-  scene/method provides (:func:`~facebench.metrics.base.can_run`) and feeds them
-  with :func:`~facebench.metrics.base.update_from`.
+  scene/method provides (:func:`~facebench.metric.can_run`) and feeds them
+  with :func:`~facebench.metric.update_from`.
 * **Output.** ``compute()`` returns a dict: ``{name: mean}`` (a 0-d float tensor,
   NaN-aware mean over samples) plus, for some metrics, extra keys prefixed with
   the name (e.g. ``identity_face_rate``). ``per_sample()`` gives the 1-D tensor
@@ -32,10 +32,11 @@ and ``ssim`` (images, gt), ``gt_psnr`` (images, target), ``locality`` (images,
 neutral, masks), ``identity`` (images, neutral; landmarks optional), ``mvic``
 (images; landmarks optional), ``fd_clip`` (images, reference).
 
-Cost figures (wall time, peak memory) come from
-:func:`facebench.metrics.cost.measure_cost`.
+Cost figures (wall time, peak memory) come from the core's
+:func:`facebench.cost.measure_cost` (re-exported here).
 """
 
+from facebench.cost import Cost, measure_cost
 from facebench.metrics import (  # noqa: F401  (imported to register)
     clip_metrics,
     distribution,
@@ -51,7 +52,6 @@ from facebench.metrics.base import (
     make_metric,
     update_from,
 )
-from facebench.metrics.cost import Cost, measure_cost
 
 __all__ = [
     "INPUTS",

@@ -1,12 +1,14 @@
 """The one metric style: :class:`FacebenchMetric`, a torchmetrics ``Metric`` with declared inputs.
 
-See the package docstring (:mod:`facebench.metrics`) for the convention.
+See the package docstring (:mod:`facebench.metrics`) for the convention. The input
+vocabulary and building/feeding metrics by name (:data:`INPUTS`, :func:`can_run`,
+:func:`update_from`, :func:`make_metric`) are the core's (:mod:`facebench.metric`),
+re-exported here.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping
 from typing import Any, ClassVar
 
 from facebench.tv_compat import ensure_torchvision
@@ -19,23 +21,9 @@ from torchmetrics import Metric  # noqa: E402
 from torchmetrics.utilities import dim_zero_cat  # noqa: E402
 
 from facebench.errors import FacebenchError  # noqa: E402
+from facebench.metric import INPUTS, can_run, make_metric, update_from  # noqa: E402
 
 __all__ = ["INPUTS", "FacebenchMetric", "as_images", "can_run", "make_metric", "update_from"]
-
-INPUTS: dict[str, str] = {
-    "images": "(B, 3, H, W) float RGB in [0, 1]: the renders being scored",
-    "prompts": "list of B strings: the prompt each image was made for",
-    "neutral": "(B, 3, H, W): the unmanipulated render at the same camera",
-    "target": "(B, 3, H, W): the true target render of the prompt (SynthFace ground truth)",
-    "gt": "(B, 3, H, W): the captured / ground-truth frame at the same camera (reconstruction)",
-    "masks": "(B, 1, H, W) in [0, 1]: 1 where the prompt is allowed to change the face",
-    "reference": "(N, 3, H, W): an unpaired reference image set (distribution metrics)",
-    "landmarks": "(B, 5, 2) pixel (x, y): eye centres, nose tip, mouth corners (image left first)",
-    "neutral_landmarks": "(B, 5, 2): the same for `neutral`",
-    "expression_targets": "the prompt's target expression (AU) vector (SynthFace ground truth)",
-}
-"""The input vocabulary: every metric's ``requires``/``optional`` names come from here."""
-
 
 class FacebenchMetric(Metric):
     """Base of every facebench metric.
@@ -130,35 +118,3 @@ def as_images(x: Any, what: str = "images") -> Tensor:
 def same_shape(a: Tensor, b: Tensor, what: str) -> None:
     if a.shape != b.shape:
         raise FacebenchError(f"{what}: shapes differ, {tuple(a.shape)} vs {tuple(b.shape)}")
-
-
-def can_run(
-    metric: type[FacebenchMetric] | FacebenchMetric | str, available: Iterable[str]
-) -> bool:
-    """Whether the inputs ``available`` (names from :data:`INPUTS`) cover what ``metric`` needs."""
-    cls = _metric_class(metric)
-    return set(cls.requires) <= set(available)
-
-
-def update_from(metric: FacebenchMetric, batch: Mapping[str, Any]) -> None:
-    """Call ``metric.update`` with the inputs it declares, taken from ``batch``."""
-    missing = [k for k in metric.requires if k not in batch]
-    if missing:
-        raise FacebenchError(f"metric {metric.name!r} needs {', '.join(missing)}")
-    kwargs = {k: batch[k] for k in (*metric.requires, *metric.optional) if k in batch}
-    metric.update(**kwargs)
-
-
-def make_metric(name: str, **kwargs: Any) -> FacebenchMetric:
-    """Instantiate the registered metric ``name`` with constructor ``kwargs``."""
-    from facebench.registry import METRICS
-
-    return METRICS.get(name).obj(**kwargs)
-
-
-def _metric_class(metric: Any) -> type[FacebenchMetric]:
-    if isinstance(metric, str):
-        from facebench.registry import METRICS
-
-        return METRICS.get(metric).obj
-    return metric if isinstance(metric, type) else type(metric)

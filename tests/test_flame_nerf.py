@@ -38,9 +38,9 @@ FAST = dict(
 def tiny_scene() -> Scene:
     """A 4-frame SynthHead capture: neutral, smile, jaw drop, eyes closed (16x16 pixels)."""
     from facebench.datasets.facs import expression_vector
-    from facebench.datasets.synthhead import SynthHead
+    from facebench.datasets.synthface_truth import SynthFaceTruth
 
-    head = SynthHead()
+    head = SynthFaceTruth()  # a SynthHead that also answers the GroundTruth protocol
     cams = orbit_cameras(
         N_FRAMES, 4.0, RES, RES, fov_y_deg=40, azimuth_range_deg=(-25, 25), endpoint=True
     )
@@ -249,8 +249,7 @@ def test_cuda_fit_and_render(scene, tmp_path):
 
 
 def test_heldout_combinations_are_unseen_pairs(scene):
-    from facebench.datasets.facs import active_groups
-    from facebench.reanimate import heldout_combinations
+    from facebench.datasets.facs import active_groups, heldout_combinations
 
     vecs, labels = heldout_combinations(scene.expressions, scene.au_names, n=3)
     assert vecs.shape == (len(labels), len(scene.au_names)) and 1 <= len(labels) <= 3

@@ -250,7 +250,8 @@ def test_winding_number_and_flame_in_head(flame_pickle):
 
 
 def test_synthhead_in_head_known_points_and_landmarks():
-    from facebench.morphable import MorphableModel, SynthHeadModel
+    from facebench.datasets.synthhead_morphable import SynthHeadModel
+    from facebench.morphable import MorphableModel
 
     m = SynthHeadModel()
     assert isinstance(m, MorphableModel)
