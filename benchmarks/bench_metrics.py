@@ -34,7 +34,7 @@ LANDMARKS_512 = np.array(
 def _clip_spec() -> str:
     if os.environ.get("FACEBENCH_BENCH_CLIP"):
         return os.environ["FACEBENCH_BENCH_CLIP"]
-    from facebench.clip import synthclip_checkpoint_path
+    from facebench.metrics.instruments.synthclip import synthclip_checkpoint_path
 
     return "synthclip" if synthclip_checkpoint_path() is not None else "tiny-random"
 

@@ -45,7 +45,7 @@ def _quality(path) -> dict:
 
 def synthclip_report() -> dict:
     """Prepare (when allowed) and summarise SynthCLIP's training cost and quality."""
-    from facebench import synthclip as sc
+    from facebench.metrics.instruments import synthclip as sc
 
     path = sc.synthclip_checkpoint_path()
     if path is None and not TRAIN:
@@ -68,8 +68,8 @@ def synthclip_report() -> dict:
 
 def gradient_report() -> dict:
     """Expression optimisation through the renderer with SynthCLIP; updates quality.json."""
-    from facebench import synthclip as sc
     from facebench.datasets import load_prompts
+    from facebench.metrics.instruments import synthclip as sc
 
     path = sc.synthclip_checkpoint_path()
     if path is None:
@@ -89,7 +89,7 @@ def gradient_report() -> dict:
 
 
 def recognizer_report() -> dict:
-    from facebench import recognizer as rc
+    from facebench.metrics.instruments import recognizer as rc
 
     path = rc.recognizer_checkpoint_path()
     if path is None and not TRAIN:

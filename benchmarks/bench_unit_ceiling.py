@@ -63,7 +63,7 @@ def geometry_features(split: str) -> tuple[torch.Tensor, torch.Tensor]:
     """Per item of ``split``: the rendered geometry parameters ``(N, F)`` and the AUs."""
     from facebench.datasets.facs import AU_NAMES
     from facebench.datasets.synthhead import SynthHead
-    from facebench.synthclip import DEFAULT_CONFIG, faces_dataset
+    from facebench.metrics.instruments.synthclip import DEFAULT_CONFIG, faces_dataset
 
     ds = faces_dataset(DEFAULT_CONFIG.data, split)
     heads: dict[int, SynthHead] = {}
@@ -91,8 +91,9 @@ def unit_ceiling(
     steps: int = 1500,
 ) -> dict[str, float]:
     """Class-balanced MLP on the train split; balanced accuracy on all / the first 320
-    test items, scored by quality.json's own :func:`~facebench.synthclip.unit_detection`."""
-    from facebench.synthclip import UNIT_OFF, UNIT_ON, unit_detection
+    test items, scored by quality.json's own
+    :func:`~facebench.metrics.instruments.synthclip.unit_detection`."""
+    from facebench.metrics.instruments.synthclip import UNIT_OFF, UNIT_ON, unit_detection
 
     torch.manual_seed(0)
     keep = (e_train[:, column] >= UNIT_ON) | (e_train[:, column] <= UNIT_OFF)

@@ -38,6 +38,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from facebench.config import apply_overrides
 from facebench.datasets.facs import AU_NAMES, GROUPS, au_index
 from facebench.datasets.synthface_truth import SynthFaceTruth
 from facebench.datasets.synthhead import FRONT_Z, REGIONS, Backdrop, Identity, SynthHead
@@ -123,16 +124,6 @@ PRESETS: dict[str, SynthFaceConfig] = {
 }
 
 
-def _coerce(field: dataclasses.Field, raw: str) -> Any:
-    if field.name == "groups":
-        return tuple(g.strip() for g in raw.replace("+", "|").split("|") if g.strip())
-    if field.type in ("int", int):
-        return int(raw)
-    if field.type in ("float", float):
-        return float(raw)
-    return raw
-
-
 def resolve_config(spec: str = "", **overrides: Any) -> SynthFaceConfig:
     """A config from ``"<preset>[,key=value,...]"`` plus keyword overrides.
 
@@ -152,17 +143,20 @@ def resolve_config(spec: str = "", **overrides: Any) -> SynthFaceConfig:
                 f"bad synthface option {pair!r}; use key=value with keys "
                 f"{', '.join(k for k in fields if k != 'name')}"
             )
-        try:
-            values[key] = _coerce(fields[key], raw.strip())
-        except ValueError:
-            raise FacebenchError(f"bad value for synthface option {key}: {raw!r}") from None
+        raw = raw.strip()
+        if key == "groups":  # the spec is comma-separated, so groups are joined with | or +
+            raw = tuple(g.strip() for g in raw.replace("+", "|").split("|") if g.strip())
+        values[key] = raw
     for key, val in overrides.items():
         if val is None:
             continue
         if key not in fields:
             raise FacebenchError(f"unknown synthface option {key!r}")
-        values[key] = tuple(val) if key == "groups" else val
-    return dataclasses.replace(PRESETS[name], **values).validate()
+        values[key] = val
+    try:
+        return apply_overrides(PRESETS[name], values).validate()
+    except ValueError as exc:
+        raise FacebenchError(f"bad value for synthface option {exc}") from None
 
 
 # ----------------------------------------------------------------------------- cameras
@@ -475,3 +469,6 @@ def synthface_source(spec: str = "", **overrides: Any) -> Scene:
     progress = overrides.pop("progress", None)
     cache = overrides.pop("cache", True)
     return load_synthface(resolve_config(spec, **overrides), cache=cache, progress=progress)
+
+
+synthface_source.default_clip = "synthclip"  # the CLIP trained on SynthFace heads (`--clip`)

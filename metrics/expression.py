@@ -8,7 +8,7 @@ is the mean absolute error between the recognized action-unit vector and the
 prompt's target expression (SynthFace prompt sets carry target AU vectors).
 
 The recognizer is anything implementing
-:class:`facebench.recognizer.ExpressionRecognizer` (``emotions``,
+:class:`facebench.metrics.instruments.recognizer.ExpressionRecognizer` (``emotions``,
 ``au_names``, ``recognize(images) -> Recognition``). Resolution order:
 
 1. the ``recognizer`` argument: an object, or ``"module:attr"`` naming one (or a
@@ -38,11 +38,13 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from facebench import recognizer as _recognizer_module  # noqa: F401  (registers its weight probe)
-from facebench import synthclip as _synthclip_module  # noqa: F401  (registers its weight probe)
 from facebench.errors import FacebenchError
 from facebench.metrics.base import FacebenchMetric, as_images
-from facebench.recognizer import ExpressionRecognizer, SynthFaceRecognizer, load_recognizer
+from facebench.metrics.instruments.recognizer import (
+    ExpressionRecognizer,
+    SynthFaceRecognizer,
+    load_recognizer,
+)
 from facebench.registry import register_metric
 from facebench.weights import MissingWeightsError
 
@@ -161,6 +163,8 @@ def _images_hwc(images: Tensor) -> Tensor:
 
 
 class _RecognizerMetric(FacebenchMetric):
+    instruments = ("recognizer",)  # the runner prepares it on SynthFace scenes
+
     def __init__(
         self,
         recognizer: ExpressionRecognizer | str | None = None,

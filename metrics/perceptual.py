@@ -22,8 +22,8 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from facebench.metrics.base import FacebenchMetric, as_images, same_shape
+from facebench.metrics.instruments.lpips_weights import LPIPS_BACKBONES, require_lpips_backbone
 from facebench.registry import register_metric
-from facebench.weights import LPIPS_BACKBONES, require_lpips_backbone
 
 __all__ = ["GroundTruthLPIPS", "LPIPS", "load_lpips"]
 
@@ -72,6 +72,7 @@ def _lpips_version() -> str:
 
 class _LPIPSBase(FacebenchMetric):
     higher_is_better = False
+    instruments = ("lpips",)  # the runner provisions its backbone
 
     def __init__(self, net: str = "alex", device: Any = None, batch_size: int = 16, **kw: Any):
         super().__init__(**kw)

@@ -8,20 +8,10 @@ import numpy as np
 import pytest
 import torch
 
-from facebench.clip import (
-    ClipAugment,
-    clip_cache_status,
-    load_clip,
-    parse_clip_spec,
-    synthclip_checkpoint_path,
-)
+from facebench.clip import ClipAugment, clip_cache_status, load_clip, parse_clip_spec
 from facebench.errors import FacebenchError
+from facebench.metrics.instruments.synthclip import synthclip_checkpoint_path
 from facebench.weights import MissingWeightsError
-
-
-@pytest.fixture(scope="module")
-def tiny():
-    return load_clip("tiny-random", "cpu")
 
 
 @pytest.fixture
@@ -98,27 +88,27 @@ def test_synthclip_missing_says_how_to_prepare(tmp_path, monkeypatch):
     assert "facebench prepare synthclip" in _one_line(info.value)
 
 
-def test_tiny_random_is_labelled_and_deterministic(tiny):
-    assert tiny.meaningful is False and tiny.info()["meaningful"] is False
-    assert tiny.image_size == (32, 32) and tiny.embed_dim == 32
+def test_tiny_random_is_labelled_and_deterministic(tiny_clip):
+    assert tiny_clip.meaningful is False and tiny_clip.info()["meaningful"] is False
+    assert tiny_clip.image_size == (32, 32) and tiny_clip.embed_dim == 32
     other = load_clip("tiny-random", "cpu", cache=False)
-    assert other is not tiny
+    assert other is not tiny_clip
     prompts = ["a smiling face", "a face with closed eyes"]
     # the same weights; the features agree to float rounding (an adapter first used with
     # one thread, as in other test modules, can round differently: 1.8e-7 measured)
     torch.testing.assert_close(
-        tiny.encode_text(prompts), other.encode_text(prompts), atol=1e-6, rtol=1e-5
+        tiny_clip.encode_text(prompts), other.encode_text(prompts), atol=1e-6, rtol=1e-5
     )
-    assert load_clip("tiny-random", "cpu") is tiny  # shared per (spec, device)
+    assert load_clip("tiny-random", "cpu") is tiny_clip  # shared per (spec, device)
 
 
-def test_state_digest_tells_weights_apart_and_survives_a_reload(tiny):
+def test_state_digest_tells_weights_apart_and_survives_a_reload(tiny_clip):
     from facebench.weights import backend_label, state_digest
 
-    digest = state_digest(tiny.model)
+    digest = state_digest(tiny_clip.model)
     assert len(digest) == 12 and int(digest, 16) >= 0
     copy = load_clip("tiny-random", "cpu", cache=False)
-    assert state_digest(copy.model) == digest == tiny.weights
+    assert state_digest(copy.model) == digest == tiny_clip.weights
     with torch.no_grad():
         param = next(copy.model.parameters())
         param.view(-1)[0] = torch.nextafter(param.view(-1)[0], torch.tensor(float("inf")))
@@ -131,14 +121,14 @@ def test_state_digest_tells_weights_apart_and_survives_a_reload(tiny):
     assert backend_label("open_clip:ViT-B-32:openai", "") == "open_clip:ViT-B-32:openai"
 
 
-def test_local_checkpoint_loads_with_weights_only(tiny, tmp_path):
+def test_local_checkpoint_loads_with_weights_only(tiny_clip, tmp_path):
     path = tmp_path / "tiny.pt"
-    torch.save(tiny.model.state_dict(), path)
+    torch.save(tiny_clip.model.state_dict(), path)
     adapter = load_clip(f"facebench-tiny:{path}", "cpu", cache=False)
     assert adapter.meaningful is True and "tiny.pt" in adapter.backend
-    assert adapter.weights == tiny.weights and adapter.label.endswith(f"@{tiny.weights}")
+    assert adapter.weights == tiny_clip.weights and adapter.label.endswith(f"@{tiny_clip.weights}")
     x = torch.rand(2, 3, 40, 40)
-    assert torch.allclose(adapter.encode_images(x), tiny.encode_images(x), atol=1e-6)
+    assert torch.allclose(adapter.encode_images(x), tiny_clip.encode_images(x), atol=1e-6)
 
     evil = tmp_path / "evil.pt"
     torch.save({"state_dict": argparse.Namespace(payload=1)}, evil)  # not allowed by weights_only
@@ -149,7 +139,7 @@ def test_local_checkpoint_loads_with_weights_only(tiny, tmp_path):
         load_clip(f"facebench-tiny:{tmp_path / 'absent.pt'}", "cpu", cache=False)
 
 
-def test_preprocess_matches_open_clip_transform(tiny):
+def test_preprocess_matches_open_clip_transform(tiny_clip):
     from PIL import Image
     from skimage import data
 
@@ -157,60 +147,62 @@ def test_preprocess_matches_open_clip_transform(tiny):
 
     open_clip = _open_clip()
     transform = open_clip.image_transform(
-        tiny.image_size,
+        tiny_clip.image_size,
         is_train=False,
-        mean=tuple(tiny.mean.flatten().tolist()),
-        std=tuple(tiny.std.flatten().tolist()),
+        mean=tuple(tiny_clip.mean.flatten().tolist()),
+        std=tuple(tiny_clip.std.flatten().tolist()),
         interpolation="bicubic",
         resize_mode="shortest",
     )
     for img in (data.astronaut()[::4, ::4][:100], data.astronaut()[::4, ::4][:, :90]):
         img = np.ascontiguousarray(img)
         reference = transform(Image.fromarray(img))[None]
-        mine = tiny.preprocess(torch.from_numpy(img).permute(2, 0, 1)[None].float() / 255)
+        mine = tiny_clip.preprocess(torch.from_numpy(img).permute(2, 0, 1)[None].float() / 255)
         assert mine.shape == reference.shape == (1, 3, 32, 32)
         assert (mine - reference).abs().mean() < 0.02  # PIL rounds to uint8 and clips
         assert (mine - reference).abs().max() < 0.3
 
 
-def test_losses_backpropagate_and_match_definitions(tiny):
+def test_losses_backpropagate_and_match_definitions(tiny_clip):
     torch.manual_seed(0)
     x = torch.rand(2, 3, 48, 48, requires_grad=True)
     src = torch.rand(2, 3, 48, 48)
     prompts = ["a smiling face", "a surprised face"]
-    loss = tiny.global_loss(x, prompts)
+    loss = tiny_clip.global_loss(x, prompts)
     loss.backward()
     assert x.grad is not None and x.grad.abs().sum() > 0
     with torch.no_grad():
-        expected = (1 - (tiny.encode_images(x) * tiny.encode_text(prompts)).sum(-1)).mean()
+        expected = (
+            1 - (tiny_clip.encode_images(x) * tiny_clip.encode_text(prompts)).sum(-1)
+        ).mean()
         assert torch.allclose(loss, expected, atol=1e-6)
-        d_img = tiny.encode_images(x) - tiny.encode_images(src)
-        d_txt = tiny.encode_text(prompts) - tiny.encode_text(["a face"] * 2)
+        d_img = tiny_clip.encode_images(x) - tiny_clip.encode_images(src)
+        d_txt = tiny_clip.encode_text(prompts) - tiny_clip.encode_text(["a face"] * 2)
         expected = (1 - torch.nn.functional.cosine_similarity(d_img, d_txt, dim=-1)).mean()
-        got = tiny.directional_loss(x, src, prompts, "a face")
+        got = tiny_clip.directional_loss(x, src, prompts, "a face")
         assert torch.allclose(got, expected, atol=1e-5)
 
 
-def test_augmented_views_are_reproducible_and_differentiable(tiny):
+def test_augmented_views_are_reproducible_and_differentiable(tiny_clip):
     aug = ClipAugment(views=3, scale=(0.5, 0.9))
     x = torch.rand(2, 3, 40, 40, requires_grad=True)
-    assert tiny.preprocess(x, aug, torch.Generator().manual_seed(1)).shape == (6, 3, 32, 32)
-    a = tiny.global_loss(x, "smile", augment=aug, generator=torch.Generator().manual_seed(1))
-    b = tiny.global_loss(x, "smile", augment=aug, generator=torch.Generator().manual_seed(1))
-    c = tiny.global_loss(x, "smile", augment=aug, generator=torch.Generator().manual_seed(2))
+    assert tiny_clip.preprocess(x, aug, torch.Generator().manual_seed(1)).shape == (6, 3, 32, 32)
+    a = tiny_clip.global_loss(x, "smile", augment=aug, generator=torch.Generator().manual_seed(1))
+    b = tiny_clip.global_loss(x, "smile", augment=aug, generator=torch.Generator().manual_seed(1))
+    c = tiny_clip.global_loss(x, "smile", augment=aug, generator=torch.Generator().manual_seed(2))
     assert a.item() == b.item() and a.item() != c.item()
     a.backward()
     assert x.grad.abs().sum() > 0
 
 
-def test_text_embeddings_are_cached_per_prompt(tiny, monkeypatch):
+def test_text_embeddings_are_cached_per_prompt(tiny_clip, monkeypatch):
     calls = []
-    tokenizer = tiny.tokenizer
+    tokenizer = tiny_clip.tokenizer
     monkeypatch.setattr(
-        tiny, "tokenizer", lambda texts: calls.append(list(texts)) or tokenizer(texts)
+        tiny_clip, "tokenizer", lambda texts: calls.append(list(texts)) or tokenizer(texts)
     )
-    first = tiny.encode_text(["cache me", "and me"])
-    second = tiny.encode_text(["and me", "cache me"])
+    first = tiny_clip.encode_text(["cache me", "and me"])
+    second = tiny_clip.encode_text(["and me", "cache me"])
     assert calls == [["cache me", "and me"]]
     assert torch.equal(first[0], second[1])
     assert torch.allclose(first.norm(dim=-1), torch.ones(2))

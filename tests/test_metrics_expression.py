@@ -10,7 +10,7 @@ import torch
 from facebench.datasets.facs import AU_NAMES, EMOTIONS, expression_vector
 from facebench.metrics import can_run, make_metric, update_from
 from facebench.metrics.expression import prompt_emotion, resolve_recognizer
-from facebench.recognizer import ExpressionRecognizer, Recognition
+from facebench.metrics.instruments.recognizer import ExpressionRecognizer, Recognition
 from facebench.weights import MissingWeightsError
 
 CLASSES = ("neutral", *EMOTIONS)

@@ -11,7 +11,8 @@ import torch
 
 from facebench.errors import FacebenchError
 from facebench.metrics import make_metric
-from facebench.weights import MissingWeightsError, lpips_backbone_path
+from facebench.metrics.instruments.lpips_weights import lpips_backbone_path
+from facebench.weights import MissingWeightsError
 
 REPO = Path(__file__).resolve().parents[1]
 LPIPS_REFERENCE = next(

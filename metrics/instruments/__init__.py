@@ -1,0 +1,17 @@
+"""The instruments facebench's metrics measure with, each prepared by facebench itself.
+
+Importing this package registers them with :data:`facebench.registry.INSTRUMENTS`
+(and SynthCLIP with :data:`facebench.registry.CLIP_BACKENDS`):
+
+* ``synthclip`` -- the open_clip model trained on SynthFace (:mod:`.synthclip`);
+* ``recognizer`` -- the SynthFace expression recognizer (:mod:`.recognizer`);
+* ``lpips`` -- LPIPS's ImageNet backbones from the package index (:mod:`.lpips_weights`).
+
+The two trained ones share one cache, lock and label helper (:mod:`.prepared`).
+"""
+
+from facebench.metrics.instruments import (  # noqa: F401  (imported to register)
+    lpips_weights,
+    recognizer,
+    synthclip,
+)

@@ -1,0 +1,174 @@
+"""The prepared-model cache of facebench's own trained instruments (SynthCLIP, the recognizer).
+
+A prepared model lives in ``cache_dir()/<folder>/<config hash>/``::
+
+    checkpoint.pt    final weights {"state_dict", "meta"} (loaded with weights_only=True)
+    quality.json     held-out quality figures
+    train_state.pt   the last periodic checkpoint while training (resume)
+    .lock            held while one process prepares it
+
+Its label, ``<prefix>:<config hash>@<weights digest>``, is read from the
+checkpoint without building the model (as the leaderboard's ``backend_*``
+columns name it). :class:`PreparedInstrument` puts one such model behind the
+instrument interface of :data:`facebench.registry.INSTRUMENTS`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from facebench.method import Progress, no_progress
+from facebench.paths import atomic_file, cache_dir, file_lock
+from facebench.threads import env_threads
+from facebench.weights import WeightInfo, checkpoint_label
+
+__all__ = [
+    "CHECKPOINT",
+    "QUALITY",
+    "TRAIN_STATE",
+    "PreparedInstrument",
+    "PreparedModel",
+    "prepare_lock",
+    "train_threads",
+    "write_text",
+]
+
+CHECKPOINT = "checkpoint.pt"
+QUALITY = "quality.json"
+TRAIN_STATE = "train_state.pt"
+
+
+def train_threads() -> AbstractContextManager[None]:
+    """Run the block with ``$FACEBENCH_TRAIN_THREADS`` torch threads (default 0 = torch's own).
+
+    Uncontended, torch's default (one thread per core) is fastest. When several jobs
+    share the cores, ``FACEBENCH_TRAIN_THREADS=1`` avoids OpenMP barrier waits (two
+    threads under contention cost 2-5x the CPU time per step of one), as SynthFace
+    rendering found too (:func:`facebench.datasets.synthhead.render_threads`).
+    """
+    return env_threads("FACEBENCH_TRAIN_THREADS", 0)
+
+
+def write_text(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` atomically (readers see the old file or the whole new one)."""
+    with atomic_file(path, "w") as fh:
+        fh.write(text)
+
+
+@contextmanager
+def prepare_lock(directory: Path, what: str, progress: Progress = no_progress) -> Iterator[None]:
+    """Hold an exclusive lock on ``directory`` (a ``.lock`` file) while preparing a model there.
+
+    A second process preparing the same model waits (saying so through
+    ``progress``) instead of training the same checkpoint concurrently.
+    """
+
+    def waiting() -> None:
+        progress(f"waiting for another process preparing {what}", 0, 1)
+
+    with file_lock(directory / ".lock", waiting):
+        yield
+
+
+@dataclass(frozen=True)
+class PreparedModel:
+    """Where a trained instrument's configs are cached and how its weights are labelled.
+
+    ``folder``: the cache sub-folder; ``prefix``: the backend name before the config
+    hash; ``what``: the model in messages ("SynthCLIP", "the expression recognizer").
+    """
+
+    folder: str
+    prefix: str
+    what: str
+
+    def directory(self, config_hash: str) -> Path:
+        """The cache directory of ``config_hash`` (exists once prepared or in progress)."""
+        return cache_dir() / self.folder / config_hash
+
+    def checkpoint(self, config_hash: str) -> Path | None:
+        """The finished checkpoint of ``config_hash``, or None when it has not been prepared."""
+        path = self.directory(config_hash) / CHECKPOINT
+        return path if path.is_file() else None
+
+    def name(self, config_hash: str) -> str:
+        """The backend name of ``config_hash`` (its label is this ``@DIGEST``)."""
+        return f"{self.prefix}:{config_hash}"
+
+    def label(self, config_hash: str) -> str:
+        """``NAME@DIGEST`` of the prepared model, read from its checkpoint without building
+        the model; "" when not prepared."""
+        return checkpoint_label(self.name(config_hash), self.checkpoint(config_hash))
+
+    def prepare(
+        self,
+        config_hash: str,
+        force: bool,
+        progress: Progress,
+        build: Callable[[Path], Path],
+    ) -> Path:
+        """The checkpoint of ``config_hash`` if it exists (and not ``force``), else
+        ``build(directory)`` under :func:`prepare_lock` -- re-checking after the wait, since
+        another process may have finished the same model meanwhile. ``force`` removes the
+        checkpoint, the resume state and the quality figures first."""
+        out = self.directory(config_hash)
+        ckpt = out / CHECKPOINT
+        if ckpt.is_file() and not force:
+            return ckpt
+        with prepare_lock(out, self.what, progress):
+            if ckpt.is_file() and not force:
+                return ckpt
+            if force:
+                for name in (CHECKPOINT, TRAIN_STATE, QUALITY):
+                    (out / name).unlink(missing_ok=True)
+            out.mkdir(parents=True, exist_ok=True)
+            return build(out)
+
+
+@dataclass(frozen=True)
+class PreparedInstrument:
+    """A facebench-trained model as an instrument (see :data:`facebench.registry.INSTRUMENTS`).
+
+    ``default_hash`` gives the config hash of the model a run uses (looked up at call
+    time); ``train(progress=, force=)`` prepares it and returns its checkpoint path;
+    ``title`` and ``how_to`` make its ``facebench weights`` row. ``ground_truth_only``:
+    a run prepares it only for scenes with a SynthFace ground truth.
+    """
+
+    model: PreparedModel
+    default_hash: Callable[[], str]
+    train: Callable[..., Path]
+    title: str
+    how_to: str
+    ground_truth_only: bool = False
+    optional: bool = False  # a failed preparation stops the run
+
+    @property
+    def first_use(self) -> str:
+        """The progress message of a run that prepares it."""
+        return f"preparing {self.model.what} (first run only)"
+
+    def prepare(self, progress: Progress = no_progress, force: bool = False) -> Path:
+        return self.train(progress=progress, force=force)
+
+    def is_prepared(self) -> bool:
+        return self.model.checkpoint(self.default_hash()) is not None
+
+    def label(self) -> str | None:
+        return self.model.label(self.default_hash()) or None
+
+    def probe(self) -> list[WeightInfo]:
+        chash = self.default_hash()
+        path = self.model.checkpoint(chash)
+        return [
+            WeightInfo(
+                name=self.title,
+                present=path is not None,
+                location=str(path or self.model.directory(chash)),
+                how_to=self.how_to,
+                label=self.model.label(chash),
+            )
+        ]

@@ -1,0 +1,178 @@
+"""The recognizer's cache: paths and labels, save/load, prepare; its instrument registration.
+
+Cache layout: ``cache_dir()/recognizer/<config hash>/`` with ``checkpoint.pt``
+(``{"state_dict", "meta"}``, loaded with ``weights_only=True``),
+``quality.json`` (held-out accuracy and AU error), ``train_state.pt`` while
+training (see :mod:`facebench.metrics.instruments.prepared`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+from pathlib import Path
+
+import torch
+
+from facebench.method import Progress, no_progress
+from facebench.metrics.instruments.prepared import (
+    CHECKPOINT,
+    QUALITY,
+    TRAIN_STATE,
+    PreparedInstrument,
+    PreparedModel,
+    train_threads,
+    write_text,
+)
+from facebench.metrics.instruments.recognizer.config import DEFAULT_RECOGNIZER, RecognizerConfig
+from facebench.metrics.instruments.recognizer.evaluate import (
+    evaluate_on_prompt_renders,
+    evaluate_recognizer,
+)
+from facebench.metrics.instruments.recognizer.model import RecognizerNet, SynthFaceRecognizer
+from facebench.metrics.instruments.recognizer.train import (
+    ExpressionData,
+    render_expression_data,
+    train_recognizer,
+)
+from facebench.registry import register_instrument
+from facebench.train_state import atomic_save
+from facebench.weights import MissingWeightsError, backend_label, state_digest
+
+PREPARED = PreparedModel("recognizer", "recognizer:synthface", "the expression recognizer")
+"""The recognizer's cache: ``cache_dir()/recognizer/<config hash>/``, labels
+``recognizer:synthface:<hash>@DIGEST``."""
+
+
+def recognizer_dir(config: RecognizerConfig = DEFAULT_RECOGNIZER) -> Path:
+    """The cache directory of ``config`` (exists only once prepared or in progress)."""
+    return PREPARED.directory(config.hash())
+
+
+def recognizer_checkpoint_path(config: RecognizerConfig = DEFAULT_RECOGNIZER) -> Path | None:
+    """The finished checkpoint of ``config``, or None when it has not been prepared."""
+    return PREPARED.checkpoint(config.hash())
+
+
+def recognizer_name(config_hash: str) -> str:
+    """The recognizer's backend name for a config hash (its label is this ``@DIGEST``)."""
+    return PREPARED.name(config_hash)
+
+
+def recognizer_label(config: RecognizerConfig = DEFAULT_RECOGNIZER) -> str:
+    """``NAME@DIGEST`` of the prepared recognizer of ``config``, read from its checkpoint
+    without building the model (as :func:`load_recognizer` labels it); "" when not prepared."""
+    return PREPARED.label(config.hash())
+
+
+def save_recognizer(
+    model: SynthFaceRecognizer, config: RecognizerConfig, path: Path, **meta
+) -> None:
+    meta = {
+        "config_hash": config.hash(),
+        "config": dataclasses.asdict(config),
+        "emotions": list(model.emotions),
+        "au_names": list(model.au_names or ()),
+        **meta,
+    }
+    atomic_save({"state_dict": model.net.state_dict(), "meta": json.dumps(meta)}, path)
+
+
+def load_recognizer_from(path: Path, device: torch.device | str = "cpu") -> SynthFaceRecognizer:
+    ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    meta = json.loads(ckpt["meta"])
+    cfg = meta["config"]
+    net = RecognizerNet(len(meta["au_names"]), len(meta["emotions"]), cfg["channels"])
+    net.load_state_dict(ckpt["state_dict"])
+    model = SynthFaceRecognizer(net, meta["emotions"], meta["au_names"], cfg["image_size"])
+    model.config_hash = str(meta.get("config_hash", ""))
+    model.backend = backend_label(recognizer_name(model.config_hash), state_digest(net))
+    return model.to(device).eval()
+
+
+def load_recognizer(
+    device: torch.device | str = "cpu", config: RecognizerConfig = DEFAULT_RECOGNIZER
+) -> SynthFaceRecognizer:
+    """The trained SynthFace recognizer; MissingWeightsError tells how to prepare it."""
+    path = recognizer_checkpoint_path(config)
+    if path is None:
+        raise MissingWeightsError(
+            f"SynthFace expression recognizer is not prepared (no checkpoint in "
+            f"{recognizer_dir(config)}); run `facebench prepare recognizer`"
+        )
+    return load_recognizer_from(path, device)
+
+
+def prepare_recognizer(
+    progress: Progress = no_progress,
+    force: bool = False,
+    config: RecognizerConfig = DEFAULT_RECOGNIZER,
+    data: ExpressionData | None = None,
+    heldout: ExpressionData | None = None,
+) -> Path:
+    """Train the SynthFace expression recognizer (action units + emotion) and cache it.
+
+    Renders SynthFace training identities with varied views and expressions
+    (cached as .npz shards), trains a small CNN, measures emotion accuracy and
+    AU error on held-out identities and writes checkpoint.pt + quality.json
+    under $FACEBENCH_CACHE/recognizer/<config hash>/. An interrupted run
+    resumes where it stopped; --force retrains from scratch.
+
+    Example: facebench prepare recognizer
+    """
+    return PREPARED.prepare(
+        config.hash(),
+        force,
+        progress,
+        lambda out: _prepare_recognizer(out, progress, config, data, heldout),
+    )
+
+
+def _prepare_recognizer(
+    out: Path,
+    progress: Progress,
+    config: RecognizerConfig,
+    data: ExpressionData | None,
+    heldout: ExpressionData | None,
+) -> Path:
+    ckpt = out / CHECKPOINT
+    t_data = time.perf_counter()
+    synthface_data = data is None  # prompt targets only apply to SynthFace's own AU vector
+    if data is None:
+        data = render_expression_data(config, "train", progress)
+    if heldout is None:
+        heldout = render_expression_data(config, "test", progress)
+    t_data = time.perf_counter() - t_data
+    with train_threads():
+        result = train_recognizer(config, data, out, progress)
+        quality = evaluate_recognizer(result.model, heldout)
+        if synthface_data:
+            quality["gt_prompt_renders"] = evaluate_on_prompt_renders(
+                result.model, config, progress
+            )
+    quality.update(
+        train_seconds=round(result.seconds, 1),
+        train_cpu_seconds=round(result.cpu_seconds, 1),
+        data_seconds=round(t_data, 1),
+    )
+    quality["targets"] = {"emotion_accuracy": 0.95, "au_mae": 0.1}
+    save_recognizer(result.model, config, ckpt, steps=result.steps, quality=quality)
+    write_text(out / QUALITY, json.dumps(quality, indent=2))
+    (out / TRAIN_STATE).unlink(missing_ok=True)
+    return ckpt
+
+
+register_instrument(
+    "recognizer",
+    description="the SynthFace expression recognizer (action units + emotion) facebench trains",
+)(
+    PreparedInstrument(
+        PREPARED,
+        default_hash=lambda: DEFAULT_RECOGNIZER.hash(),
+        train=lambda progress=no_progress, force=False: prepare_recognizer(progress, force),
+        title="expression recognizer (facebench-trained, SynthFace only)",
+        how_to="run `facebench prepare recognizer`",
+        ground_truth_only=True,  # valid for SynthFace renders only
+    )
+)

@@ -1,0 +1,247 @@
+"""SynthCLIP's cache: paths and labels, save/load, prepare; its instrument and CLIP backend.
+
+Cache layout (``facebench prepare synthclip`` writes it)::
+
+    cache_dir()/synthclip/<hash of model config + data recipe + training>/
+        checkpoint.pt          final weights {"state_dict", "meta"} (weights_only=True)
+        open_clip_config.json  the open_clip model config and preprocessing
+        quality.json           held-out quality (per-AU zero-shot, prompt retrieval)
+        train_state.pt         last periodic checkpoint while training (resume)
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from facebench.errors import FacebenchError
+from facebench.method import Progress, no_progress
+from facebench.metrics.instruments.prepared import (
+    CHECKPOINT,
+    QUALITY,
+    TRAIN_STATE,
+    PreparedInstrument,
+    PreparedModel,
+    train_threads,
+    write_text,
+)
+from facebench.metrics.instruments.synthclip.config import (
+    DEFAULT_CONFIG,
+    OPENAI_MEAN,
+    OPENAI_STD,
+    SynthCLIPConfig,
+)
+from facebench.metrics.instruments.synthclip.data import PairData, render_training_pairs
+from facebench.metrics.instruments.synthclip.evaluate import evaluate_quality
+from facebench.metrics.instruments.synthclip.model import build_model
+from facebench.metrics.instruments.synthclip.train import train_clip
+from facebench.registry import register_clip_backend, register_instrument
+from facebench.train_state import atomic_save
+from facebench.weights import MissingWeightsError
+
+PREPARED = PreparedModel("synthclip", "synthclip", "SynthCLIP")
+"""SynthCLIP's cache (``cache_dir()/synthclip/<config hash>/``), labels ``synthclip:<hash>@D``."""
+OPEN_CLIP_CONFIG = "open_clip_config.json"
+
+
+def synthclip_dir(config: SynthCLIPConfig = DEFAULT_CONFIG) -> Path:
+    """The cache directory of ``config`` (exists only once prepared or in progress)."""
+    return PREPARED.directory(config.hash())
+
+
+def synthclip_checkpoint_path(config: SynthCLIPConfig = DEFAULT_CONFIG) -> Path | None:
+    """Path of the finished checkpoint of ``config``, or None when it has not been prepared."""
+    return PREPARED.checkpoint(config.hash())
+
+
+def synthclip_name(config_hash: str) -> str:
+    """SynthCLIP's backend name for a config hash (its label is this ``@DIGEST``)."""
+    return PREPARED.name(config_hash)
+
+
+def synthclip_label(config: SynthCLIPConfig = DEFAULT_CONFIG) -> str:
+    """``NAME@DIGEST`` of the prepared SynthCLIP of ``config``, read from its checkpoint
+    without building the model (as the CLIP adapter labels it); "" when not prepared."""
+    return PREPARED.label(config.hash())
+
+
+MISSING_MESSAGE = (
+    "SynthCLIP weights are not prepared (no checkpoint in {where}); "
+    "run `facebench prepare synthclip` (trains it on SynthFace, about 14 min on 2 idle CPU cores)"
+)
+
+
+def save_checkpoint(model: torch.nn.Module, config: SynthCLIPConfig, path: Path, **meta) -> None:
+    meta = {"config_hash": config.hash(), "model_name": config.model_name, **meta}
+    atomic_save({"state_dict": model.state_dict(), "meta": json.dumps(meta)}, path)
+
+
+def load_synthclip(
+    device: torch.device | str = "cpu", config: SynthCLIPConfig = DEFAULT_CONFIG
+) -> tuple[torch.nn.Module, Any, Any]:
+    """The trained SynthCLIP ``(model, preprocess, tokenizer)`` in eval mode on ``device``.
+
+    Raises :class:`MissingWeightsError` (telling the user to run
+    ``facebench prepare synthclip``) when it has not been trained.
+    """
+    path = synthclip_checkpoint_path(config)
+    if path is None:
+        raise MissingWeightsError(MISSING_MESSAGE.format(where=synthclip_dir(config)))
+    model, preprocess, tokenizer = build_model(config, checkpoint=path)
+    return model.to(device).eval(), preprocess, tokenizer
+
+
+def load_cached_synthclip(
+    config_hash: str, device: torch.device | str = "cpu"
+) -> tuple[torch.nn.Module, Any, Any]:
+    """A prepared SynthCLIP by its config hash -- the default's, or an earlier default
+    still in the cache -- as ``(model, preprocess, tokenizer)`` in eval mode.
+
+    An earlier one is built from the ``open_clip_config.json`` beside its checkpoint;
+    only the current default can be trained (:func:`load_synthclip` says how).
+    """
+    if config_hash == DEFAULT_CONFIG.hash():
+        return load_synthclip(device, DEFAULT_CONFIG)
+    directory = PREPARED.directory(config_hash)
+    path, spec = directory / CHECKPOINT, directory / OPEN_CLIP_CONFIG
+    if not (path.is_file() and spec.is_file()):
+        prepared = sorted(p.parent.name for p in directory.parent.glob(f"*/{CHECKPOINT}"))
+        raise MissingWeightsError(
+            f"no prepared SynthCLIP {config_hash} in {directory.parent} (prepared: "
+            f"{', '.join(prepared) or 'none'}); only the current default, "
+            f"{DEFAULT_CONFIG.hash()}, can be trained (`facebench prepare synthclip`)"
+        )
+    try:
+        model_cfg = json.loads(spec.read_text())["model_cfg"]
+    except (ValueError, KeyError) as exc:
+        raise MissingWeightsError(
+            f"SynthCLIP {config_hash}: {spec} has no readable model config ({exc!r:.80})"
+        ) from exc
+    model, preprocess, tokenizer = build_model(SynthCLIPConfig(model=model_cfg), checkpoint=path)
+    return model.to(device).eval(), preprocess, tokenizer
+
+
+def read_meta(path: Path) -> dict[str, Any]:
+    """The ``meta`` record of a SynthCLIP checkpoint (steps, timings, config hash)."""
+    ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    return json.loads(ckpt.get("meta", "{}"))
+
+
+def prepare_synthclip(
+    progress: Progress = no_progress,
+    force: bool = False,
+    config: SynthCLIPConfig = DEFAULT_CONFIG,
+    data: PairData | None = None,
+    evaluate: bool = True,
+) -> Path:
+    """Train SynthCLIP on SynthFace renders and cache it (or reuse the cached checkpoint).
+
+    Renders the synthface-faces training pairs (cached as .npz shards), trains
+    a small open_clip model with the contrastive loss, measures it on held-out
+    identities and writes checkpoint.pt + quality.json under
+    $FACEBENCH_CACHE/synthclip/<config hash>/. An interrupted run resumes
+    where it stopped; --force retrains from scratch.
+
+    Example: facebench prepare synthclip
+    """
+    return PREPARED.prepare(
+        config.hash(),
+        force,
+        progress,
+        lambda out: _prepare_synthclip(out, progress, config, data, evaluate),
+    )
+
+
+def _prepare_synthclip(
+    out: Path,
+    progress: Progress,
+    config: SynthCLIPConfig,
+    data: PairData | None,
+    evaluate: bool,
+) -> Path:
+    ckpt = out / CHECKPOINT
+    t_data = time.perf_counter()
+    if data is None:
+        data = render_training_pairs(config, progress)
+    t_data = time.perf_counter() - t_data
+    with train_threads():
+        threads = torch.get_num_threads()
+        result = train_clip(config, data, out, progress)
+    write_text(
+        out / OPEN_CLIP_CONFIG,
+        json.dumps(
+            {
+                "model_cfg": config.model,
+                "preprocess_cfg": {
+                    "mean": OPENAI_MEAN,
+                    "std": OPENAI_STD,
+                    "size": config.image_size,
+                },
+            },
+            indent=2,
+        ),
+    )
+    save_checkpoint(
+        result.model,
+        config,
+        ckpt,
+        steps=result.steps,
+        train_seconds=round(result.seconds, 1),
+        train_cpu_seconds=round(result.cpu_seconds, 1),
+        data_seconds=round(t_data, 1),
+        final_loss=float(np.mean(result.losses[-20:])) if result.losses else None,
+        train_threads=threads,
+    )
+    (out / TRAIN_STATE).unlink(missing_ok=True)
+    if evaluate:
+        with train_threads():
+            quality = evaluate_quality(result.model, config, progress)
+        quality["train_seconds"] = round(result.seconds, 1)
+        quality["train_cpu_seconds"] = round(result.cpu_seconds, 1)
+        quality["data_seconds"] = round(t_data, 1)
+        write_text(out / QUALITY, json.dumps(quality, indent=2))
+    return ckpt
+
+
+# --------------------------------------------------------------------------- registration
+
+
+class SynthCLIPBackend:
+    """``--clip synthclip`` (the default config, trained on first use) or
+    ``synthclip:CONFIG_HASH`` (an earlier SynthCLIP still in the cache)."""
+
+    instrument = "synthclip"  # prepares the bare spec's weights
+
+    def check(self, spec: str, arg: str | None) -> str:
+        if arg is not None and not re.fullmatch(r"[0-9a-f]{12}", arg):
+            raise FacebenchError(
+                f"CLIP spec {spec!r}: 'synthclip:' takes a SynthCLIP config hash, 12 hex digits "
+                f"(the part before '@' in a row's backend, e.g. "
+                f"synthclip:{DEFAULT_CONFIG.hash()})"
+            )
+        return arg or ""
+
+    def load(self, arg: str) -> tuple[torch.nn.Module, Any, str]:
+        chash = arg or DEFAULT_CONFIG.hash()
+        model, _, tokenizer = load_cached_synthclip(chash)  # says how to prepare it
+        return model, tokenizer, synthclip_name(chash)
+
+
+register_clip_backend("synthclip")(SynthCLIPBackend())
+register_instrument(
+    "synthclip", description="SynthCLIP, the open_clip model facebench trains on SynthFace"
+)(
+    PreparedInstrument(
+        PREPARED,
+        default_hash=lambda: DEFAULT_CONFIG.hash(),
+        train=lambda progress=no_progress, force=False: prepare_synthclip(progress, force),
+        title="synthclip (facebench-trained, SynthFace only)",
+        how_to="run `facebench prepare synthclip` (about 14 min on 2 idle CPU cores)",
+    )
+)
