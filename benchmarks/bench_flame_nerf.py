@@ -64,7 +64,7 @@ def test_train_step(benchmark, scene, tmp_path, bench_threads, bench_budget):
     benchmark.extra_info.update(
         budget=bench_budget,
         threads=bench_threads,
-        n_rays=cfg.n_rays,
+        batch_rays=cfg.batch_rays,
         samples=cfg.n_coarse + cfg.n_fine,
         steps=cfg.steps,
         est_fit_minutes=round(benchmark.stats.stats.mean * cfg.steps / 60, 1),

@@ -43,7 +43,7 @@ NOVEL_VIEWS = (0, 6, 12, 18, 23)
 
 def segment_peaks(scene, threshold: float = 0.3) -> dict[tuple[int, ...], int]:
     """Per set of action units above ``threshold``, the training frame where they peak."""
-    from facebench.methods.hypernerf import train_ids
+    from facebench.methods.manipulator import train_ids
 
     expr = torch.as_tensor(scene.expressions)
     peaks: dict[tuple[int, ...], int] = {}
@@ -56,15 +56,15 @@ def segment_peaks(scene, threshold: float = 0.3) -> dict[tuple[int, ...], int]:
 
 def test_manipulator_expression_reads(benchmark, default_scene, bench_threads, bench_budget):
     from facebench.method import RunContext
-    from facebench.methods.hypernerf import (
+    from facebench.methods.manipulator import (
         code_ids,
         load_or_fit_manipulator,
         manipulator_preset,
         render_cameras,
         scene_background,
     )
+    from facebench.metrics.instruments.recognizer import load_recognizer
     from facebench.paths import cache_dir
-    from facebench.recognizer import load_recognizer
     from facebench.scene import neutral_frame
     from facebench.weights import MissingWeightsError
 

@@ -88,7 +88,7 @@ def expression_capture(m, scene) -> dict[str, float]:
     render (1: reproduced, 0: the code does nothing there). An edit can only reach
     expressions the manipulator can render.
     """
-    from facebench.methods.hypernerf import render_cameras
+    from facebench.methods.manipulator import render_cameras
 
     model, out = m.model, {}
     for j, name in enumerate(scene.au_names):

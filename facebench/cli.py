@@ -177,6 +177,12 @@ def config_cmd(
     variant: VariantOpt = "full",
     budget: BudgetOpt = "quick",
     overrides: SetOpt = None,
+    fields: Annotated[
+        bool,
+        typer.Option(
+            "--fields", help="List each field `--set` can change: dotted name, type, value."
+        ),
+    ] = False,
 ) -> None:
     """Print a method's full config as JSON: every field `run --set` can change.
 
@@ -185,13 +191,27 @@ def config_cmd(
       facebench config pac
 
       facebench config pac --budget full --set edit.steps=600
+
+      facebench config flame-nerf --fields
     """
+    import dataclasses
     import json
 
+    from facebench.config import config_fields
     from facebench.runner import create_method
 
     m = create_method(method, variant, budget, None, tuple(overrides or ()))
-    print(json.dumps(m.config_dict(), indent=2, default=str))
+    config = getattr(m, "config", None)
+    if not fields:
+        print(json.dumps(m.config_dict(), indent=2, default=str))
+    elif dataclasses.is_dataclass(config):
+        refused = set(getattr(m, "scene_fields", ()))
+        rows = [r for r in config_fields(config) if r[0] not in refused]
+        width = max(len(r[0]) for r in rows)
+        for name, kind, value in rows:
+            print(f"{name:<{width}}  {kind:<16}  {value!r}")
+    else:
+        raise FacebenchError(f"method {method!r} has no dataclass config to list")
 
 
 @app.command("run")

@@ -12,9 +12,12 @@ anything to declare them):
 
 A scene method is a class registered with
 :func:`facebench.registry.register_method`, built by
-``cls.create(variant=..., budget=..., device=...)`` -- plus ``overrides=`` (a mapping
-of config fields, dotted for nested configs, applied with :func:`apply_overrides`)
-when the user passes ``--set KEY=VALUE``; its ``variants`` mapping names the
+``cls.create(variant=..., budget=..., device=..., overrides=...)`` (``overrides``: a
+mapping of config fields, dotted for nested configs, applied with
+:func:`facebench.config.apply_overrides` when the user passes ``--set KEY=VALUE``; a
+plugin whose ``create`` takes no ``overrides`` runs without ``--set``). The built-in
+methods derive from :class:`ConfiguredMethod`, which builds ``create`` from data
+(per-budget presets, variants). A method's ``variants`` mapping names the
 ablations the leaderboard shows (``"full"`` is the method itself). Optionally, a
 ``scene_model_label`` property gives the fitted scene model's ``NAME@DIGEST``
 (:func:`facebench.weights.state_digest`) after ``prepare``; the runner writes it to
@@ -31,12 +34,14 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, ClassVar, Protocol, runtime_checkable
 
 import torch
+
+from facebench.config import apply_overrides
 
 CAPABILITIES = ("fit_scene", "edit_text", "train_pairs", "generate_text", "reanimate")
 BUDGETS = ("smoke", "quick", "full")
@@ -120,89 +125,67 @@ def config_hash(obj: Any, length: int = 12) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()[:length]
 
 
-def apply_overrides(config: Any, overrides: Mapping[str, Any], prefix: str = "") -> Any:
-    """A copy of dataclass ``config`` with ``overrides`` applied.
+class ConfiguredMethod:
+    """Base of the built-in methods: a dataclass config built from data by one :meth:`create`.
 
-    Keys are field names; dotted keys reach into nested dataclasses
-    (``{"manipulator.lipschitz": False, "tv_weight": 0.0}``). A string value for a
-    field that is not a string is parsed as that field's type, as ``--set KEY=VALUE``
-    gives it (:func:`coerce`). Unknown keys raise ``KeyError``, unparsable values
-    ``ValueError``. ``prefix`` (the dotted path to ``config``) is prepended to the keys
-    that messages name.
+    Subclasses set ``name``, ``capabilities``, ``config_cls`` (a dataclass whose defaults
+    are the ``quick`` budget's settings) and, as data, ``presets`` (per budget: dotted
+    config keys and values on top of those defaults), ``base_overrides`` (what makes this
+    method out of a shared config, e.g. a baseline's ``mode``), ``variants`` (per variant
+    name: dotted keys and values; ``"full"`` is the method itself) and ``scene_fields``
+    (dotted fields the method sets from the scene, which ``--set`` refuses).
     """
-    top: dict[str, Any] = {}
-    nested: dict[str, dict[str, Any]] = {}
-    for key, value in overrides.items():
-        head, dot, rest = key.partition(".")
-        if dot:
-            nested.setdefault(head, {})[rest] = value
-        else:
-            top[key] = value
-    names = [f.name for f in dataclasses.fields(config)]
-    unknown = sorted(set(top) - set(names))
-    if unknown:
-        raise KeyError(
-            f"unknown config field(s) {unknown} for {type(config).__name__}; "
-            f"fields: {', '.join(names)}"
-        )
-    for key, value in top.items():
-        if isinstance(value, str):
-            top[key] = coerce(value, getattr(config, key), prefix + key)
-    for head, sub in nested.items():
-        inner = getattr(config, head, None)
-        if not (dataclasses.is_dataclass(inner) and not isinstance(inner, type)):
-            raise KeyError(f"{type(config).__name__} has no nested config {head!r}")
-        top[head] = apply_overrides(inner, sub, f"{prefix}{head}.")
-    return dataclasses.replace(config, **top)
 
+    name: ClassVar[str] = ""
+    capabilities: ClassVar[tuple[str, ...]] = ()
+    config_cls: ClassVar[type]
+    presets: ClassVar[dict[str, dict[str, Any]]] = {b: {} for b in BUDGETS}
+    base_overrides: ClassVar[dict[str, Any]] = {}
+    variants: ClassVar[dict[str, dict[str, Any]]] = {"full": {}}
+    scene_fields: ClassVar[tuple[str, ...]] = ()
 
-_TRUE, _FALSE = {"1", "true", "yes", "on"}, {"0", "false", "no", "off"}
+    def __init__(
+        self,
+        config: Any = None,
+        device: torch.device | str | None = None,
+        variant: str = "full",
+        budget: str = "quick",
+    ):
+        self.config = config if config is not None else self.preset_config(budget, variant)
+        self.device = torch.device(device) if device is not None else torch.device("cpu")
+        self.variant, self.budget = variant, budget
 
+    @classmethod
+    def preset_config(cls, budget: str = "quick", variant: str = "full") -> Any:
+        """The config of ``variant`` at ``budget``: preset, then the method's base
+        overrides, then the variant's."""
+        if budget not in cls.presets:
+            raise KeyError(f"{cls.name}: unknown budget {budget!r}; budgets: {', '.join(BUDGETS)}")
+        if variant not in cls.variants:
+            raise KeyError(
+                f"{cls.name}: unknown variant {variant!r}; variants: {', '.join(cls.variants)}"
+            )
+        steps = {**cls.presets[budget], **cls.base_overrides, **cls.variants[variant]}
+        return apply_overrides(cls.config_cls(), steps)
 
-def _scalar(text: str) -> Any:
-    """``text`` as an int, else a float, else the string itself."""
-    for kind in (int, float):
-        try:
-            return kind(text)
-        except ValueError:
-            pass
-    return text
+    @classmethod
+    def create(
+        cls,
+        variant: str = "full",
+        budget: str = "quick",
+        device: torch.device | str | None = None,
+        overrides: Mapping[str, Any] | None = None,
+    ) -> Any:
+        """The method for ``variant`` at ``budget`` with the user's config ``overrides``
+        (dotted keys, ``--set``) applied last."""
+        config = cls.preset_config(budget, variant)
+        if overrides:
+            refused = sorted(set(overrides) & set(cls.scene_fields))
+            if refused:
+                raise KeyError(f"{cls.name} sets {refused[0]} from the scene; it cannot be set")
+            config = apply_overrides(config, overrides)
+        return cls(config, device, variant=variant, budget=budget)
 
-
-def coerce(text: str, current: Any, key: str = "value") -> Any:
-    """Parse ``text`` as the type of ``current`` (a field's present value).
-
-    Booleans take true/false, yes/no, on/off or 1/0; tuples and lists take
-    comma-separated items (``""`` is empty), each parsed like the present items;
-    a field that is None takes a number or a string.
-    """
-    try:
-        if isinstance(current, bool):
-            low = text.strip().lower()
-            if low not in _TRUE | _FALSE:
-                raise ValueError
-            return low in _TRUE
-        if isinstance(current, int | float):
-            return type(current)(text)
-        if isinstance(current, tuple | list):
-            items = [t.strip() for t in text.split(",") if t.strip()]
-            like = current[0] if current else None
-            parsed = [coerce(t, like, key) if like is not None else _scalar(t) for t in items]
-            return type(current)(parsed)
-    except ValueError:
-        kind = type(current).__name__
-        raise ValueError(f"{key}={text!r}: expected {kind} (like {current!r})") from None
-    if current is None:
-        return _scalar(text)
-    return text
-
-
-def parse_assignments(items: Sequence[str]) -> dict[str, str]:
-    """``["a=1", "b.c=x"]`` -> ``{"a": "1", "b.c": "x"}`` (``--set`` on the command line)."""
-    out: dict[str, str] = {}
-    for item in items:
-        key, eq, value = item.partition("=")
-        if not eq or not key.strip():
-            raise ValueError(f"--set {item!r}: expected KEY=VALUE (e.g. steps=300)")
-        out[key.strip()] = value.strip()
-    return out
+    def config_dict(self) -> dict[str, Any]:
+        """The config as a dict, with the method's name (hashed into each leaderboard row)."""
+        return {**dataclasses.asdict(self.config), "method": self.name}

@@ -1,8 +1,10 @@
-"""Built-in facebench methods; importing this package registers them."""
+"""Built-in facebench methods, one folder each; importing this package registers them.
 
-from facebench.methods import (
-    baselines,  # noqa: E402,F401  (issue 6: nerf-ft, nerfies-i, hypernerf-i)
-    flame_nerf,  # noqa: E402,F401  (issue 7)
-    nerf,  # noqa: F401  (static reference NeRF)
-    pac,  # noqa: E402,F401  (issue 6: FaceCLIPNeRF)
-)
+* :mod:`.pac` -- FaceCLIPNeRF (``pac``) over :mod:`.manipulator`, the HyperNeRF-style scene
+  manipulator it shares with :mod:`.baselines` (``hypernerf-i``, ``nerfies-i``);
+* :mod:`.nerf_ft` -- the NeRF+FT baseline (``nerf-ft``) over :mod:`.nerf` (``nerf``);
+* :mod:`.flame_nerf` -- FLAME-in-NeRF (``flame-nerf``);
+* :mod:`.clip_edit` -- the CLIP-guided edit loop every edit method uses.
+"""
+
+from facebench.methods import baselines, flame_nerf, nerf, nerf_ft, pac  # noqa: F401

@@ -1,4 +1,6 @@
-"""One CLIP-guided optimisation loop for every scene-editing method (PAC, +I baselines, NeRF+FT).
+"""The CLIP-guided edit loop every edit method shares, its settings and their budget presets.
+
+Used by PAC, the +I baselines, NeRF+FT and FLAME-in-NeRF.
 
 Each step renders ``views_per_step`` random cameras *near the capture's views*
 (:func:`perturb_cameras`: a training camera rotated about the point it looks at by up
@@ -25,17 +27,16 @@ from torch import Tensor
 
 from facebench.render import Cameras
 
-__all__ = ["EditConfig", "clip_optimize", "edit_preset", "perturb_cameras", "resize_cameras"]
+__all__ = ["EDIT_PRESETS", "EditConfig", "clip_optimize", "perturb_cameras", "resize_cameras"]
 
 
 @dataclass
 class EditConfig:
     """CLIP-guided edit settings (defaults: the CPU-practical ``quick`` preset)."""
 
-    # lr: PAC weights or one latent code. Measured on the default SynthFace scene
-    # (pac, "a surprised face", 120 steps): at 5e-3 with 2 random crops the
-    # composition barely left its start; at 3e-2 without crops it moved to the
-    # surprised anchors (SynthCLIP "surprised" 0.07 -> 0.28 on the held-out views).
+    # lr: PAC weights or one latent code. On the default SynthFace scene (pac, 120
+    # steps) 5e-3 with random crops barely moved the composition from its start; 3e-2
+    # without crops reached the prompt's anchors.
     steps: int = 120
     lr: float = 3e-2
     lr_final: float = 3e-3
@@ -51,29 +52,26 @@ class EditConfig:
     chunk: int = 4096
 
 
-def edit_preset(budget: str) -> EditConfig:
-    """Edit settings for ``smoke`` (a few steps), ``quick`` (CPU) and ``full`` (paper)."""
-    if budget == "quick":
-        return EditConfig()
-    if budget == "smoke":
-        return EditConfig(
-            steps=4, lr=1e-2, lr_final=1e-2, render_size=16, augment_views=0, n_coarse=16, n_fine=0
-        )
-    if budget == "full":
-        # REFERENCE.md: 7000 steps, 5e-4 -> 5e-5, 64 coarse + 64 fine, full resolution
-        return EditConfig(
-            steps=7000,
-            lr=5e-4,
-            lr_final=5e-5,
-            views_per_step=1,
-            render_size=0,
-            augment_views=0,
-            n_coarse=64,
-            n_fine=64,
-            early_stop=0.0,
-            chunk=16384,
-        )
-    raise ValueError(f"unknown budget {budget!r} (smoke, quick, full)")
+EDIT_PRESETS: dict[str, dict[str, Any]] = {
+    "smoke": dict(
+        steps=4, lr=1e-2, lr_final=1e-2, render_size=16, augment_views=0, n_coarse=16, n_fine=0
+    ),
+    "quick": {},  # the dataclass defaults
+    # FaceCLIPNeRF's edit: 7000 steps, 5e-4 -> 5e-5, 64 coarse + 64 fine, full resolution
+    "full": dict(
+        steps=7000,
+        lr=5e-4,
+        lr_final=5e-5,
+        views_per_step=1,
+        render_size=0,
+        augment_views=0,
+        n_coarse=64,
+        n_fine=64,
+        early_stop=0.0,
+        chunk=16384,
+    ),
+}
+"""Per budget, the fields that differ from :class:`EditConfig`'s defaults (``quick``)."""
 
 
 def resize_cameras(cameras: Cameras, size: int) -> Cameras:

@@ -1,4 +1,4 @@
-"""FaceCLIPNeRF baselines (methods/baselines.py): nerf-ft, nerfies-i, hypernerf-i."""
+"""The baselines (methods/baselines/, methods/nerf_ft/): nerf-ft, nerfies-i, hypernerf-i."""
 
 from __future__ import annotations
 
@@ -6,35 +6,25 @@ import re
 
 import pytest
 import torch
+from toy_scene import make_toy_scene
 
-from facebench.method import RunContext, apply_overrides
-from facebench.methods.baselines import HyperNeRFI, NeRFFT, NerfiesI
+from facebench.config import apply_overrides
+from facebench.method import RunContext
+from facebench.methods.baselines import HyperNeRFI, NerfiesI
 from facebench.methods.clip_edit import resize_cameras
-from facebench.methods.hypernerf import cache_paths, make_toy_scene
+from facebench.methods.manipulator import cache_paths
+from facebench.methods.nerf_ft import NeRFFT
 from facebench.methods.pac import PACMethod
 
 CPU = torch.device("cpu")
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny workloads: one intra-op thread avoids oversubscription on shared CPUs."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
 def toy():
     return make_toy_scene(n_frames=6, size=12, n_val=1)
-
-
-@pytest.fixture(scope="module")
-def clip():
-    from facebench.clip import load_clip
-
-    return load_clip("tiny-random", device=CPU)
 
 
 def test_registered_by_name():
@@ -65,7 +55,7 @@ def test_single_code_baselines_configs(toy):
     assert hyper.config_dict()["method"] == "hypernerf-i"
 
 
-def test_nerfies_i_edits_one_code(toy, clip, tmp_path):
+def test_nerfies_i_edits_one_code(toy, tiny_clip, tmp_path):
     cfg = apply_overrides(
         NerfiesI.create("full", "smoke").config,
         {"manipulator.steps": 8, "manipulator.occupancy_resolution": 0, "edit.steps": 3},
@@ -73,17 +63,16 @@ def test_nerfies_i_edits_one_code(toy, clip, tmp_path):
     m = NerfiesI(cfg, CPU)
     m.prepare(toy, RunContext(device=CPU, cache_dir=tmp_path))
     assert m.model.slicer is None
-    edit = m.edit("a surprised face", clip, RunContext(device=CPU, cache_dir=tmp_path))
+    edit = m.edit("a surprised face", tiny_clip, RunContext(device=CPU, cache_dir=tmp_path))
     assert edit.pac is None and edit.code.shape == m.neutral_code.shape
     assert len(edit.history) == 3
     assert m.render(toy.eval_cameras, edit).shape == (3, 12, 12, 3)
 
 
-def test_nerf_ft_fits_finetunes_and_keeps_the_original(toy, clip, tmp_path):
-    m = NeRFFT.create("full", "smoke")
-    m.config.nerf.update(steps=20)
-    m.config.edit.steps = 4
-    m.config.edit.render_size = 12
+def test_nerf_ft_fits_finetunes_and_keeps_the_original(toy, tiny_clip, tmp_path):
+    m = NeRFFT.create(
+        "full", "smoke", overrides={"nerf.steps": 20, "edit.steps": 4, "edit.render_size": 12}
+    )
     ctx = RunContext(device=CPU, cache_dir=tmp_path)
     m.prepare(toy, ctx)
     neutral = m.render(toy.eval_cameras)
@@ -92,13 +81,13 @@ def test_nerf_ft_fits_finetunes_and_keeps_the_original(toy, clip, tmp_path):
     prompt = "an angry face"
     cams = resize_cameras(m.train_cameras, 12)
     with torch.no_grad():
-        before = float(clip.global_loss(m.render(cams).permute(0, 3, 1, 2), prompt))
-    edit = m.edit(prompt, clip, ctx)
+        before = float(tiny_clip.global_loss(m.render(cams).permute(0, 3, 1, 2), prompt))
+    edit = m.edit(prompt, tiny_clip, ctx)
     assert all(torch.equal(v, m.nerf.coarse.state_dict()[k]) for k, v in original.items())
     changed = any(not torch.equal(v, edit.coarse.state_dict()[k]) for k, v in original.items())
     assert changed and len(edit.history) == 4
     with torch.no_grad():
-        after = float(clip.global_loss(m.render(cams, edit).permute(0, 3, 1, 2), prompt))
+        after = float(tiny_clip.global_loss(m.render(cams, edit).permute(0, 3, 1, 2), prompt))
     assert after < before
     # cached: a second prepare loads the same NeRF
     m2 = NeRFFT(m.config, CPU)

@@ -17,22 +17,23 @@ from facebench.render.encoding import window_weights
 from facebench.scene import Scene
 
 RES, N_FRAMES = 16, 4
-FAST = dict(
-    steps=60,
-    lr=2e-2,
-    n_rays=96,
-    frames_per_step=2,
-    n_coarse=12,
-    n_fine=0,
-    checkpoint_every=16,
-    edit_steps=4,
-    edit_res=16,
-    edit_lr=0.1,
-    edit_lr_final=0.1,
-    edit_reg=0.0,
-    edit_jitter_deg=0.0,
-    edit_aug_views=0,
-)
+FAST = {
+    "steps": 60,
+    "lr": 2e-2,
+    "lr_final": 2e-3,
+    "batch_rays": 96,
+    "frames_per_step": 2,
+    "n_coarse": 12,
+    "n_fine": 0,
+    "checkpoint_every": 16,
+    "edit.steps": 4,
+    "edit.render_size": 16,
+    "edit.lr": 0.1,
+    "edit.lr_final": 0.1,
+    "edit.reg": 0.0,
+    "edit.view_jitter_deg": 0.0,
+    "edit.augment_views": 0,
+}
 
 
 def tiny_scene() -> Scene:

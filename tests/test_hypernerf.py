@@ -1,4 +1,4 @@
-"""Scene manipulator (methods/hypernerf.py): fitting, codes, caching, determinism, resume."""
+"""Scene manipulator (methods/manipulator/): fitting, codes, caching, determinism, resume."""
 
 from __future__ import annotations
 
@@ -6,23 +6,24 @@ import dataclasses
 
 import pytest
 import torch
+from toy_scene import make_toy_scene
 
 from facebench.method import RunContext
-from facebench.methods.hypernerf import (
+from facebench.methods.manipulator import (
     ManipulatorConfig,
     SceneManipulator,
-    _draw_frames,
-    _draw_pixels,
+    TriPlane,
     cache_paths,
+    clip_rays,
     code_gain,
     fit_manipulator,
     frame_code,
     load_or_fit_manipulator,
-    make_toy_scene,
     manipulator_preset,
     psnr,
     render_cameras,
 )
+from facebench.methods.manipulator.fit import _draw_frames, _draw_pixels
 from facebench.render import RenderConfig, render_rays, sample_pixel_rays
 from facebench.render.lipschitz import LipschitzLinear
 from facebench.scene import neutral_frame
@@ -30,13 +31,7 @@ from facebench.scene import neutral_frame
 CPU = torch.device("cpu")
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny workloads: one intra-op thread avoids oversubscription on shared CPUs."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
@@ -94,8 +89,6 @@ def test_gradients_reach_codes_and_lipschitz_constants(toy):
     m = SceneManipulator(cfg, toy.images.shape[0], toy.aabb)
     gen = torch.Generator().manual_seed(0)
     rays, index = sample_pixel_rays(toy.cameras[2], 64, 0.0, 0.0, generator=gen)
-    from facebench.methods.hypernerf import clip_rays
-
     rays = clip_rays(rays, m.aabb)
     out = render_rays(
         m.field(m.deform_codes.weight[2], m.appearance_codes.weight[2]),
@@ -122,8 +115,6 @@ def test_frames_field_renders_each_ray_with_its_frames_codes(toy):
         m.appearance_codes.weight.normal_(0.0, 2.0, generator=torch.Generator().manual_seed(2))
     gen = torch.Generator().manual_seed(0)
     rays, _ = sample_pixel_rays(toy.cameras[1], 48, 0.0, 0.0, generator=gen)
-    from facebench.methods.hypernerf import clip_rays
-
     rays = clip_rays(rays, m.aabb)
     frames = torch.tensor([2, 5, 2, 6]).repeat_interleave(12)
     rays.camera_indices = frames
@@ -286,8 +277,6 @@ def test_fit_on_cuda(toy):
 
 
 def test_triplane_template_samples_planes_and_trains(toy):
-    from facebench.methods.hypernerf import TriPlane
-
     # a plane whose xy channel 0 is the x coordinate: bilinear sampling reproduces it
     tp = TriPlane(resolution=64, channels=1, scale=torch.ones(3))
     with torch.no_grad():

@@ -1,4 +1,4 @@
-"""Method config overrides (``--set KEY=VALUE``): parsing, types, nesting and errors."""
+"""Config overrides (``--set KEY=VALUE``, facebench/config.py): parsing, types, nesting, errors."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from facebench.method import apply_overrides, coerce, parse_assignments
+from facebench.config import apply_overrides, config_fields, parse_assignments
 
 
 @dataclass(frozen=True)
@@ -56,23 +56,56 @@ def test_strings_are_parsed_as_each_fields_type_and_dotted_keys_reach_nested_con
 
 
 @pytest.mark.parametrize(
-    ("text", "current", "expected"),
-    [("yes", False, True), ("0", True, False), ("On", False, True), ("12", 3, 12), ("2", 0.5, 2.0)],
+    ("key", "text", "expected"),
+    [
+        ("inner.flag", "yes", True),
+        ("inner.flag", "0", False),
+        ("inner.flag", "On", True),
+        ("inner.flag", "false", False),
+        ("inner.steps", "12", 12),
+        ("inner.lr", "2", 2.0),
+        ("limit", "0.25", 0.25),
+    ],
 )
-def test_coerce(text, current, expected):
-    value = coerce(text, current)
+def test_strings_are_parsed_as_the_fields_annotated_type(key, text, expected):
+    head, _, rest = key.partition(".")
+    cfg = apply_overrides(Outer(), {key: text})
+    value = getattr(getattr(cfg, head), rest) if rest else getattr(cfg, head)
     assert value == expected and type(value) is type(expected)
 
 
+def test_untouched_fields_keep_their_python_objects_and_typed_values_are_checked():
+    @dataclass(frozen=True)
+    class Loose:
+        scale: float = 1  # an int default in a float field stays an int (config hashes)
+        steps: int = 3
+
+    assert type(apply_overrides(Loose(), {"steps": "4"}).scale) is int
+    with pytest.raises(ValueError, match=r"steps=2.5: expected int \(like 3\)"):
+        apply_overrides(Loose(), {"steps": 2.5})
+
+
+def test_config_fields_lists_every_dotted_field_with_its_type():
+    fields = {name: (kind, value) for name, kind, value in config_fields(Outer())}
+    assert fields["inner.steps"] == ("int", 100) and fields["inner.flag"] == ("bool", True)
+    assert fields["frames"] == ("tuple[int, ...]", (3, 5))
+    assert fields["limit"] == ("float | None", None)
+    assert "inner" not in fields
+
+
 def test_bad_keys_and_values_are_clear_errors():
-    with pytest.raises(KeyError, match="stepz.*fields: steps, lr, flag"):
+    with pytest.raises(KeyError, match="'stepz' for Inner; fields: steps, lr, flag"):
         apply_overrides(Inner(), {"stepz": "3"})
     with pytest.raises(KeyError, match="no nested config 'name'"):
         apply_overrides(Outer(), {"name.x": "3"})
     with pytest.raises(ValueError, match=r"inner.steps='many': expected int \(like 100\)"):
         apply_overrides(Outer(), {"inner.steps": "many"})
-    with pytest.raises(ValueError, match="flag='maybe'"):
+    with pytest.raises(ValueError, match=r"flag='maybe': expected bool \(like True\)"):
         apply_overrides(Inner(), {"flag": "maybe"})
+    with pytest.raises(ValueError, match=r"frames='1,x': expected tuple\[int, ...\]"):
+        apply_overrides(Outer(), {"frames": "1,x"})
+    with pytest.raises(KeyError, match="'inner.stepz' for Inner"):
+        apply_overrides(Outer(), {"inner.stepz": "1"})
     with pytest.raises(ValueError, match="expected KEY=VALUE"):
         parse_assignments(["steps"])
 
@@ -95,23 +128,71 @@ def test_config_command_prints_the_overridden_config_and_rejects_bad_fields(caps
 
 
 def test_nerf_ft_static_nerf_settings_are_reachable_by_nerf_dot_keys():
-    """nerf-ft keeps its static NeRF's settings as a dict of NeRFConfig overrides; ``nerf.KEY``
-    sets one, checked against NeRFConfig's fields and parsed as its type."""
+    """nerf-ft's static NeRF is a nested NeRFConfig; ``nerf.KEY`` sets one field, checked
+    against NeRFConfig's fields and parsed as its type; the scene's fields are refused."""
     from facebench.errors import FacebenchError
     from facebench.runner import create_method
 
     preset = create_method("nerf-ft").config.nerf
     sets = ["nerf.steps=500", "nerf.use_viewdirs=off", "nerf.far=5"]
     m = create_method("nerf-ft", overrides=sets)
-    assert m.config.nerf == {**preset, "steps": 500, "use_viewdirs": False, "far": 5.0}
-    assert type(m.config.nerf["far"]) is float
+    assert m.config.nerf == dataclasses.replace(preset, steps=500, use_viewdirs=False, far=5.0)
+    assert type(m.config.nerf.far) is float
     assert create_method("nerf-ft", overrides=["edit.steps=9"]).config.nerf == preset
     with pytest.raises(FacebenchError, match="bogus.*for NeRFConfig; fields: n_freqs_xyz"):
         create_method("nerf-ft", overrides=["nerf.bogus=1"])
     with pytest.raises(FacebenchError, match=r"nerf.steps='x': expected int"):
         create_method("nerf-ft", overrides=["nerf.steps=x"])
-    with pytest.raises(FacebenchError, match="sets nerf.aabb from the scene"):
+    with pytest.raises(FacebenchError, match="nerf-ft sets nerf.aabb from the scene"):
         create_method("nerf-ft", overrides=["nerf.aabb=1"])
+
+
+@pytest.mark.parametrize(
+    ("method", "sets", "path", "value"),
+    [
+        ("nerf", ["steps=3"], ("steps",), 3),
+        ("flame-nerf", ["edit.steps=3"], ("edit", "steps"), 3),
+        ("flame-nerf", ["edit.lr_final=0.01", "batch_rays=64"], ("batch_rays",), 64),
+        ("nerf-ft", ["edit.steps=3"], ("edit", "steps"), 3),
+        ("hypernerf-i", ["edit.steps=3"], ("edit", "steps"), 3),
+        ("nerfies-i", ["edit.steps=3"], ("edit", "steps"), 3),
+        ("pac", ["edit.steps=3"], ("edit", "steps"), 3),
+    ],
+)
+def test_config_command_sets_fields_of_every_method(capsys, method, sets, path, value):
+    import json
+
+    from facebench.cli import main
+
+    main(["config", method, "--budget", "smoke", *[a for s in sets for a in ("--set", s)]])
+    cfg = json.loads(capsys.readouterr().out)
+    for part in path:
+        cfg = cfg[part]
+    assert cfg == value
+
+
+def test_config_fields_lists_what_set_can_change_for_every_registered_method(capsys):
+    """``facebench config M --fields`` prints one dotted field a line, and each one listed
+    takes its own value back through ``--set``."""
+    from facebench.cli import main
+    from facebench.registry import METHODS
+    from facebench.runner import create_method
+
+    for name in ("pac", "hypernerf-i", "nerfies-i", "nerf-ft", "nerf", "flame-nerf"):
+        assert name in METHODS
+        main(["config", name, "--fields"])
+        rows = [line.split()[0] for line in capsys.readouterr().out.strip().splitlines()]
+        method = create_method(name)
+        listed = {n: v for n, _, v in config_fields(method.config)}
+        assert rows == [n for n in listed if n not in method.scene_fields]
+        assert "edit.steps" in rows or name == "nerf"
+        back = [
+            f"{n}={','.join(map(str, v)) if isinstance(v, tuple) else v}"
+            for n in rows
+            for v in [listed[n]]
+            if v is not None
+        ]
+        assert create_method(name, overrides=back).config == method.config
 
 
 def test_a_plugin_whose_create_takes_no_overrides_is_one_clear_error(monkeypatch):

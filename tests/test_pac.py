@@ -1,4 +1,4 @@
-"""Anchors, PAC, TV loss and the ``pac`` method (methods/pac.py) on a tiny toy scene."""
+"""Anchors, PAC, TV loss and the ``pac`` method (methods/pac/) on a tiny toy scene."""
 
 from __future__ import annotations
 
@@ -7,15 +7,18 @@ import re
 
 import pytest
 import torch
+from toy_scene import make_toy_scene
 
-from facebench.method import RunContext, apply_overrides
+from facebench.config import apply_overrides
+from facebench.method import RunContext
 from facebench.methods.clip_edit import perturb_cameras, resize_cameras
-from facebench.methods.hypernerf import cache_paths, fit_hash, make_toy_scene
+from facebench.methods.manipulator import cache_paths, fit_hash, render_cameras, render_config
 from facebench.methods.pac import (
     PAC,
     PACConfig,
     PACMethod,
     kmeans,
+    kmeans_plus_plus,
     select_anchors,
     tv_loss,
 )
@@ -23,13 +26,7 @@ from facebench.methods.pac import (
 CPU = torch.device("cpu")
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny workloads: one intra-op thread avoids oversubscription on shared CPUs."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 # --------------------------------------------------------------------------- k-means / anchors
@@ -55,6 +52,24 @@ def test_kmeans_recovers_known_clusters():
     assert d.min(dim=1).values.max() < 0.3
     again, labels2 = kmeans(x, 4, torch.Generator().manual_seed(3))
     assert torch.equal(found, again) and torch.equal(labels, labels2)
+
+
+def test_kmeans_converges_to_a_lloyd_fixed_point_from_its_seeding():
+    """Three groups in 2D, asked for two clusters: the result is a local optimum (each point
+    with its nearest centre, each centre its points' mean) no worse than the seeding."""
+    g = torch.Generator().manual_seed(0)
+    groups = torch.tensor([[0.0, 0.0], [3.0, 0.0], [0.0, 3.0]])
+    x = torch.cat([torch.randn(30, 2, generator=g) * 0.2 + c for c in groups])
+    init = kmeans_plus_plus(x, 2, torch.Generator().manual_seed(1))
+    assert all(any(torch.equal(c, row) for row in x) for c in init)  # seeds are data points
+    centres, labels = kmeans(x, 2, torch.Generator().manual_seed(1))
+    assert torch.equal(labels, torch.cdist(x, centres).argmin(-1))
+    for k in range(2):
+        assert torch.allclose(centres[k], x[labels == k].mean(0), atol=1e-5)
+    seeded = torch.cdist(x, init).min(-1).values.pow(2).sum()
+    assert (x - centres[labels]).pow(2).sum() <= seeded
+    with pytest.raises(ValueError, match="k >= 1"):
+        kmeans(x, 0)
 
 
 def test_select_anchors_neutral_first_snapped_or_explicit():
@@ -173,13 +188,6 @@ def toy():
 
 
 @pytest.fixture(scope="module")
-def clip():
-    from facebench.clip import load_clip
-
-    return load_clip("tiny-random", device=CPU)
-
-
-@pytest.fixture(scope="module")
 def prepared(toy, tmp_path_factory):
     cache = tmp_path_factory.mktemp("cache")
     m = PACMethod(_config(), CPU)
@@ -187,11 +195,11 @@ def prepared(toy, tmp_path_factory):
     return m, cache
 
 
-def _clip_loss(method, scene, clip, prompt, edit=None):
+def _clip_loss(method, scene, tiny_clip, prompt, edit=None):
     cams = resize_cameras(method.train_cameras, method.config.edit.render_size)
     with torch.no_grad():
         imgs = method.render(cams, edit)
-        return float(clip.global_loss(imgs.permute(0, 3, 1, 2), prompt))
+        return float(tiny_clip.global_loss(imgs.permute(0, 3, 1, 2), prompt))
 
 
 def test_variants_and_configs():
@@ -250,17 +258,17 @@ def test_prepare_anchors_and_neutral_render(prepared, toy):
     assert m2.scene_model_label != label
 
 
-def test_pac_edit_reduces_clip_loss_and_is_deterministic(prepared, toy, clip):
+def test_pac_edit_reduces_clip_loss_and_is_deterministic(prepared, toy, tiny_clip):
     m, cache = prepared
     prompt = "a face with a big smile"
-    before = _clip_loss(m, toy, clip, prompt)
+    before = _clip_loss(m, toy, tiny_clip, prompt)
     ctx = RunContext(device=CPU, cache_dir=cache, seed=0)
-    edit = m.edit(prompt, clip, ctx)
-    after = _clip_loss(m, toy, clip, prompt, edit)
+    edit = m.edit(prompt, tiny_clip, ctx)
+    after = _clip_loss(m, toy, tiny_clip, prompt, edit)
     assert after < before
     assert edit.pac is not None and not edit.meaningful  # tiny-random CLIP is flagged
     assert "tv" in edit.history[0]
-    again = m.edit(prompt, clip, ctx)
+    again = m.edit(prompt, tiny_clip, ctx)
     sa, sb = edit.pac.state_dict(), again.pac.state_dict()
     assert all(torch.equal(sa[k], sb[k]) for k in sa)
     imgs = m.render(toy.eval_cameras, edit)
@@ -269,16 +277,16 @@ def test_pac_edit_reduces_clip_loss_and_is_deterministic(prepared, toy, clip):
     assert ratios.shape == (3, 12, 12, m.config.n_anchors)
 
 
-def test_single_code_edit_reduces_clip_loss(prepared, toy, clip):
+def test_single_code_edit_reduces_clip_loss(prepared, toy, tiny_clip):
     m, cache = prepared
     single = PACMethod(dataclasses.replace(m.config, mode="single"), CPU)
     single.prepare(toy, RunContext(device=CPU, cache_dir=cache))  # same manipulator: loaded
     prompt = "closed eyes"
-    before = _clip_loss(single, toy, clip, prompt)
-    edit = single.edit(prompt, clip, RunContext(device=CPU, cache_dir=cache, seed=1))
+    before = _clip_loss(single, toy, tiny_clip, prompt)
+    edit = single.edit(prompt, tiny_clip, RunContext(device=CPU, cache_dir=cache, seed=1))
     assert edit.pac is None and edit.code is not None
     assert not torch.equal(edit.code, single.neutral_code)
-    assert _clip_loss(single, toy, clip, prompt, edit) < before
+    assert _clip_loss(single, toy, tiny_clip, prompt, edit) < before
 
 
 def test_no_lipschitz_variant_uses_its_own_manipulator(toy):
@@ -325,8 +333,6 @@ class _BrightnessCLIP:
 
 def test_clip_init_starts_at_the_anchor_clip_scores_best(prepared):
     m, _ = prepared
-    from facebench.methods.hypernerf import render_cameras, render_config
-
     rcfg = render_config(m.model.config, False, m.background)
     cams = resize_cameras(m.train_cameras, m.config.edit.render_size)
     with torch.no_grad():

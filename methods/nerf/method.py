@@ -1,130 +1,57 @@
-"""Static reference NeRF (Mildenhall et al. 2020) over the shared render core.
-
-Coarse and fine MLP radiance fields (positional encoding of position and
-view direction, NeRF's 8x256 trunk with a skip at layer 4 by default),
-trained with Adam on random pixel batches of any posed images (OpenCV
-cameras, see :mod:`facebench.render.cameras`), rendered through
-:func:`facebench.render.render_rays` / :func:`facebench.render.render_image`.
-Seeded and deterministic on CPU. It is the starting point of the NeRF+FT
-baseline (FaceCLIPNeRF Table 1), so it stays generic.
-"""
+"""The ``nerf`` method: fit a static NeRF to posed images, render it, save and load it."""
 
 from __future__ import annotations
 
 import dataclasses
 import math
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import Tensor, nn
 
+from facebench.method import ConfiguredMethod
 from facebench.registry import register_method
 from facebench.render import (
     Cameras,
     OccupancyGrid,
-    PositionalEncoding,
     RayBundle,
     RenderConfig,
-    make_mlp,
     near_far_from_aabb,
     render_image,
     render_rays,
     sample_pixel_rays,
 )
 
-__all__ = ["NeRF", "NeRFConfig", "NeRFField"]
+from .config import NERF_PRESETS, NeRFConfig
+from .field import NeRFField
 
 Progress = Callable[[str, int, int], None]
 
 
-@dataclass
-class NeRFConfig:
-    """Model, sampling and training settings (defaults: the NeRF paper's, 64 + 64 samples)."""
-
-    n_freqs_xyz: int = 10
-    n_freqs_dir: int = 4
-    hidden: int = 256
-    depth: int = 8
-    skips: tuple[int, ...] = (4,)
-    hidden_dir: int = 128
-    use_viewdirs: bool = True
-    pos_scale: float = 1.0  # points are multiplied by this before encoding
-    separate_fine: bool = True  # False: one field for both passes (coarse evaluations reused)
-    n_coarse: int = 64
-    n_fine: int = 64
-    near: float = 2.0
-    far: float = 6.0
-    aabb: tuple[tuple[float, float, float], tuple[float, float, float]] | None = None
-    background: tuple[float, float, float] = (1.0, 1.0, 1.0)
-    steps: int = 20_000
-    batch_rays: int = 1024
-    lr: float = 5e-4
-    lr_final: float = 5e-5
-    grid_resolution: int = 0  # > 0 (needs aabb): occupancy grid for training and rendering
-    grid_threshold: float = 0.01
-    grid_every: int = 16  # steps between grid updates during training
-    grid_warmup: int = 32  # dense steps before the first grid update
-    chunk: int = 4096
-
-
-class NeRFField(nn.Module):
-    """One NeRF MLP: ``(points, directions) -> (sigma, rgb)``."""
-
-    def __init__(self, config: NeRFConfig):
-        super().__init__()
-        c = config
-        self.pos_scale = c.pos_scale
-        self.use_viewdirs = c.use_viewdirs
-        self.enc_xyz = PositionalEncoding(c.n_freqs_xyz)
-        self.enc_dir = PositionalEncoding(c.n_freqs_dir)
-        self.trunk = make_mlp(self.enc_xyz.out_dim, c.hidden, c.depth, c.hidden + 1, skips=c.skips)
-        head_in = c.hidden + (self.enc_dir.out_dim if c.use_viewdirs else 0)
-        self.rgb_head = make_mlp(head_in, c.hidden_dir, 1, 3)
-
-    def density(self, points: Tensor) -> Tensor:
-        return nn.functional.softplus(self.trunk(self.enc_xyz(points * self.pos_scale))[..., 0])
-
-    def forward(self, points: Tensor, directions: Tensor) -> tuple[Tensor, Tensor]:
-        h = self.trunk(self.enc_xyz(points * self.pos_scale))
-        sigma = nn.functional.softplus(h[..., 0])
-        feat = h[..., 1:]
-        if self.use_viewdirs:
-            feat = torch.cat([feat, self.enc_dir(directions)], dim=-1)
-        return sigma, torch.sigmoid(self.rgb_head(feat))
-
-
-BUDGET_STEPS = {"smoke": 50, "quick": 2000, "full": 200_000}
-"""Training steps per runner budget (``full``: NeRF's 200k iterations, a GPU job)."""
-
-
 @register_method("nerf", capabilities=("fit_scene",))
-class NeRF:
+class NeRF(ConfiguredMethod):
     """Static NeRF (coarse + fine MLPs) fitted to posed images through the shared renderer."""
 
+    name = "nerf"
     capabilities = ("fit_scene",)
-    variants: dict[str, dict[str, Any]] = {"full": {}}
+    config_cls = NeRFConfig
+    presets = NERF_PRESETS
 
-    def __init__(self, config: NeRFConfig | None = None, device: torch.device | str | None = None):
-        self.config = config or NeRFConfig()
-        self.device = torch.device(device) if device is not None else None
+    def __init__(
+        self,
+        config: NeRFConfig | None = None,
+        device: torch.device | str | None = None,
+        variant: str = "full",
+        budget: str = "quick",
+    ):
+        super().__init__(config or NeRFConfig(), device, variant, budget)
+        self.device = torch.device(device) if device is not None else None  # None: the images'
         self.coarse: NeRFField | None = None
         self.fine: NeRFField | None = None
         self.grid: OccupancyGrid | None = None
         self.history: list[dict[str, float]] = []
-
-    @classmethod
-    def create(
-        cls, variant: str = "full", budget: str = "quick", device: torch.device | None = None
-    ) -> NeRF:
-        """Runner entry point: the config for ``variant`` with the step count of ``budget``."""
-        cfg = dataclasses.replace(NeRFConfig(**cls.variants[variant]), steps=BUDGET_STEPS[budget])
-        return cls(cfg, device)
-
-    def config_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self.config)
 
     # -- model -------------------------------------------------------------------------------
     def _build(self, seed: int, device: torch.device) -> None:

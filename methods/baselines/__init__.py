@@ -1,0 +1,42 @@
+"""FaceCLIPNeRF's single-code baselines (Table 1): ``hypernerf-i`` and ``nerfies-i``.
+
+Both are :class:`~facebench.methods.pac.PACMethod` with one latent code optimised by the
+CLIP loss instead of a PAC (``mode="single"``, from the neutral frame's code), stated as
+data (``base_overrides``):
+
+* ``hypernerf-i`` -- the scene manipulator (HyperNeRF-style, the same cached fit as ``pac``);
+* ``nerfies-i`` -- a deformation-only manipulator (``hyper_dim = 0``: no slicing network,
+  Nerfies), fitted and cached separately.
+
+The third baseline, ``nerf-ft``, is :mod:`facebench.methods.nerf_ft`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from facebench.registry import register_method
+
+from ..pac import PACMethod
+
+__all__ = ["HyperNeRFI", "NerfiesI"]
+
+
+class HyperNeRFI(PACMethod):
+    """HyperNeRF+I: the scene manipulator with one latent code optimised by CLIP."""
+
+    name = "hypernerf-i"
+    variants: dict[str, dict[str, Any]] = {"full": {}}
+    base_overrides: dict[str, Any] = {"mode": "single"}
+
+
+class NerfiesI(PACMethod):
+    """Nerfies+I: a deformation-only manipulator (no hyper-coordinates), one code optimised."""
+
+    name = "nerfies-i"
+    variants: dict[str, dict[str, Any]] = {"full": {}}
+    base_overrides: dict[str, Any] = {"mode": "single", "manipulator.hyper_dim": 0}
+
+
+register_method("hypernerf-i", capabilities=HyperNeRFI.capabilities)(HyperNeRFI)
+register_method("nerfies-i", capabilities=NerfiesI.capabilities)(NerfiesI)

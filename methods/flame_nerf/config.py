@@ -1,0 +1,104 @@
+"""FLAME-in-NeRF's config (fit and text edit) and its budget presets (as data)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+CACHE_VERSION = 1
+
+
+@dataclass(frozen=True)
+class FlameEditConfig:
+    """The text edit: the expression vector optimised by the shared CLIP loop."""
+
+    steps: int = 60
+    lr: float = 0.05
+    lr_final: float = 0.005
+    reg: float = 1e-3  # weight of ||e - e_0||^2 (e_0: the neutral frame's expression)
+    views_per_step: int = 1
+    render_size: int = 40  # longest side of the CLIP renders (0: the scene's size)
+    augment_views: int = 2
+    view_jitter_deg: float = 10.0
+
+
+@dataclass(frozen=True)
+class FlameNerfConfig:
+    """Everything that changes a fitted flame-nerf model or its edits (hashed into results).
+
+    Defaults are the ``quick`` budget's settings; :data:`FLAME_NERF_PRESETS` holds the others.
+    """
+
+    steps: int = 2000
+    # rays of a step in all, split evenly over its frames_per_step frames (as nerf's
+    # batch_rays; the scene manipulator's rays_per_frame counts rays per frame)
+    batch_rays: int = 256
+    frames_per_step: int = 4
+    n_coarse: int = 32
+    n_fine: int = 16
+    lr: float = 5e-3
+    lr_final: float = 5e-4  # the learning rate decays exponentially from lr to lr_final
+    code_dim: int = 8
+    warp: str = "translation"
+    warp_freqs: int = 6
+    warp_hidden: int = 64
+    warp_depth: int = 3
+    anneal_frac: float = 0.5
+    pos_freqs: int = 6
+    dir_freqs: int = 0
+    hidden: int = 64
+    depth: int = 4
+    spatial_prior: bool = True
+    head_reg: float = 0.1
+    head_grid: int = 48
+    head_dilation: int = 1
+    checkpoint_every: int = 250
+    edit: FlameEditConfig = field(default_factory=FlameEditConfig)
+    render_chunk: int = 8192
+    seed: int = 0
+
+
+FLAME_NERF_PRESETS: dict[str, dict[str, Any]] = {
+    "smoke": {
+        "steps": 30,
+        "batch_rays": 128,
+        "frames_per_step": 2,
+        "n_coarse": 16,
+        "n_fine": 0,
+        "hidden": 32,
+        "depth": 2,
+        "warp_hidden": 32,
+        "warp_depth": 2,
+        "pos_freqs": 4,
+        "warp_freqs": 4,
+        "head_grid": 24,
+        "checkpoint_every": 10,
+        "edit.steps": 3,
+        "edit.render_size": 16,
+        "edit.augment_views": 0,
+    },
+    "quick": {},  # the dataclass defaults
+    "full": {
+        "steps": 50_000,
+        "batch_rays": 1024,
+        "frames_per_step": 8,
+        "n_coarse": 64,
+        "n_fine": 64,
+        "hidden": 256,
+        "depth": 8,
+        "warp_hidden": 128,
+        "warp_depth": 6,
+        "warp_freqs": 8,
+        "pos_freqs": 10,
+        "dir_freqs": 4,
+        "code_dim": 8,
+        "head_grid": 96,
+        "lr": 5e-4,
+        "lr_final": 5e-5,
+        "checkpoint_every": 2000,
+        "edit.steps": 500,
+        "edit.render_size": 0,
+        "edit.augment_views": 0,
+    },
+}
+"""Per budget, the fields that differ from :class:`FlameNerfConfig`'s defaults (``quick``)."""

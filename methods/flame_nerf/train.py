@@ -1,0 +1,109 @@
+"""FLAME-in-NeRF's optimisation state and training step, checkpointed and resumable."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from facebench.method import RunContext
+from facebench.render import RenderConfig, render_rays, sample_pixel_rays
+from facebench.render.cameras import near_far_from_aabb
+from facebench.train_state import atomic_save
+
+from .scene import _background, _scene_images
+
+if TYPE_CHECKING:
+    from .method import FlameNerf
+
+
+class Trainer:
+    """One fit's optimisation state: Adam, the lr schedule, the samplers' generators.
+
+    :meth:`train_step` runs one step (rays of ``frames_per_step`` random
+    training frames, each rendered with its own deformation code and
+    expression); :meth:`save` writes a checkpoint (``torch.save``; read back
+    with ``weights_only=True``) that a new Trainer resumes from exactly.
+    """
+
+    def __init__(
+        self, method: FlameNerf, scene: Any, ctx: RunContext, checkpoint: Path | None = None
+    ):
+        cfg, model = method.config, method._require()
+        assert method.expressions is not None
+        self.method, self.cfg, self.model, self.checkpoint = method, cfg, model, checkpoint
+        self.dev = dev = method.device
+        self.images = _scene_images(scene)
+        self.cams = scene.cameras
+        self.train_ids = torch.as_tensor(list(scene.train_ids), dtype=torch.long)
+        self.expressions = method.expressions
+        self.rcfg = RenderConfig(
+            n_coarse=cfg.n_coarse, n_fine=cfg.n_fine, jitter=True, background=_background(scene)
+        )
+        self.opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
+        gamma = (cfg.lr_final / cfg.lr) ** (1.0 / max(cfg.steps, 1))
+        self.sched = torch.optim.lr_scheduler.ExponentialLR(self.opt, gamma)
+        self.gen = torch.Generator().manual_seed(cfg.seed * 1_000_003 + ctx.seed + 17)
+        self.jit = self.gen if dev.type == "cpu" else torch.Generator(device=dev)
+        if self.jit is not self.gen:
+            self.jit.manual_seed(cfg.seed * 1_000_003 + ctx.seed + 29)
+        self.step, self.elapsed = 0, 0.0
+        if checkpoint is not None and checkpoint.is_file() and not ctx.force:
+            state = torch.load(checkpoint, map_location=dev, weights_only=True)
+            model.load_state_dict(state["model"])
+            self.opt.load_state_dict(state["optim"])
+            self.sched.load_state_dict(state["sched"])
+            self.gen.set_state(state["generator"])
+            if self.jit is not self.gen:
+                self.jit.set_state(state["jitter_generator"])
+            self.step, self.elapsed = int(state["step"]), float(state["elapsed"])
+
+    def train_step(self) -> float:
+        """One optimisation step; returns the loss."""
+        cfg, model, dev = self.cfg, self.model, self.dev
+        model.train()
+        model.alpha.fill_(self.method.warp_alpha(self.step))
+        per_frame = max(cfg.batch_rays // cfg.frames_per_step, 1)
+        pick = torch.randint(len(self.train_ids), (cfg.frames_per_step,), generator=self.gen)
+        loss = torch.zeros((), device=dev)
+        reg: list[Tensor] = []
+        aabb = model.head.aabb.cpu()
+        for j in pick.tolist():
+            frame = int(self.train_ids[j])
+            rays, idx = sample_pixel_rays(self.cams[frame], per_frame, 0.0, 0.0, generator=self.gen)
+            rays.near, rays.far, _ = near_far_from_aabb(rays.origins, rays.directions, aabb)
+            rays = rays.to(dev)
+            target = self.images[frame, idx[:, 1], idx[:, 2]].to(dev)
+            field = model.field(model.codes.weight[frame], self.expressions[frame], reg)
+            out = render_rays(field, rays, self.rcfg, generator=self.jit)
+            loss = loss + F.mse_loss(out["rgb"], target)
+            if cfg.n_fine > 0:
+                loss = loss + F.mse_loss(out["rgb_coarse"], target)
+        loss = loss / len(pick)
+        if reg and cfg.head_reg > 0:
+            tot = torch.stack(reg).sum(0)
+            loss = loss + cfg.head_reg * tot[0] / tot[1].clamp_min(1.0)
+        self.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        self.opt.step()
+        self.sched.step()
+        self.step += 1
+        return float(loss.detach())
+
+    def save(self, elapsed: float) -> None:
+        """Checkpoint the optimisation state (atomic replace)."""
+        if self.checkpoint is None:
+            return
+        state = {
+            "model": self.model.state_dict(),
+            "optim": self.opt.state_dict(),
+            "sched": self.sched.state_dict(),
+            "generator": self.gen.get_state(),
+            "jitter_generator": self.jit.get_state(),
+            "step": self.step,
+            "elapsed": elapsed,
+        }
+        atomic_save(state, self.checkpoint)

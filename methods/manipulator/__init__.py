@@ -1,0 +1,101 @@
+"""FaceCLIPNeRF's *scene manipulator*: a HyperNeRF-style deformable NeRF over the shared core.
+
+Shared by ``pac`` and the single-code baselines (``hypernerf-i``, ``nerfies-i``). Files:
+:mod:`.config` (settings and budget presets), :mod:`.model` (the network), :mod:`.render`
+(rendering cameras), :mod:`.occupancy` (grids for a deformable field), :mod:`.fit`
+(training), :mod:`.evaluate` (held-out PSNR, code gain), :mod:`.cache` (the fitted-model
+cache and its labels), :mod:`.scene` (what it reads from a scene).
+
+Model (Park et al. 2021, "HyperNeRF"; FaceCLIPNeRF sec. 3.1):
+
+* per-frame **deformation codes** ``w_i`` (``code_dim``) and **appearance codes**
+  ``a_i`` (``appearance_dim``), :class:`torch.nn.Embedding` tables;
+* an **SE(3) deformation field** ``T(x, w)`` (the core's
+  :class:`~facebench.render.deform.SE3Field`) mapping observation-space points into
+  the canonical space, with the Nerfies coarse-to-fine window on its positional
+  encoding (``alpha`` grows linearly over ``warp_anneal`` of the steps);
+* an **ambient slicing network** ``H(x, w)`` giving ``hyper_dim`` hyper-coordinates
+  (2 by default; ``hyper_dim = 0`` turns the model into Nerfies -- deformation only);
+  as in HyperNeRF it reads the *observation-space* point and the code, and its
+  hyper-coordinate encoding has its own window (delayed, then linear);
+* a **template NeRF** taking (canonical position, hyper-coordinates, view
+  direction, appearance code) -> (density, colour).
+
+One latent code per frame drives both the deformation and the slicing network
+(HyperNeRF's default: the ambient network uses the warp embedding), so "the latent
+code" that FaceCLIPNeRF manipulates is ``w``; appearance stays fixed during edits.
+
+The deformation and slicing MLPs are Lipschitz-regularised (the core's
+:class:`~facebench.render.lipschitz.LipschitzLinear`; loss = product of
+``softplus(c)`` per network, weight ``1e-7`` as in FaceCLIPNeRF); ``lipschitz=False``
+is the ablation (a different config, so a separately cached manipulator).
+
+Points are normalised into ``[-1, 1]^3`` with the scene's AABB before encoding.
+Rays are clipped to the AABB; an :class:`~facebench.render.occupancy.OccupancyGrid`
+in *observation* space is kept conservative for the deformable field: every update
+takes the maximum density over ``occupancy_codes`` random training frames' codes,
+the grid's decayed memory keeps earlier frames, and ``occupancy_dilation`` cells
+cover codes in between (edits compose codes of observed frames).
+
+A training step renders its few frames' rays in one ``render_rays`` pass: each ray
+carries its frame's code id (``RayBundle.camera_indices``), the renderer hands every
+evaluated sample its ray's id, and :meth:`SceneManipulator.frames_field` looks up that
+frame's codes (one pass instead of one per frame: cheaper on a CPU); edits and evaluation bind
+one code (or a PAC) per render with :meth:`SceneManipulator.field`.
+
+Training (:func:`fit_manipulator`) is seeded, deterministic on CPU, reports progress,
+checkpoints every ``checkpoint_every`` steps (model, optimiser, generator state, grid)
+and resumes from the last checkpoint; the fitted model is cached under
+``cache_dir/scene_manipulator/<scene key>/<config hash>/`` and loaded with
+``torch.load(weights_only=True)``.
+"""
+
+from .cache import (
+    cache_paths,
+    cached_manipulator_label,
+    fit_hash,
+    load_or_fit_manipulator,
+    manipulator_label,
+)
+from .config import MANIPULATOR_PRESETS, ManipulatorConfig, config_from_dict, manipulator_preset
+from .evaluate import code_gain, evaluate, frame_code
+from .fit import TRAINER_VERSION, FitResult, fit_manipulator
+from .model import CodeFn, SceneManipulator, TriPlane
+from .occupancy import VisibilityGrid, expand_occupancy, update_occupancy
+from .render import clip_rays, render_cameras, render_config, render_field
+from .scene import code_ids, psnr, scene_aabb, scene_background, scene_key, train_ids, val_ids
+
+__all__ = [
+    "MANIPULATOR_PRESETS",
+    "TRAINER_VERSION",
+    "CodeFn",
+    "FitResult",
+    "ManipulatorConfig",
+    "SceneManipulator",
+    "TriPlane",
+    "VisibilityGrid",
+    "cache_paths",
+    "cached_manipulator_label",
+    "clip_rays",
+    "code_gain",
+    "code_ids",
+    "config_from_dict",
+    "evaluate",
+    "expand_occupancy",
+    "fit_hash",
+    "fit_manipulator",
+    "frame_code",
+    "load_or_fit_manipulator",
+    "manipulator_label",
+    "manipulator_preset",
+    "psnr",
+    "render_cameras",
+    "render_config",
+    "render_field",
+    "scene_aabb",
+    "scene_background",
+    "scene_key",
+    "train_ids",
+    "update_occupancy",
+    "val_ids",
+]

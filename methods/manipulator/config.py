@@ -1,0 +1,183 @@
+"""The scene manipulator's config and its per-budget presets (as data)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from facebench.config import apply_overrides
+
+
+@dataclass
+class ManipulatorConfig:
+    """Scene-manipulator architecture, sampling and training settings.
+
+    Defaults are the CPU-practical ``quick`` preset; :data:`MANIPULATOR_PRESETS`
+    holds ``smoke`` (seconds) and ``full`` (HyperNeRF-sized networks, 64 + 64
+    samples, long schedule -- for a GPU).
+    """
+
+    # latent codes
+    code_dim: int = 8
+    appearance_dim: int = 4
+    code_init_std: float = 0.05
+    # deformation field (SE(3), Lipschitz)
+    warp_freqs: int = 6
+    warp_hidden: int = 64
+    warp_depth: int = 4
+    warp_anneal: float = 0.5  # fraction of the steps over which the warp window opens
+    # ambient slicing network (hyper_dim = 0: Nerfies, no slicing)
+    hyper_dim: int = 2
+    slice_freqs: int = 6
+    slice_hidden: int = 64
+    slice_depth: int = 4
+    hyper_freqs: int = 1
+    hyper_anneal_start: float = 0.1
+    hyper_anneal: float = 0.4
+    # Lipschitz regularisation of the deformation and slicing MLPs
+    lipschitz: bool = True
+    lipschitz_weight: float = 1e-7
+    # template NeRF ("mlp": positional encoding + MLP, as HyperNeRF; "triplane": a
+    # tri-plane feature encoding of the canonical position in front of the MLP). On
+    # synthface:default the tri-plane reached the same held-out PSNR per step as "mlp"
+    # at a higher cost per step on a CPU, so "mlp" is the default.
+    template: str = "mlp"
+    triplane_resolution: int = 128
+    triplane_channels: int = 16
+    triplane_lr_scale: float = 10.0
+    pos_freqs: int = 8
+    view_freqs: int = 2
+    use_viewdirs: bool = True
+    density_activation: str = "exp"  # "exp" (instant-NGP style, fast to sharpen) or "softplus"
+    hidden: int = 96
+    depth: int = 5
+    skips: tuple[int, ...] = (3,)
+    rgb_hidden: int = 48
+    # sampling (one field serves both passes; coarse evaluations are reused)
+    n_coarse: int = 48
+    n_fine: int = 32
+    early_stop: float = 1e-3
+    segment: int = 8
+    chunk: int = 8192
+    # occupancy grid (observation space; 0 disables)
+    occupancy_resolution: int = 48
+    occupancy_threshold: float = 0.5
+    occupancy_every: int = 100
+    occupancy_warmup: int = 200
+    occupancy_codes: int = 6
+    occupancy_dilation: int = 1
+    visibility_threshold: float = 0.01  # 0 disables visibility pruning
+    visibility_decay: float = 0.8
+    # training (fit speed and held-out PSNR per step count: benchmarks/bench_manipulator_fit.py;
+    # which expressions the codes carry: benchmarks/bench_manipulator_expressions.py)
+    steps: int = 1500
+    frames_per_step: int = 4
+    # share of each step's frames drawn in proportion to the frame's last training loss
+    # (the rest uniformly): frames the model fits worst -- in a face capture, the few
+    # with an expression -- get more of the steps (0: uniform)
+    frame_importance: float = 0.5
+    # rays drawn from each of the step's frames (a step renders frames_per_step x
+    # rays_per_frame rays; flame-nerf's and nerf's batch_rays count a step's rays in all)
+    rays_per_frame: int = 256
+    # share of each frame's rays drawn in proportion to an error map (instant-NGP's): the
+    # last squared error seen in each of error_map_resolution^2 image cells of the frame,
+    # so the mouth, eyes and brows that carry an expression -- a few percent of a face
+    # image -- get more rays than the background (0: uniform pixels; with uniform
+    # pixels the fit rendered every code as the same average face)
+    pixel_importance: float = 0.5
+    error_map_resolution: int = 16
+    lr: float = 3e-3
+    lr_final: float = 2e-4
+    # the codes' learning rate over the networks'. Each code trains only on the steps
+    # that draw its frame (a few percent of them); at 1x the codes stayed near their
+    # initialisation and the model drew an average face whatever the code
+    code_lr_scale: float = 10.0
+    coarse_loss_weight: float = 0.5
+    seed: int = 0
+    checkpoint_every: int = 250
+    eval_every: int = 0  # held-out PSNR every this many steps, in the history (0: only at the end)
+    eval_frames: int = 8  # held-out frames scored (0: all)
+
+
+MANIPULATOR_PRESETS: dict[str, dict[str, Any]] = {
+    "smoke": dict(
+        code_dim=4,
+        appearance_dim=2,
+        warp_freqs=4,
+        warp_hidden=32,
+        warp_depth=2,
+        slice_freqs=4,
+        slice_hidden=32,
+        slice_depth=2,
+        pos_freqs=6,
+        view_freqs=0,
+        use_viewdirs=False,
+        hidden=48,
+        depth=3,
+        skips=(),
+        rgb_hidden=32,
+        n_coarse=24,
+        n_fine=8,
+        occupancy_resolution=24,
+        occupancy_every=20,
+        occupancy_warmup=20,
+        occupancy_codes=3,
+        steps=40,
+        frames_per_step=2,
+        rays_per_frame=128,
+        lr=5e-3,
+        lr_final=1e-3,
+        checkpoint_every=20,
+        eval_frames=2,
+    ),
+    "quick": {},  # the dataclass defaults
+    # HyperNeRF-sized networks (8x256 template, 6x128 warp, 6x64 slicing), 64 + 64 samples
+    # (FaceCLIPNeRF's setting), a long schedule. Meant for a GPU.
+    "full": dict(
+        code_dim=8,
+        appearance_dim=8,
+        warp_freqs=8,
+        warp_hidden=128,
+        warp_depth=6,
+        slice_freqs=6,
+        slice_hidden=64,
+        slice_depth=6,
+        pos_freqs=10,
+        view_freqs=4,
+        hidden=256,
+        depth=8,
+        skips=(4,),
+        rgb_hidden=128,
+        n_coarse=64,
+        n_fine=64,
+        early_stop=0.0,
+        chunk=16384,
+        occupancy_resolution=96,
+        occupancy_threshold=0.5,
+        occupancy_every=500,
+        occupancy_warmup=2000,
+        occupancy_codes=16,
+        steps=100_000,
+        frames_per_step=8,
+        rays_per_frame=512,
+        lr=1e-3,
+        lr_final=1e-4,
+        checkpoint_every=2000,
+        eval_frames=0,
+    ),
+}
+"""Per budget, the fields that differ from :class:`ManipulatorConfig`'s defaults (``quick``)."""
+
+
+def manipulator_preset(budget: str) -> ManipulatorConfig:
+    """The manipulator config for a budget: ``smoke``, ``quick`` (default) or ``full``."""
+    if budget not in MANIPULATOR_PRESETS:
+        raise ValueError(f"unknown budget {budget!r} (smoke, quick, full)")
+    return apply_overrides(ManipulatorConfig(), MANIPULATOR_PRESETS[budget])
+
+
+def config_from_dict(d: dict[str, Any]) -> ManipulatorConfig:
+    """A config from its ``dataclasses.asdict`` form (tuples come back from lists)."""
+    d = dict(d)
+    d["skips"] = tuple(d.get("skips", ()))
+    return ManipulatorConfig(**d)
