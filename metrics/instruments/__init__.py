@@ -7,7 +7,8 @@ Importing this package registers them with :data:`facebench.registry.INSTRUMENTS
 * ``recognizer`` -- the SynthFace expression recognizer (:mod:`.recognizer`);
 * ``lpips`` -- LPIPS's ImageNet backbones from the package index (:mod:`.lpips_weights`).
 
-The two trained ones share one cache, lock and label helper (:mod:`.prepared`).
+The two trained ones share one cache, lock and label helper (:mod:`.prepared`), their
+image preparation (:mod:`.images`) and the core's schedules (:mod:`facebench.trainer`).
 """
 
 from facebench.metrics.instruments import (  # noqa: F401  (imported to register)

@@ -15,6 +15,8 @@ from typing import Protocol, runtime_checkable
 import torch
 from torch import Tensor, nn
 
+from facebench.metrics.instruments.images import square_images
+
 
 @dataclass
 class Recognition:
@@ -74,17 +76,7 @@ class RecognizerNet(nn.Module):
 
 def _prep(images: Tensor, size: int) -> Tensor:
     """``(N, H, W, 3)`` / ``(N, 3, H, W)`` in [0, 1] -> ``(N, 3, size, size)`` centred at 0."""
-    x = images
-    if x.ndim == 3:
-        x = x[None]
-    if x.shape[-1] == 3 and x.shape[1] != 3:
-        x = x.permute(0, 3, 1, 2)
-    x = x.float()
-    if x.shape[-2:] != (size, size):
-        x = nn.functional.interpolate(
-            x, size=(size, size), mode="bilinear", align_corners=False, antialias=True
-        )
-    return (x - 0.5) / 0.25
+    return (square_images(images, size) - 0.5) / 0.25
 
 
 class SynthFaceRecognizer(nn.Module):

@@ -6,7 +6,6 @@ interrupted run resumes from its ``train_state.pt``.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,6 +22,7 @@ from facebench.metrics.instruments.recognizer.model import RecognizerNet, SynthF
 from facebench.metrics.instruments.synthclip.data import load_faces
 from facebench.metrics.instruments.synthclip.train import augment
 from facebench.train_state import TrainState
+from facebench.trainer import set_lr, warmup_cosine
 
 
 @dataclass
@@ -48,14 +48,6 @@ class RecognizerTrainResult:
     seconds: float
     resumed_from: int
     cpu_seconds: float = 0.0
-
-
-def _lr(step: int, cfg: RecognizerConfig) -> float:
-    warm = max(1, cfg.steps // 20)
-    if step < warm:
-        return cfg.lr * (step + 1) / warm
-    frac = (step - warm) / max(1, cfg.steps - warm)
-    return cfg.lr * (0.02 + 0.98 * 0.5 * (1 + math.cos(math.pi * min(1.0, frac))))
 
 
 def train_recognizer(
@@ -100,8 +92,8 @@ def train_recognizer(
             else emo_logits.sum() * 0.0
         )
         loss = config.au_weight * au_loss + emo_loss
-        for group in opt.param_groups:
-            group["lr"] = _lr(step, config)
+        warmup = max(1, config.steps // 20)  # then cosine decay to 2% of the peak
+        set_lr(opt, warmup_cosine(config.lr, step, config.steps, warmup, 0.02))
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()

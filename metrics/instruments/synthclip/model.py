@@ -11,6 +11,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from facebench.metrics.instruments.images import square_images
 from facebench.metrics.instruments.prepared import write_text
 from facebench.metrics.instruments.synthclip.config import (
     DEFAULT_CONFIG,
@@ -78,16 +79,7 @@ def normalize_images(images: Tensor, size: int) -> Tensor:
     Differentiable (bilinear resize with antialiasing when shrinking), so it
     serves CLIP-guided optimisation as well as evaluation.
     """
-    x = images
-    if x.ndim == 3:
-        x = x[None]
-    if x.shape[-1] == 3 and x.shape[1] != 3:
-        x = x.permute(0, 3, 1, 2)
-    x = x.float()
-    if x.shape[-1] != size or x.shape[-2] != size:
-        x = torch.nn.functional.interpolate(
-            x, size=(size, size), mode="bilinear", align_corners=False, antialias=True
-        )
+    x = square_images(images, size)
     mean = torch.tensor(OPENAI_MEAN, device=x.device).view(1, 3, 1, 1)
     std = torch.tensor(OPENAI_STD, device=x.device).view(1, 3, 1, 1)
     return (x - mean) / std

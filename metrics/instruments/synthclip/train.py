@@ -27,14 +27,7 @@ from facebench.metrics.instruments.synthclip.model import (
     normalize_images,
 )
 from facebench.train_state import TrainState
-
-
-def _lr_at(step: int, config: SynthCLIPConfig) -> float:
-    """Linear warmup then cosine decay to 5% of the peak."""
-    if step < config.warmup:
-        return config.lr * (step + 1) / config.warmup
-    frac = (step - config.warmup) / max(1, config.steps - config.warmup)
-    return config.lr * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * min(1.0, frac))))
+from facebench.trainer import set_lr, warmup_cosine
 
 
 def _batch(
@@ -246,8 +239,8 @@ def train_clip(
         images = augment(images, config.max_shift, g, config.flip)
         images = normalize_images(images, size)
         text = _tokens(caps, tokenizer, tokens_all)
-        for group in opt.param_groups:
-            group["lr"] = _lr_at(step, config)
+        # linear warmup, then cosine decay to 5% of the peak
+        set_lr(opt, warmup_cosine(config.lr, step, config.steps, config.warmup, 0.05))
         image_features = model.encode_image(images, normalize=True)
         text_features = encode_text_trimmed(model, text)
         logit_scale = model.logit_scale.exp()
