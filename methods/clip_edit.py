@@ -25,7 +25,9 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from facebench.clip import ClipAugment
 from facebench.render import Cameras
+from facebench.render.deform import so3_exp
 
 __all__ = ["EDIT_PRESETS", "EditConfig", "clip_optimize", "perturb_cameras", "resize_cameras"]
 
@@ -88,8 +90,6 @@ def resize_cameras(cameras: Cameras, size: int) -> Cameras:
 
 def _rotation(axis: Tensor, angle: Tensor) -> Tensor:
     """Rotation matrices ``(N, 3, 3)`` about unit ``axis`` ``(N, 3)`` by ``angle`` ``(N,)``."""
-    from facebench.render.deform import so3_exp
-
     return so3_exp(axis * angle[:, None])
 
 
@@ -156,8 +156,6 @@ def clip_optimize(
     (needed for ``clip_loss="directional"``). Returns a per-step history of the
     losses (``clip``, each regulariser, ``total``) and the elapsed time.
     """
-    from facebench.clip import ClipAugment
-
     params = [p for p in params if p.requires_grad]
     c = config
     opt = torch.optim.Adam(params, lr=c.lr)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import torch
-from sklearn.cluster import KMeans
 from torch import Tensor
 
 
@@ -46,6 +45,10 @@ def kmeans(
     n = x.shape[0]
     if k <= 0 or n == 0:
         raise ValueError(f"kmeans needs k >= 1 and points, got k={k}, n={n}")
+    # imported here: scikit-learn (scipy, pandas) takes seconds to import, and registering
+    # the methods (``facebench methods``, every run) must not pay for it
+    from sklearn.cluster import KMeans
+
     k = min(k, n)
     xd = x.detach().float()
     init = kmeans_plus_plus(xd, k, generator).cpu().double().numpy()
