@@ -82,7 +82,7 @@ TARGET_DB, TARGET_MIN = 28.0, 15.0
 
 
 def test_manipulator_fit_budget(benchmark, default_scene, bench_threads, bench_budget):
-    from facebench.method import apply_overrides, parse_assignments
+    from facebench.config import apply_overrides, parse_assignments
     from facebench.methods.manipulator import fit_manipulator, manipulator_preset
 
     preset = manipulator_preset(bench_budget)
