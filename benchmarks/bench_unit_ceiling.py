@@ -1,6 +1,6 @@
 """How well can each action unit be read from a face's shape at all? A ceiling for SynthCLIP.
 
-SynthCLIP's per-unit target (the SynthCLIP issue) is >= 0.9 balanced accuracy for "a face
+SynthCLIP's per-unit target is >= 0.9 balanced accuracy for "a face
 with X" vs "a face without X" on held-out identities. Some SynthHead units change the
 same shape parameters that identities vary: AU20 (lip stretcher) widens the mouth by 22%
 and thins the lips by 20% at full strength, AU23 (lip tightener) narrows it by 12% and
@@ -17,32 +17,9 @@ scores balanced accuracy on the test split's identities -- the same split and th
 as ``quality.json``. A perfect reader of the rendered geometry cannot do much better
 than this classifier; SynthCLIP sees only a 64 px image of it.
 
-Measured (2026-12-03; 6400 train items, all 800 test items (100 identities), the first 320
-being SynthCLIP's held-out set): AU4, AU7, AU12, AU15, AU26 1.00, AU5 0.99; AU20 0.917
-(0.882 on the 320), AU23 0.913 (0.920). Other classifiers on the same features agree:
-logistic regression 0.886 / 0.911 for AU20 / AU23, a 128-wide MLP 0.911-0.917 /
-0.924-0.927. SynthCLIP ``33e19bc6ca81`` reads AU20 0.779 and AU23 0.778 there, and AU15
-0.871. So the 0.9 target for AU20 and AU23 sits at the ceiling of what the data
-identifies (a perfect reader of the geometry gets 0.88-0.93), while AU15's gap (ceiling
-1.00) is the model's. More training data does not close it: SynthCLIP trained on all
-6400 training items instead of 2560 (same schedule) read AU15 0.744, AU20 0.670 and AU23
-0.658. The shipped model reads these units at 0.96-0.99 on its own training identities
-(640 training items) against 0.78-0.88 on new ones: it learns each known face's mouth.
-On all 800 test items (100 identities; 95% intervals from 1000 bootstrap resamples of
-identities), the shipped SynthCLIP reads AU15 0.882 [0.844, 0.917], AU20 0.823 [0.778,
-0.863], AU23 0.757 [0.708, 0.803] (the same config trained with two threads: 0.866,
-0.812, 0.766): AU15's 0.9 lies within its interval, AU20's and AU23's do not.
-The current default ``b2e8bee7eab6`` (the same recipe, trimmed text and fused AdamW;
-two threads; 2026-12-04) reads AU15 0.916 [0.881, 0.948], AU20 0.813 [0.773, 0.849]
-and AU23 0.767 [0.724, 0.811] on those 800 items.
-
-What would lift the ceiling: ``FACEBENCH_BENCH_LIP_GAIN=G`` draws AU20 and AU23 G times
-stronger (their mouth-width and lip-thickness terms; the labels stay as they are), a
-what-if for SynthHead's data, not a change to it. Measured (2026-12-04), AU20 / AU23 on
-all 800 test items (on the first 320): G = 1 0.917 / 0.913 (0.882 / 0.920); G = 1.5 0.966
-/ 0.975 (0.963 / 0.974); G = 2 0.988 / 1.00 (0.974 / 1.00). Lip units half as strong
-again as SynthHead's would make the 0.9 target reachable with room; that is a new
-SynthFace data version (every cached scene and model, every published figure).
+``FACEBENCH_BENCH_LIP_GAIN=G`` draws AU20 and AU23 G times stronger (their mouth-width
+and lip-thickness terms; the labels stay as they are): a what-if for SynthHead's data, not
+a change to it. Measured figures, with the machine they ran on: ``docs/instruments.md``.
 
 ``pytest benchmarks/bench_unit_ceiling.py --benchmark-only -s`` (about 3 minutes on one
 core; nothing is rendered).

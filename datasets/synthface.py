@@ -20,9 +20,8 @@ Default: 64x64, 150 frames, 24 eval cameras. 64 px keeps a deformable NeRF
 practical on CPU (150 x 64 x 64 = 614k training pixels) while the eyes (about
 6 px wide) and the mouth (about 12 px) stay legible; ``resolution`` goes up to
 256 for closer looks (``synthface:hires`` is 128 px). Generating the default
-scene takes about 22 CPU-seconds on one thread (measured 41 s wall on the shared
-2-core machine at load ~5; ``benchmarks/bench_synthface.py``); later loads come
-from the cache in well under a second.
+scene takes about 22 CPU-seconds on one thread (``benchmarks/bench_synthface.py``);
+later loads come from the cache in well under a second.
 """
 
 from __future__ import annotations

@@ -108,7 +108,7 @@ class SynthCLIPConfig:
     # with Y" for one it does not -- as an extra negative in its row of the loss. Measured
     # (held-out, same data, synonym captions): per-unit zero-shot 0.69 mean with them vs
     # 0.59 without, emotions retrieval 0.90 vs 0.78, descriptive 0.76 vs 0.69; training
-    # time about doubles (1543 s vs 1077 s on a shared 2-core machine). Off by default
+    # time about 1.4x. Off by default
     # since the unit-phrase loss below does the same job better and cheaper.
     hard_negatives: bool = False
     # Weight of the unit-phrase loss (:func:`unit_phrase_loss`): every image also picks
