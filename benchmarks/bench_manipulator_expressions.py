@@ -43,11 +43,9 @@ NOVEL_VIEWS = (0, 6, 12, 18, 23)
 
 def segment_peaks(scene, threshold: float = 0.3) -> dict[tuple[int, ...], int]:
     """Per set of action units above ``threshold``, the training frame where they peak."""
-    from facebench.methods.manipulator import train_ids
-
     expr = torch.as_tensor(scene.expressions)
     peaks: dict[tuple[int, ...], int] = {}
-    for f in train_ids(scene):
+    for f in scene.fit_ids:
         units = tuple((expr[f] > threshold).nonzero().reshape(-1).tolist())
         if units and (units not in peaks or expr[f].sum() > expr[peaks[units]].sum()):
             peaks[units] = f
@@ -57,11 +55,9 @@ def segment_peaks(scene, threshold: float = 0.3) -> dict[tuple[int, ...], int]:
 def test_manipulator_expression_reads(benchmark, default_scene, bench_threads, bench_budget):
     from facebench.method import RunContext
     from facebench.methods.manipulator import (
-        code_ids,
         load_or_fit_manipulator,
         manipulator_preset,
         render_cameras,
-        scene_background,
     )
     from facebench.metrics.instruments.recognizer import load_recognizer
     from facebench.paths import cache_dir
@@ -75,8 +71,8 @@ def test_manipulator_expression_reads(benchmark, default_scene, bench_threads, b
     scene = default_scene
     ctx = RunContext(device=torch.device("cpu"), cache_dir=cache_dir())
     fit = load_or_fit_manipulator(scene, manipulator_preset(bench_budget), ctx)
-    model, occupancy, bg = fit.model, fit.occupancy, scene_background(scene)
-    cids = code_ids(scene)
+    model, occupancy, bg = fit.model, fit.occupancy, scene.background_rgb
+    cids = scene.code_ids
     w_d, w_a = model.deform_codes.weight.detach(), model.appearance_codes.weight.detach()
     neutral_app = w_a[cids[neutral_frame(scene)]]
     cams = scene.eval_cameras[torch.tensor(NOVEL_VIEWS)]

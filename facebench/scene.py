@@ -181,7 +181,7 @@ class Scene:
             return (1.0, 1.0, 1.0)
         if isinstance(bg, int | float):
             return (float(bg),) * 3
-        t = torch.as_tensor(bg, dtype=torch.float32).reshape(-1).tolist()
+        t = [float(v) for v in (bg.reshape(-1).tolist() if isinstance(bg, Tensor) else bg)]
         return (t[0], t[0], t[0]) if len(t) == 1 else (t[0], t[1], t[2])
 
     def key(self) -> str:

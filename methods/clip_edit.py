@@ -8,7 +8,8 @@ to ``view_jitter_deg`` in yaw and pitch, at the reduced ``render_size``), scores
 renders with the CLIP adapter's loss (:meth:`facebench.clip.ClipAdapter.global_loss`,
 FaceCLIPNeRF's ``1 - cos``; or its directional loss against the unedited renders),
 adds the method's regularisers and takes an Adam step. The learning rate decays
-exponentially from ``lr`` to ``lr_final`` (paper: 5e-4 -> 5e-5 over 7000 steps).
+exponentially from ``lr`` to ``lr_final`` at the last step (paper: 5e-4 -> 5e-5 over 7000
+steps; :func:`facebench.trainer.exp_decay_to_last`).
 
 What is optimised (PAC weights, one latent code, NeRF weights) and how the scene is
 rendered are the caller's: ``render_fn(cameras) -> (images (B, H, W, 3), {name: loss})``.
@@ -28,8 +29,9 @@ from torch import Tensor
 from facebench.clip import ClipAugment
 from facebench.render import Cameras
 from facebench.render.deform import so3_exp
+from facebench.trainer import exp_decay_to_last, fit_loop
 
-__all__ = ["EDIT_PRESETS", "EditConfig", "clip_optimize", "perturb_cameras", "resize_cameras"]
+__all__ = ["EDIT_PRESETS", "EditConfig", "clip_optimize", "perturb_cameras"]
 
 
 @dataclass
@@ -76,18 +78,6 @@ EDIT_PRESETS: dict[str, dict[str, Any]] = {
 """Per budget, the fields that differ from :class:`EditConfig`'s defaults (``quick``)."""
 
 
-def resize_cameras(cameras: Cameras, size: int) -> Cameras:
-    """Cameras with the longest image side ``size`` (same field of view); 0 keeps them."""
-    if size <= 0 or size == max(cameras.width, cameras.height):
-        return cameras
-    s = size / max(cameras.width, cameras.height)
-    w, h = max(1, round(cameras.width * s)), max(1, round(cameras.height * s))
-    sx, sy = w / cameras.width, h / cameras.height
-    return Cameras(
-        cameras.c2w, cameras.fx * sx, cameras.fy * sy, cameras.cx * sx, cameras.cy * sy, w, h
-    )
-
-
 def _rotation(axis: Tensor, angle: Tensor) -> Tensor:
     """Rotation matrices ``(N, 3, 3)`` about unit ``axis`` ``(N, 3)`` by ``angle`` ``(N,)``."""
     return so3_exp(axis * angle[:, None])
@@ -130,7 +120,7 @@ def perturb_cameras(
         cameras.width,
         cameras.height,
     )
-    return resize_cameras(out, size)
+    return out.resized(longest=size)
 
 
 RenderFn = Callable[[Cameras], tuple[Tensor, dict[str, Tensor]]]
@@ -162,10 +152,11 @@ def clip_optimize(
     augment = ClipAugment(views=c.augment_views) if c.augment_views > 0 else None
     history: list[dict[str, float]] = []
     t0 = time.perf_counter()
-    for step in range(c.steps):
-        lr = c.lr * (c.lr_final / c.lr) ** (step / max(c.steps - 1, 1))
-        for g in opt.param_groups:
-            g["lr"] = lr
+
+    def lr_at(step: int) -> float:
+        return exp_decay_to_last(c.lr, c.lr_final, step, c.steps)
+
+    def step_fn(step: int) -> None:
         cams = perturb_cameras(
             cameras, c.views_per_step, generator, c.view_jitter_deg, target, c.render_size
         )
@@ -189,11 +180,11 @@ def clip_optimize(
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
-        row = {"step": float(step + 1), "clip": float(loss_clip.detach()), "lr": lr}
+        row = {"step": float(step + 1), "clip": float(loss_clip.detach()), "lr": lr_at(step)}
         row.update({k: float(v.detach()) for k, v in regs.items()})
         row["total"] = float(loss.detach())
         row["time"] = time.perf_counter() - t0
         history.append(row)
-        if progress is not None:
-            progress(task, step + 1, c.steps)
+
+    fit_loop(step_fn, c.steps, optimizer=opt, lr=lr_at, progress=progress, task=task)
     return history

@@ -11,8 +11,7 @@ from toy_scene import make_toy_scene
 from facebench.config import apply_overrides
 from facebench.method import RunContext
 from facebench.methods.baselines import HyperNeRFI, NerfiesI
-from facebench.methods.clip_edit import resize_cameras
-from facebench.methods.manipulator import cache_paths
+from facebench.methods.manipulator import manipulator_cache
 from facebench.methods.nerf_ft import NeRFFT
 from facebench.methods.pac import PACMethod
 
@@ -46,9 +45,9 @@ def test_single_code_baselines_configs(toy):
     assert nerfies.config.manipulator.hyper_dim == 0 and hyper.config.manipulator.hyper_dim == 2
     # hypernerf-i reuses pac's scene manipulator; nerfies-i trains its own
     assert hyper.config.manipulator == pac.config.manipulator
-    p = cache_paths("/c", toy, pac.config.manipulator)[0]
-    assert cache_paths("/c", toy, hyper.config.manipulator)[0] == p
-    assert cache_paths("/c", toy, nerfies.config.manipulator)[0] != p
+    p = manipulator_cache("/c", toy, pac.config.manipulator).directory
+    assert manipulator_cache("/c", toy, hyper.config.manipulator).directory == p
+    assert manipulator_cache("/c", toy, nerfies.config.manipulator).directory != p
     # pac's single-code ablation is hypernerf-i's procedure
     single = PACMethod.create("single-code", "quick").config
     assert single == hyper.config
@@ -79,7 +78,7 @@ def test_nerf_ft_fits_finetunes_and_keeps_the_original(toy, tiny_clip, tmp_path)
     assert neutral.shape == (3, 12, 12, 3)
     original = {k: v.clone() for k, v in m.nerf.coarse.state_dict().items()}
     prompt = "an angry face"
-    cams = resize_cameras(m.train_cameras, 12)
+    cams = m.train_cameras.resized(longest=12)
     with torch.no_grad():
         before = float(tiny_clip.global_loss(m.render(cams).permute(0, 3, 1, 2), prompt))
     edit = m.edit(prompt, tiny_clip, ctx)

@@ -169,7 +169,7 @@ def test_render_shapes_and_reanimation(fitted, scene):
 def test_cache_round_trip_loads_weights_only(fitted, scene, monkeypatch):
     m, cache = fitted
     files = sorted(p.name for p in m.cache_path.iterdir())
-    assert files == ["meta.json", "model.safetensors"]  # checkpoint removed after the fit
+    assert files == ["meta.json", "model.pt"]  # checkpoint removed after the fit
     m2 = make()
 
     def no_training(*a, **k):

@@ -8,19 +8,19 @@ import pytest
 import torch
 from toy_scene import make_toy_scene
 
+from facebench.imageops import psnr
 from facebench.method import RunContext
 from facebench.methods.manipulator import (
     ManipulatorConfig,
     SceneManipulator,
     TriPlane,
-    cache_paths,
     clip_rays,
     code_gain,
     fit_manipulator,
     frame_code,
     load_or_fit_manipulator,
+    manipulator_cache,
     manipulator_preset,
-    psnr,
     render_cameras,
 )
 from facebench.methods.manipulator.fit import _draw_frames, _draw_pixels
@@ -153,8 +153,8 @@ def test_switches_lipschitz_and_hyper(toy):
     assert sigma.shape == (5,) and rgb.shape == (5, 3)
     # the ablation is a different config, hence a separately cached manipulator
     assert (
-        cache_paths("/c", toy, tiny_config())[0]
-        != cache_paths("/c", toy, tiny_config(lipschitz=False))[0]
+        manipulator_cache("/c", toy, tiny_config()).directory
+        != manipulator_cache("/c", toy, tiny_config(lipschitz=False)).directory
     )
 
 
@@ -192,9 +192,11 @@ def test_cache_round_trip_weights_only(toy, tmp_path):
     ctx = RunContext(device=CPU, cache_dir=tmp_path)
     first = load_or_fit_manipulator(toy, cfg, ctx)
     assert not first.loaded
-    _, model_path, ckpt = cache_paths(tmp_path, toy, cfg)
+    cache = manipulator_cache(tmp_path, toy, cfg)
+    model_path, ckpt = cache.model_path, cache.checkpoint
     assert model_path.exists() and not ckpt.exists()
     torch.load(model_path, weights_only=True)  # plain tensors / numbers only
+    assert model_path.parent == tmp_path / "scene_manipulator" / toy.key() / cache.config_hash
     second = load_or_fit_manipulator(toy, cfg, ctx)
     assert second.loaded
     sa, sb = first.model.state_dict(), second.model.state_dict()
@@ -257,7 +259,8 @@ def test_resume_after_interrupted_prepare(toy, tmp_path):
     ctx = RunContext(device=CPU, cache_dir=tmp_path, progress=stop_at_7)
     with pytest.raises(_Interrupt):
         load_or_fit_manipulator(toy, cfg, ctx)
-    _, model_path, ckpt = cache_paths(tmp_path, toy, cfg)
+    cache = manipulator_cache(tmp_path, toy, cfg)
+    model_path, ckpt = cache.model_path, cache.checkpoint
     assert ckpt.exists() and not model_path.exists()
     assert torch.load(ckpt, weights_only=True)["step"] == 4
 

@@ -11,8 +11,13 @@ from toy_scene import make_toy_scene
 
 from facebench.config import apply_overrides
 from facebench.method import RunContext
-from facebench.methods.clip_edit import perturb_cameras, resize_cameras
-from facebench.methods.manipulator import cache_paths, fit_hash, render_cameras, render_config
+from facebench.methods.clip_edit import perturb_cameras
+from facebench.methods.manipulator import (
+    fit_hash,
+    manipulator_cache,
+    render_cameras,
+    render_config,
+)
 from facebench.methods.pac import (
     PAC,
     PACConfig,
@@ -157,7 +162,7 @@ def test_perturbed_cameras_stay_near_and_resize():
     fwd = cams.c2w[:, :, 2]
     to_target = torch.nn.functional.normalize(target - cams.centers, dim=-1)
     assert ((fwd * to_target).sum(-1) > 0.999).all()
-    same = resize_cameras(scene.cameras, 0)
+    same = scene.cameras.resized(longest=0)
     assert same.width == scene.cameras.width
 
 
@@ -196,7 +201,7 @@ def prepared(toy, tmp_path_factory):
 
 
 def _clip_loss(method, scene, tiny_clip, prompt, edit=None):
-    cams = resize_cameras(method.train_cameras, method.config.edit.render_size)
+    cams = method.train_cameras.resized(longest=method.config.edit.render_size)
     with torch.no_grad():
         imgs = method.render(cams, edit)
         return float(tiny_clip.global_loss(imgs.permute(0, 3, 1, 2), prompt))
@@ -292,8 +297,8 @@ def test_single_code_edit_reduces_clip_loss(prepared, toy, tiny_clip):
 def test_no_lipschitz_variant_uses_its_own_manipulator(toy):
     full = PACMethod(_config(), CPU)
     off = PACMethod(_config(**{"manipulator.lipschitz": False}), CPU)
-    a = cache_paths("/c", toy, full.config.manipulator)[0]
-    b = cache_paths("/c", toy, off.config.manipulator)[0]
+    a = manipulator_cache("/c", toy, full.config.manipulator).directory
+    b = manipulator_cache("/c", toy, off.config.manipulator).directory
     assert a != b
 
 
@@ -334,7 +339,7 @@ class _BrightnessCLIP:
 def test_clip_init_starts_at_the_anchor_clip_scores_best(prepared):
     m, _ = prepared
     rcfg = render_config(m.model.config, False, m.background)
-    cams = resize_cameras(m.train_cameras, m.config.edit.render_size)
+    cams = m.train_cameras.resized(longest=m.config.edit.render_size)
     with torch.no_grad():
         bright = torch.stack(
             [

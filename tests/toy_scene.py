@@ -2,36 +2,17 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 from torch import Tensor
 
-from facebench.render import Cameras, RenderConfig, orbit_cameras, render_image
+from facebench.render import RenderConfig, orbit_cameras, render_image
 from facebench.render.analytic import HeadField
-
-
-@dataclass
-class ToyScene:
-    """A minimal scene with the fields the manipulator reads (tests and benchmarks)."""
-
-    images: Tensor
-    cameras: Cameras
-    train_ids: list[int]
-    val_ids: list[int]
-    expressions: Tensor
-    aabb: Tensor
-    near: float
-    far: float
-    background: tuple[float, float, float]
-    eval_cameras: Cameras
-    name: str = "toy"
-    au_names: tuple[str, ...] = ("shift", "nose")
+from facebench.scene import Scene
 
 
 def make_toy_scene(
     n_frames: int = 12, size: int = 16, n_val: int = 2, device: str | torch.device = "cpu"
-) -> ToyScene:
+) -> Scene:
     """A deforming analytic head (:class:`facebench.render.analytic.HeadField`) seen by an arc
     of cameras: frame ``i`` shifts the head sideways and moves its nose (two "expression"
     parameters, frame 0 neutral). Every ``n_frames // n_val``-th frame after 0 is held out."""
@@ -61,7 +42,8 @@ def make_toy_scene(
     n_val = max(0, min(n_val, n_frames - 2))
     val = [int(v) for v in torch.linspace(1, n_frames - 1, n_val).round().tolist()] if n_val else []
     tr = [i for i in range(n_frames) if i not in val]
-    scene = ToyScene(
+    scene = Scene(
+        name="toy",
         images=torch.stack(images).clamp(0, 1),
         cameras=cams,
         train_ids=tr,
@@ -74,6 +56,7 @@ def make_toy_scene(
         eval_cameras=orbit_cameras(
             3, 4.0, size, size, fov_y_deg=34.0, azimuth_range_deg=(-20.0, 20.0), endpoint=True
         ),
+        au_names=("shift", "nose"),
     )
     if str(device) != "cpu":
         scene.images = scene.images.to(device)

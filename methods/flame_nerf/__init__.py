@@ -61,7 +61,7 @@ Files: :mod:`.config` (settings, budget presets), :mod:`.model` (the network),
 from .config import CACHE_VERSION, FLAME_NERF_PRESETS, FlameEditConfig, FlameNerfConfig
 from .method import FlameNerf, FlameNerfEdit
 from .model import CanonicalField, FlameNerfModel
-from .scene import scale_cameras, scene_expressions, scene_morphable
+from .scene import scene_expressions, scene_morphable
 from .train import Trainer
 
 __all__ = [
@@ -74,7 +74,6 @@ __all__ = [
     "FlameNerfEdit",
     "FlameNerfModel",
     "Trainer",
-    "scale_cameras",
     "scene_expressions",
     "scene_morphable",
 ]

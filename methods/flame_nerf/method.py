@@ -2,16 +2,12 @@
 
 from __future__ import annotations
 
-import json
 import math
-import os
-import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 
 from facebench.errors import FacebenchError
@@ -19,13 +15,14 @@ from facebench.method import ConfiguredMethod, RunContext, config_hash
 from facebench.registry import register_method
 from facebench.render import Cameras, RenderConfig, render_image
 from facebench.render.encoding import linear_window
-from facebench.scene import neutral_frame
-from facebench.weights import backend_label, state_digest
+from facebench.scene import Scene, neutral_frame
+from facebench.scene_cache import SceneModelCache
+from facebench.trainer import fit_loop, seeded
 
 from ..clip_edit import EditConfig, clip_optimize
 from .config import CACHE_VERSION, FLAME_NERF_PRESETS, FlameNerfConfig
 from .model import FlameNerfModel
-from .scene import _background, _scene_key, scale_cameras, scene_expressions, scene_morphable
+from .scene import scene_expressions, scene_morphable
 from .train import Trainer
 
 
@@ -36,16 +33,6 @@ class FlameNerfEdit:
     prompt: str
     expression: Tensor
     losses: list[float]
-
-
-def _fit_files(folder: Path) -> tuple[Path, Path]:
-    """``(model file, meta file)`` of a finished fit cached in ``folder``."""
-    return folder / "model.safetensors", folder / "meta.json"
-
-
-def _finished(folder: Path) -> bool:
-    """Whether ``folder`` holds a finished fit (both of :func:`_fit_files`)."""
-    return all(p.is_file() for p in _fit_files(folder))
 
 
 @register_method("flame-nerf", capabilities=("fit_scene", "edit_text", "reanimate"))
@@ -70,7 +57,7 @@ class FlameNerf(ConfiguredMethod):
     ):
         super().__init__(config, device, variant, budget)
         self.model: FlameNerfModel | None = None
-        self.scene: Any = None
+        self.scene: Scene | None = None
         self.expressions: Tensor | None = None
         self.expression_names: tuple[str, ...] = ()
         self.expression_range: tuple[float, float] = (-math.inf, math.inf)
@@ -78,7 +65,8 @@ class FlameNerf(ConfiguredMethod):
         self.frame_index: dict[int, int] = {}
         self.train_seconds: float | None = None
         self.trained_steps = 0
-        self.cache_path: Path | None = None
+        self.cache: SceneModelCache | None = None
+        self.cache_path: Path | None = None  # the fit's cache folder (set by prepare)
         self.loss_history: list[float] = []
 
     def config_dict(self) -> dict[str, Any]:
@@ -92,15 +80,13 @@ class FlameNerf(ConfiguredMethod):
 
     # -------------------------------------------------------------- fitting
 
-    def _build(self, scene: Any, ctx: RunContext) -> None:
+    def _build(self, scene: Scene, ctx: RunContext) -> None:
         expr, names = scene_expressions(scene, ctx)
         self.expressions = expr.to(self.device)
         self.expression_names = names
         n_frames = expr.shape[0]
-        aabb = torch.as_tensor(scene.aabb, dtype=torch.float32).reshape(2, 3)
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(self.config.seed * 7919 + ctx.seed)
-            self.model = FlameNerfModel(self.config, n_frames, expr.shape[-1], aabb)
+        with seeded(self.config.seed * 7919 + ctx.seed):
+            self.model = FlameNerfModel(self.config, n_frames, expr.shape[-1], scene.aabb)
         self.model.to(self.device)
         self.neutral_id = neutral_frame(scene)
         self.scene = scene
@@ -124,58 +110,48 @@ class FlameNerf(ConfiguredMethod):
             inside, codes=exprs, jitter=False, dilation=self.config.head_dilation
         )
 
-    def _paths(self, scene: Any, ctx: RunContext) -> Path:
-        # the fit's settings only: edits and the render chunk do not change the fitted model
+    def _cache(self, scene: Scene, ctx: RunContext) -> SceneModelCache:
+        """The fit's scene-model cache entry: ``flame-nerf/<scene key>/<hash>``, the hash of
+        the fit's settings only (edits and the render chunk do not change the fitted model)
+        and the run seed."""
         cfg = {k: v for k, v in asdict(self.config).items() if k not in ("edit", "render_chunk")}
-        key = f"{_scene_key(scene)}-{config_hash({'v': CACHE_VERSION, **cfg, 'seed': ctx.seed})}"
-        return Path(ctx.cache_dir) / "flame-nerf" / key
+        key = config_hash({"v": CACHE_VERSION, **cfg, "seed": ctx.seed})
+        return SceneModelCache(ctx.cache_dir, "flame-nerf", scene, key)
 
-    def prepare(self, scene: Any, ctx: RunContext) -> None:
+    def prepare(self, scene: Scene, ctx: RunContext) -> None:
         """Fit ``scene`` (or load the cached fit); resumes from the last checkpoint."""
         self._build(scene, ctx)
         assert self.model is not None
-        folder = self._paths(scene, ctx)
-        self.cache_path = folder
-        final, meta_path = _fit_files(folder)
-        if _finished(folder) and not ctx.force:
-            self.model.load_state_dict(load_file(str(final), device=str(self.device)))
-            meta = json.loads(meta_path.read_text())
-            self.train_seconds = meta.get("train_seconds")
-            self.trained_steps = int(meta.get("steps", 0))
+        self.cache = cache = self._cache(scene, ctx)
+        self.cache_path = cache.directory
+        if ctx.force:
+            cache.clear()
+        saved = cache.load(map_location=self.device)
+        if saved is not None:
+            self.model.load_state_dict(saved["state_dict"])
+            self.train_seconds = saved["meta"].get("train_seconds")
+            self.trained_steps = int(saved["meta"].get("steps", 0))
             return
-        folder.mkdir(parents=True, exist_ok=True)
+        cache.directory.mkdir(parents=True, exist_ok=True)
         self._fill_head_region()
-        seconds = self._train(scene, ctx, folder / "checkpoint.pt")
+        seconds = self._train(scene, ctx, cache.checkpoint)
         state = {k: v.detach().contiguous() for k, v in self.model.state_dict().items()}
-        tmp = folder / "model.safetensors.tmp"
-        save_file(state, str(tmp))
-        os.replace(tmp, final)
-        meta = {
-            "steps": self.config.steps,
-            "train_seconds": seconds,
-            "config": self.config_dict(),
-            "scene": _scene_key(scene),
-        }
-        meta_path.write_text(json.dumps(meta, indent=2))
-        (folder / "checkpoint.pt").unlink(missing_ok=True)
+        meta = {"steps": self.config.steps, "train_seconds": seconds, "config": self.config_dict()}
+        cache.save(state, meta)
         self.train_seconds = seconds
         self.trained_steps = self.config.steps
 
     @property
     def scene_model_label(self) -> str | None:
         """``flame-nerf:<cache key>@<digest>`` of the fitted model (None before :meth:`prepare`)."""
-        if self.model is None or self.cache_path is None:
+        if self.model is None or self.cache is None:
             return None
-        return backend_label(f"flame-nerf:{self.cache_path.name}", state_digest(self.model))
+        return self.cache.label(self.model)
 
-    def cached_scene_model_label(self, scene: Any, ctx: RunContext) -> str | None:
+    def cached_scene_model_label(self, scene: Scene, ctx: RunContext) -> str | None:
         """:attr:`scene_model_label` of the fit :meth:`prepare` would load from the cache,
         read from its file (None when it is not cached)."""
-        folder = self._paths(scene, ctx)
-        if not _finished(folder):
-            return None
-        final, _ = _fit_files(folder)
-        return backend_label(f"flame-nerf:{folder.name}", state_digest(load_file(str(final))))
+        return self._cache(scene, ctx).cached_label()
 
     def warp_alpha(self, step: int) -> float:
         """Coarse-to-fine window of the deformation encoding at training ``step``.
@@ -185,28 +161,43 @@ class FlameNerf(ConfiguredMethod):
         cfg = self.config
         return linear_window(step, max(int(cfg.anneal_frac * cfg.steps), 1), cfg.warp_freqs)
 
-    def trainer(self, scene: Any, ctx: RunContext, checkpoint: Path | None = None) -> Trainer:
-        """A :class:`Trainer` for the built model (resumes from ``checkpoint`` when present)."""
+    def trainer(self, scene: Scene, ctx: RunContext) -> Trainer:
+        """A :class:`Trainer` for the built model."""
         self._require()
-        return Trainer(self, scene, ctx, checkpoint)
+        return Trainer(self, scene, ctx)
 
-    def _train(self, scene: Any, ctx: RunContext, ckpt: Path) -> float:
+    def _train(self, scene: Scene, ctx: RunContext, ckpt: Path) -> float:
+        """Train the built model (resuming from ``ckpt``); returns the training seconds."""
         cfg = self.config
-        tr = self.trainer(scene, ctx, ckpt)
-        t0 = time.perf_counter()
-        while tr.step < cfg.steps:
-            ctx.progress("flame-nerf fit", tr.step, cfg.steps)
+        tr = self.trainer(scene, ctx)
+
+        def step_fn(step: int) -> None:
+            tr.step = step
             self.loss_history.append(tr.train_step())
-            if cfg.checkpoint_every > 0 and tr.step % cfg.checkpoint_every == 0:
-                if tr.step < cfg.steps:
-                    tr.save(tr.elapsed + time.perf_counter() - t0)
-        ctx.progress("flame-nerf fit", cfg.steps, cfg.steps)
+
+        state = fit_loop(
+            step_fn,
+            cfg.steps,
+            model=tr.model,
+            optimizer=tr.opt,
+            scheduler=tr.sched,
+            generators=tr.generators,
+            checkpoint=ckpt,
+            checkpoint_every=cfg.checkpoint_every,
+            progress=ctx.progress,
+            task="flame-nerf fit",
+        )
         model = self._require()
         model.eval()
         model.alpha.fill_(float(cfg.warp_freqs))
-        return tr.elapsed + time.perf_counter() - t0
+        return state.total_seconds()[0]
 
     # -------------------------------------------------------------- rendering
+
+    def _scene(self) -> Scene:
+        if self.scene is None:
+            raise FacebenchError("flame-nerf: call prepare(scene, ctx) before rendering or editing")
+        return self.scene
 
     def _require(self) -> FlameNerfModel:
         if self.model is None:
@@ -228,7 +219,7 @@ class FlameNerf(ConfiguredMethod):
             n_coarse=self.config.n_coarse,
             n_fine=self.config.n_fine,
             jitter=False,
-            background=_background(self.scene),
+            background=self._scene().background_rgb,
             chunk=self.config.render_chunk,
         )
         out = [
@@ -262,10 +253,10 @@ class FlameNerf(ConfiguredMethod):
 
     def edit_cameras(self) -> Cameras:
         """The training cameras at the edit resolution (CLIP views are drawn near them)."""
-        ids = torch.as_tensor(list(self.scene.train_ids), dtype=torch.long)
-        cams = self.scene.cameras[ids]
+        scene = self._scene()
+        cams = scene.cameras[torch.as_tensor(scene.fit_ids, dtype=torch.long)]
         size = self.config.edit.render_size
-        return scale_cameras(cams, size) if size > 0 else cams
+        return cams.resized(height=size) if size > 0 else cams
 
     def head_center(self) -> Tensor:
         """Centre of the head region (the point CLIP views are rotated about)."""
@@ -316,7 +307,7 @@ class FlameNerf(ConfiguredMethod):
                 render_fn,
                 clip,
                 prompt,
-                self.scene.cameras[torch.as_tensor(list(self.scene.train_ids))].to(self.device),
+                self._scene().cameras[torch.as_tensor(self._scene().fit_ids)].to(self.device),
                 self.head_center(),
                 loop,
                 gen,

@@ -1,9 +1,8 @@
-"""FLAME-in-NeRF's optimisation state and training step, checkpointed and resumable."""
+"""FLAME-in-NeRF's optimisation state and training step (run by facebench.trainer.fit_loop)."""
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
@@ -12,9 +11,8 @@ from torch import Tensor
 from facebench.method import RunContext
 from facebench.render import RenderConfig, render_rays, sample_pixel_rays
 from facebench.render.cameras import near_far_from_aabb
-from facebench.train_state import atomic_save
-
-from .scene import _background, _scene_images
+from facebench.scene import Scene
+from facebench.trainer import exp_gamma
 
 if TYPE_CHECKING:
     from .method import FlameNerf
@@ -25,41 +23,38 @@ class Trainer:
 
     :meth:`train_step` runs one step (rays of ``frames_per_step`` random
     training frames, each rendered with its own deformation code and
-    expression); :meth:`save` writes a checkpoint (``torch.save``; read back
-    with ``weights_only=True``) that a new Trainer resumes from exactly.
+    expression); :attr:`generators` are what a checkpoint must restore besides the
+    model, the optimizer and the scheduler to continue exactly.
     """
 
-    def __init__(
-        self, method: FlameNerf, scene: Any, ctx: RunContext, checkpoint: Path | None = None
-    ):
+    def __init__(self, method: FlameNerf, scene: Scene, ctx: RunContext):
         cfg, model = method.config, method._require()
         assert method.expressions is not None
-        self.method, self.cfg, self.model, self.checkpoint = method, cfg, model, checkpoint
+        self.method, self.cfg, self.model = method, cfg, model
         self.dev = dev = method.device
-        self.images = _scene_images(scene)
+        self.images = scene.images.float()
         self.cams = scene.cameras
-        self.train_ids = torch.as_tensor(list(scene.train_ids), dtype=torch.long)
+        self.train_ids = torch.as_tensor(scene.fit_ids, dtype=torch.long)
         self.expressions = method.expressions
         self.rcfg = RenderConfig(
-            n_coarse=cfg.n_coarse, n_fine=cfg.n_fine, jitter=True, background=_background(scene)
+            n_coarse=cfg.n_coarse, n_fine=cfg.n_fine, jitter=True, background=scene.background_rgb
         )
         self.opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
-        gamma = (cfg.lr_final / cfg.lr) ** (1.0 / max(cfg.steps, 1))
+        gamma = exp_gamma(cfg.lr_final / cfg.lr, cfg.steps)
         self.sched = torch.optim.lr_scheduler.ExponentialLR(self.opt, gamma)
         self.gen = torch.Generator().manual_seed(cfg.seed * 1_000_003 + ctx.seed + 17)
         self.jit = self.gen if dev.type == "cpu" else torch.Generator(device=dev)
         if self.jit is not self.gen:
             self.jit.manual_seed(cfg.seed * 1_000_003 + ctx.seed + 29)
-        self.step, self.elapsed = 0, 0.0
-        if checkpoint is not None and checkpoint.is_file() and not ctx.force:
-            state = torch.load(checkpoint, map_location=dev, weights_only=True)
-            model.load_state_dict(state["model"])
-            self.opt.load_state_dict(state["optim"])
-            self.sched.load_state_dict(state["sched"])
-            self.gen.set_state(state["generator"])
-            if self.jit is not self.gen:
-                self.jit.set_state(state["jitter_generator"])
-            self.step, self.elapsed = int(state["step"]), float(state["elapsed"])
+        self.step = 0
+
+    @property
+    def generators(self) -> dict[str, torch.Generator]:
+        """The ray sampler's generator and (on a GPU) the sample jitter's."""
+        gens = {"sampler": self.gen}
+        if self.jit is not self.gen:
+            gens["jitter"] = self.jit
+        return gens
 
     def train_step(self) -> float:
         """One optimisation step; returns the loss."""
@@ -92,18 +87,3 @@ class Trainer:
         self.sched.step()
         self.step += 1
         return float(loss.detach())
-
-    def save(self, elapsed: float) -> None:
-        """Checkpoint the optimisation state (atomic replace)."""
-        if self.checkpoint is None:
-            return
-        state = {
-            "model": self.model.state_dict(),
-            "optim": self.opt.state_dict(),
-            "sched": self.sched.state_dict(),
-            "generator": self.gen.get_state(),
-            "jitter_generator": self.jit.get_state(),
-            "step": self.step,
-            "elapsed": elapsed,
-        }
-        atomic_save(state, self.checkpoint)

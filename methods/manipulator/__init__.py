@@ -3,8 +3,8 @@
 Shared by ``pac`` and the single-code baselines (``hypernerf-i``, ``nerfies-i``). Files:
 :mod:`.config` (settings and budget presets), :mod:`.model` (the network), :mod:`.render`
 (rendering cameras), :mod:`.occupancy` (grids for a deformable field), :mod:`.fit`
-(training), :mod:`.evaluate` (held-out PSNR, code gain), :mod:`.cache` (the fitted-model
-cache and its labels), :mod:`.scene` (what it reads from a scene).
+(training), :mod:`.evaluate` (held-out PSNR, code gain), :mod:`.cache` (its entry in the
+scene-model cache, :class:`facebench.scene_cache.SceneModelCache`).
 
 Model (Park et al. 2021, "HyperNeRF"; FaceCLIPNeRF sec. 3.1):
 
@@ -50,20 +50,13 @@ and resumes from the last checkpoint; the fitted model is cached under
 ``torch.load(weights_only=True)``.
 """
 
-from .cache import (
-    cache_paths,
-    cached_manipulator_label,
-    fit_hash,
-    load_or_fit_manipulator,
-    manipulator_label,
-)
+from .cache import fit_hash, load_or_fit_manipulator, manipulator_cache, model_state
 from .config import MANIPULATOR_PRESETS, ManipulatorConfig, config_from_dict, manipulator_preset
 from .evaluate import code_gain, evaluate, frame_code
 from .fit import TRAINER_VERSION, FitResult, fit_manipulator
 from .model import CodeFn, SceneManipulator, TriPlane
 from .occupancy import VisibilityGrid, expand_occupancy, update_occupancy
 from .render import clip_rays, render_cameras, render_config, render_field
-from .scene import code_ids, psnr, scene_aabb, scene_background, scene_key, train_ids, val_ids
 
 __all__ = [
     "MANIPULATOR_PRESETS",
@@ -74,11 +67,8 @@ __all__ = [
     "SceneManipulator",
     "TriPlane",
     "VisibilityGrid",
-    "cache_paths",
-    "cached_manipulator_label",
     "clip_rays",
     "code_gain",
-    "code_ids",
     "config_from_dict",
     "evaluate",
     "expand_occupancy",
@@ -86,16 +76,11 @@ __all__ = [
     "fit_manipulator",
     "frame_code",
     "load_or_fit_manipulator",
-    "manipulator_label",
+    "manipulator_cache",
     "manipulator_preset",
-    "psnr",
+    "model_state",
     "render_cameras",
     "render_config",
     "render_field",
-    "scene_aabb",
-    "scene_background",
-    "scene_key",
-    "train_ids",
     "update_occupancy",
-    "val_ids",
 ]

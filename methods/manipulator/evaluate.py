@@ -7,15 +7,15 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from facebench.imageops import psnr
 from facebench.render import OccupancyGrid
-from facebench.scene import neutral_frame
+from facebench.scene import Scene, neutral_frame
 
 from .model import SceneManipulator
 from .render import render_cameras
-from .scene import code_ids, psnr, train_ids, val_ids
 
 
-def frame_code(model: SceneManipulator, scene: Any, frame: int) -> tuple[Tensor, Tensor]:
+def frame_code(model: SceneManipulator, scene: Scene, frame: int) -> tuple[Tensor, Tensor]:
     """``(deformation code, appearance code)`` for ``frame``.
 
     A training frame uses its own codes. A held-out frame has no trained code: it
@@ -23,8 +23,8 @@ def frame_code(model: SceneManipulator, scene: Any, frame: int) -> tuple[Tensor,
     capture order (the capture is a video, so neighbours are close in time and
     expression) -- no test-time optimisation.
     """
-    cids = code_ids(scene)
-    tr = sorted(set(train_ids(scene)))
+    cids = scene.code_ids
+    tr = sorted(set(scene.fit_ids))
     w_d, w_a = model.deform_codes.weight, model.appearance_codes.weight
     if frame in tr:
         return w_d[cids[frame]].detach(), w_a[cids[frame]].detach()
@@ -37,7 +37,7 @@ def frame_code(model: SceneManipulator, scene: Any, frame: int) -> tuple[Tensor,
 
 def evaluate(
     model: SceneManipulator,
-    scene: Any,
+    scene: Scene,
     frames: list[int],
     occupancy: OccupancyGrid | None,
     background: Any,
@@ -55,7 +55,7 @@ def evaluate(
 
 def code_gain(
     model: SceneManipulator,
-    scene: Any,
+    scene: Scene,
     n: int,
     occupancy: OccupancyGrid | None,
     background: Any,
@@ -68,13 +68,12 @@ def code_gain(
     About 0 dB means the model renders an average face whatever the code, and edits
     that compose codes cannot move it. NaN when the scene has no per-frame expressions.
     """
-    expressions = getattr(scene, "expressions", None)
-    if expressions is None:
+    if scene.expressions is None:
         return float("nan")
-    cids = code_ids(scene)
-    strength = torch.as_tensor(expressions, dtype=torch.float32)
+    cids = scene.code_ids
+    strength = torch.as_tensor(scene.expressions, dtype=torch.float32)
     strength = strength.reshape(strength.shape[0], -1).abs().sum(-1)
-    tr = [f for f in train_ids(scene) if float(strength[f]) > 0]
+    tr = [f for f in scene.fit_ids if float(strength[f]) > 0]
     frames = sorted(tr, key=lambda f: (-float(strength[f]), f))[: n if n > 0 else None]
     if not frames:
         return float("nan")
@@ -89,8 +88,8 @@ def code_gain(
     return sum(gains) / len(gains)
 
 
-def _eval_frames(scene: Any, n: int) -> list[int]:
-    ids = val_ids(scene)
+def _eval_frames(scene: Scene, n: int) -> list[int]:
+    ids = [int(i) for i in scene.val_ids]
     if not ids:
         return []
     if n <= 0 or n >= len(ids):

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -13,15 +12,16 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from facebench.imageops import mse_to_psnr
 from facebench.render import OccupancyGrid, rays_from_pixels, render_rays
-from facebench.train_state import atomic_save
+from facebench.scene import Scene
+from facebench.trainer import exp_decay, fit_loop, seeded
 
 from .config import ManipulatorConfig
 from .evaluate import _eval_frames, code_gain, evaluate
 from .model import SceneManipulator
 from .occupancy import VisibilityGrid, update_occupancy
 from .render import clip_rays, render_config
-from .scene import code_ids, scene_aabb, scene_background, train_ids
 
 # Bumped when fit_manipulator's procedure changes for an unchanged config (so models
 # fitted by the old procedure are not reused as this one's). 2: a step's frames are
@@ -40,8 +40,7 @@ class FitResult:
 
 
 def _build(config: ManipulatorConfig, n_frames: int, aabb: Tensor, device: torch.device):
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(config.seed)
+    with seeded(config.seed):
         model = SceneManipulator(config, n_frames, aabb).to(device)
     grid = None
     if config.occupancy_resolution > 0:
@@ -62,11 +61,6 @@ def _optimizer(model: SceneManipulator, config: ManipulatorConfig) -> torch.opti
     if planes:
         groups.append({"params": planes, "lr_scale": config.triplane_lr_scale})
     return torch.optim.Adam(groups, lr=config.lr)
-
-
-def _lr(config: ManipulatorConfig, step: int) -> float:
-    frac = min(step / max(config.steps, 1), 1.0)
-    return config.lr * (config.lr_final / config.lr) ** frac
 
 
 def _draw_frames(
@@ -110,7 +104,7 @@ def _draw_pixels(
 
 
 def fit_manipulator(
-    scene: Any,
+    scene: Scene,
     config: ManipulatorConfig,
     device: torch.device,
     ckpt_path: Path | None = None,
@@ -126,16 +120,16 @@ def fit_manipulator(
     ``rays_per_frame`` pixels of each (a ``pixel_importance`` share of them drawn by the
     frame's error map, the rest uniformly), renders them with jittered samples through
     the core renderer and minimises the fine + ``coarse_loss_weight`` x coarse MSE plus
-    the Lipschitz loss. The learning rate decays exponentially from ``lr`` to ``lr_final``.
+    the Lipschitz loss. The learning rate decays exponentially from ``lr`` to ``lr_final``
+    (:func:`facebench.trainer.exp_decay`); :func:`facebench.trainer.fit_loop` runs the
+    steps and checkpoints every ``checkpoint_every`` of them.
     """
     c = config
-    n_frames = int(scene.images.shape[0])
-    aabb = scene_aabb(scene)
-    bg = scene_background(scene)
+    n_frames = scene.n_frames
+    aabb, bg = scene.aabb, scene.background_rgb
     images = scene.images.to(device=device, dtype=torch.float32)
     cameras = scene.cameras.to(device)
-    tr = train_ids(scene)
-    cids = code_ids(scene)
+    tr, cids = scene.fit_ids, scene.code_ids
     tr_t = torch.tensor(tr, device=device)
     cids_t = torch.tensor(cids, device=device)
     model, grid = _build(c, n_frames, aabb, device)
@@ -148,35 +142,35 @@ def fit_manipulator(
     frame_loss = torch.ones(len(tr), device=device)
     res = c.error_map_resolution
     error_map = torch.ones(len(tr), res, res, device=device) if c.pixel_importance > 0 else None
-    start = 0
     history: list[dict[str, float]] = []
-    if ckpt_path is not None and ckpt_path.exists():
-        state = torch.load(ckpt_path, map_location=device, weights_only=True)
-        model.load_state_dict(state["model"])
-        opt.load_state_dict(state["optim"])
-        if grid is not None and state.get("grid") is not None:
-            grid.load_state_dict(state["grid"])
-        if vis is not None and state.get("visibility") is not None:
-            vis.load_state_dict(state["visibility"])
-        gen.set_state(state["generator"].cpu() if device.type == "cpu" else state["generator"])
-        if state.get("frame_loss") is not None:
-            frame_loss.copy_(state["frame_loss"])
-        if error_map is not None and state.get("error_map") is not None:
-            error_map.copy_(state["error_map"])
-        start = int(state["step"])
-        history = list(state.get("history", []))
-    resumed_from = start
     rcfg = render_config(c, True, bg)
-    t0 = time.perf_counter()
-    elapsed0 = float(history[-1]["time"]) if history else 0.0
     every = max(c.steps // 100, 1)
     val_frames = _eval_frames(scene, c.eval_frames)
-    eval_spent = 0.0
-    for step in range(start, c.steps):
+    # seconds: trained before this process (from the checkpoint), spent on evaluation
+    clock = {"t0": time.perf_counter(), "elapsed0": 0.0, "eval": 0.0}
+
+    def save_extra() -> dict[str, Any]:
+        return {
+            "grid": grid.state_dict() if grid is not None else {},
+            "visibility": vis.state_dict() if vis is not None else {},
+            "frame_loss": frame_loss,
+            "error_map": error_map if error_map is not None else torch.empty(0),
+            "history": history,
+        }
+
+    def load_extra(extra: dict[str, Any]) -> None:
+        if grid is not None and extra["grid"]:
+            grid.load_state_dict(extra["grid"])
+        if vis is not None and extra["visibility"]:
+            vis.load_state_dict(extra["visibility"])
+        frame_loss.copy_(extra["frame_loss"])
+        if error_map is not None and extra["error_map"].numel():
+            error_map.copy_(extra["error_map"])
+        history[:] = list(extra["history"])
+        clock["elapsed0"] = float(history[-1]["time"]) if history else 0.0
+
+    def step_fn(step: int) -> None:
         model.set_step(step, c.steps)
-        lr = _lr(c, step)
-        for g in opt.param_groups:
-            g["lr"] = lr * g["lr_scale"]
         if (
             grid is not None
             and step >= c.occupancy_warmup
@@ -240,43 +234,36 @@ def fit_manipulator(
         done = step + 1
         eval_now = c.eval_every > 0 and done % c.eval_every == 0 and done < c.steps
         if done % every == 0 or done == c.steps or eval_now:
-            mse = float(loss_rgb.detach())
             history.append(
                 {
                     "step": done,
                     "loss": float(loss.detach()),
-                    "psnr": -10 * math.log10(max(mse, 1e-12)),
-                    "time": elapsed0 + time.perf_counter() - t0 - eval_spent,
+                    "psnr": mse_to_psnr(max(float(loss_rgb.detach()), 1e-12)),
+                    "time": _train_seconds(clock),
                     "evals_per_ray": int(n_evals) / (n_f * c.rays_per_frame),
                 }
             )
             if eval_now:  # held-out PSNR so far (its time is not training time)
                 t_eval = time.perf_counter()
                 history[-1]["val_psnr"] = evaluate(model, scene, val_frames, occ, bg)
-                eval_spent += time.perf_counter() - t_eval
+                clock["eval"] += time.perf_counter() - t_eval
             if on_log is not None:
                 on_log(history[-1])
-        if progress is not None:
-            progress(task, done, c.steps)
-        if (
-            ckpt_path is not None
-            and c.checkpoint_every > 0
-            and (done % c.checkpoint_every == 0 and done < c.steps)
-        ):
-            atomic_save(
-                {
-                    "model": model.state_dict(),
-                    "optim": opt.state_dict(),
-                    "grid": grid.state_dict() if grid is not None else None,
-                    "visibility": vis.state_dict() if vis is not None else None,
-                    "generator": gen.get_state(),
-                    "frame_loss": frame_loss,
-                    "error_map": error_map,
-                    "step": done,
-                    "history": history,
-                },
-                ckpt_path,
-            )
+
+    state = fit_loop(
+        step_fn,
+        c.steps,
+        model=model,
+        optimizer=opt,
+        lr=lambda step: exp_decay(c.lr, c.lr_final, step, c.steps),
+        generators={"pixels": gen},
+        checkpoint=ckpt_path,
+        checkpoint_every=c.checkpoint_every,
+        save_extra=save_extra,
+        load_extra=load_extra,
+        progress=progress,
+        task=task,
+    )
     model.finish_schedule()
     if grid is not None:
         # final conservative grid over many frames' codes for rendering and edits
@@ -285,7 +272,7 @@ def fit_manipulator(
         update_occupancy(model, grid, frames_all[::stride], gen, c.occupancy_dilation)
         if vis is not None and c.steps > c.occupancy_warmup:
             grid.mask &= vis.mask(c.visibility_threshold / 4, c.occupancy_dilation)
-    train_time = elapsed0 + time.perf_counter() - t0 - eval_spent
+    train_time = _train_seconds(clock)
     model.eval()
     metrics = {
         "train_time_s": train_time,
@@ -298,4 +285,9 @@ def fit_manipulator(
     metrics["eval_time_s"] = time.perf_counter() - t1
     if grid is not None:
         metrics["occupied_fraction"] = float(grid.occupied_fraction())
-    return FitResult(model, grid, metrics, resumed_from=resumed_from, history=history)
+    return FitResult(model, grid, metrics, resumed_from=state.resumed_from, history=history)
+
+
+def _train_seconds(clock: dict[str, float]) -> float:
+    """Training seconds so far: earlier processes' plus this one's, evaluation excluded."""
+    return clock["elapsed0"] + time.perf_counter() - clock["t0"] - clock["eval"]

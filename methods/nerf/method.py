@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import dataclasses
-import math
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import Tensor, nn
 
+from facebench.imageops import mse_to_psnr
 from facebench.method import ConfiguredMethod
 from facebench.registry import register_method
 from facebench.render import (
@@ -23,11 +22,10 @@ from facebench.render import (
     render_rays,
     sample_pixel_rays,
 )
+from facebench.trainer import Progress, exp_gamma, fit_loop, seeded
 
 from .config import NERF_PRESETS, NeRFConfig
 from .field import NeRFField
-
-Progress = Callable[[str, int, int], None]
 
 
 @register_method("nerf", capabilities=("fit_scene",))
@@ -55,8 +53,7 @@ class NeRF(ConfiguredMethod):
 
     # -- model -------------------------------------------------------------------------------
     def _build(self, seed: int, device: torch.device) -> None:
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed)
+        with seeded(seed):
             self.coarse = NeRFField(self.config).to(device)
             self.fine = NeRFField(self.config).to(device) if self.config.separate_fine else None
 
@@ -75,9 +72,12 @@ class NeRF(ConfiguredMethod):
             rays.near, rays.far, _ = near_far_from_aabb(rays.origins, rays.directions, aabb)
         return rays
 
+    def fields(self) -> nn.ModuleList:
+        """The coarse and (when separate) fine fields."""
+        return nn.ModuleList([m for m in (self.coarse, self.fine) if m is not None])
+
     def parameters(self) -> list[nn.Parameter]:
-        mods = [m for m in (self.coarse, self.fine) if m is not None]
-        return [p for m in mods for p in m.parameters()]
+        return list(self.fields().parameters())
 
     # -- training ------------------------------------------------------------------------------
     def fit(
@@ -87,13 +87,17 @@ class NeRF(ConfiguredMethod):
         config: NeRFConfig | None = None,
         seed: int = 0,
         progress: Progress | None = None,
+        checkpoint: Path | None = None,
+        checkpoint_every: int = 0,
     ) -> NeRF:
         """Fit to ``images`` ``(N, H, W, 3)`` (float in [0, 1] or uint8) seen by ``cameras``.
 
         Each step renders ``batch_rays`` random pixels (jittered samples) and
         minimises the coarse + fine MSE with Adam; the learning rate decays
-        exponentially from ``lr`` to ``lr_final``. ``progress(task, done,
-        total)`` is called every 1% of the steps. Returns ``self``.
+        exponentially from ``lr`` to ``lr_final`` (:class:`torch.optim.lr_scheduler.ExponentialLR`).
+        :func:`facebench.trainer.fit_loop` runs the steps: ``progress(task, done, total)``
+        after each, and every ``checkpoint_every`` steps a resumable ``checkpoint``.
+        Returns ``self``.
         """
         if config is not None:
             self.config = config
@@ -112,8 +116,7 @@ class NeRF(ConfiguredMethod):
         self._build(seed, device)
         gen = torch.Generator(device=device).manual_seed(seed)
         opt = torch.optim.Adam(self.parameters(), lr=c.lr)
-        gamma = (c.lr_final / c.lr) ** (1.0 / max(c.steps, 1))
-        sched = torch.optim.lr_scheduler.ExponentialLR(opt, gamma)
+        sched = torch.optim.lr_scheduler.ExponentialLR(opt, exp_gamma(c.lr_final / c.lr, c.steps))
         rcfg = self._render_config(jitter=True)
         every = max(c.steps // 100, 1)
         self.history = []
@@ -121,7 +124,8 @@ class NeRF(ConfiguredMethod):
         use_grid = c.grid_resolution > 0 and c.aabb is not None
         if use_grid:
             self.grid = OccupancyGrid(self._aabb(device), c.grid_resolution, c.grid_threshold)
-        for step in range(c.steps):
+
+        def step_fn(step: int) -> None:
             if use_grid and step >= c.grid_warmup and (step - c.grid_warmup) % c.grid_every == 0:
                 self.grid.update(self._density, generator=gen)
             rays, index = sample_pixel_rays(cameras, c.batch_rays, c.near, c.far, generator=gen)
@@ -139,13 +143,37 @@ class NeRF(ConfiguredMethod):
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
-            sched.step()
-            if progress is not None and (step % every == 0 or step == c.steps - 1):
-                mse = float(loss_fine.detach())
+            if step % every == 0 or step == c.steps - 1:
                 self.history.append(
-                    {"step": step, "loss": float(loss.detach()), "psnr": -10 * math.log10(mse)}
+                    {
+                        "step": step,
+                        "loss": float(loss.detach()),
+                        "psnr": mse_to_psnr(float(loss_fine.detach())),
+                    }
                 )
-                progress("nerf fit", step + 1, c.steps)
+
+        def load_extra(extra: dict[str, Any]) -> None:
+            if self.grid is not None:
+                self.grid.load_state_dict(extra["grid"])
+            self.history = list(extra["history"])
+
+        fit_loop(
+            step_fn,
+            c.steps,
+            model=self.fields(),
+            optimizer=opt,
+            scheduler=sched,
+            generators={"rays": gen},
+            checkpoint=checkpoint,
+            checkpoint_every=checkpoint_every,
+            save_extra=lambda: {
+                "grid": self.grid.state_dict() if self.grid is not None else {},
+                "history": self.history,
+            },
+            load_extra=load_extra,
+            progress=progress,
+            task="nerf fit",
+        )
         if use_grid:
             self.update_grid(seed)
         return self
@@ -204,8 +232,12 @@ class NeRF(ConfiguredMethod):
 
     @classmethod
     def load(cls, path: str | Path, device: torch.device | str = "cpu") -> NeRF:
-        state = torch.load(path, map_location=device, weights_only=True)
-        cfg = state["config"]
+        return cls.from_state(torch.load(path, map_location=device, weights_only=True), device)
+
+    @classmethod
+    def from_state(cls, state: dict[str, Any], device: torch.device | str = "cpu") -> NeRF:
+        """The NeRF whose :meth:`state_dict` is ``state``."""
+        cfg = dict(state["config"])
         cfg["skips"] = tuple(cfg["skips"])
         if cfg["aabb"] is not None:
             cfg["aabb"] = tuple(tuple(v) for v in cfg["aabb"])

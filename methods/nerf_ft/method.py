@@ -6,7 +6,6 @@ import copy
 import dataclasses
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -14,14 +13,17 @@ import torch
 from facebench.method import ConfiguredMethod, RunContext, config_hash
 from facebench.registry import register_method
 from facebench.render import Cameras, OccupancyGrid, RenderConfig
-from facebench.scene import neutral_frame
-from facebench.weights import backend_label, state_digest
+from facebench.scene import Scene, neutral_frame
+from facebench.scene_cache import SceneModelCache
 
 from ..clip_edit import EditConfig, clip_optimize
-from ..manipulator import render_field, scene_aabb, scene_background, scene_key, train_ids
+from ..manipulator import render_field
 from ..nerf import NeRF, NeRFConfig
 from ..pac import prompt_offset
 from .config import NERF_FT_PRESETS, NeRFFTConfig
+
+#: Steps between resumable checkpoints of the static NeRF's fit.
+CHECKPOINT_EVERY = 500
 
 
 @dataclass
@@ -55,67 +57,66 @@ class NeRFFT(ConfiguredMethod):
     ):
         super().__init__(config, device, variant, budget)
         self.nerf: NeRF | None = None
-        self.cache_key = ""  # the fitted NeRF's cache folder name (set by prepare)
+        self.cache: SceneModelCache | None = None  # the fitted NeRF's entry (set by prepare)
 
-    def _nerf_config(self, scene: Any) -> NeRFConfig:
+    def _nerf_config(self, scene: Scene) -> NeRFConfig:
         """The static NeRF's config with the scene's box, background and position scale."""
-        aabb = scene_aabb(scene)
+        aabb = scene.aabb
         half = float(((aabb[1] - aabb[0]) / 2).max())
         return dataclasses.replace(
             self.config.nerf,
             aabb=tuple(tuple(float(v) for v in row) for row in aabb.tolist()),
-            background=scene_background(scene),
+            background=scene.background_rgb,
             pos_scale=1.0 / half,
         )
 
-    def _cache(self, scene: Any, ctx: RunContext) -> tuple[Any, str, Path]:
-        """``(NeRF config, cache key, model file)`` of the static NeRF for ``scene``."""
+    def _cache(self, scene: Scene, ctx: RunContext) -> tuple[NeRFConfig, SceneModelCache]:
+        """The static NeRF's config for ``scene`` and its scene-model cache entry
+        (``nerf_ft/<scene key>/<hash of the config and seed>``, labelled ``nerf:...``)."""
         ncfg = self._nerf_config(scene)
         key = config_hash({"nerf": dataclasses.asdict(ncfg), "seed": self.config.seed})
-        return ncfg, key, Path(ctx.cache_dir) / "nerf_ft" / scene_key(scene) / key / "model.pt"
+        return ncfg, SceneModelCache(ctx.cache_dir, "nerf_ft", scene, key, name="nerf")
 
-    def prepare(self, scene: Any, ctx: RunContext) -> None:
+    def prepare(self, scene: Scene, ctx: RunContext) -> None:
         """Fit the static NeRF on the training frames, or load it from the cache."""
         self.device = torch.device(ctx.device)
-        ncfg, self.cache_key, path = self._cache(scene, ctx)
-        d = path.parent
-        if path.exists() and not ctx.force:
-            self.nerf = NeRF.load(path, self.device)
+        ncfg, self.cache = self._cache(scene, ctx)
+        if ctx.force:
+            self.cache.clear()
+        saved = self.cache.load(map_location=self.device)
+        tr = scene.fit_ids
+        self.train_cameras: Cameras = scene.cameras[torch.tensor(tr)].to(self.device)
+        if saved is not None:
+            self.nerf = NeRF.from_state(saved["state_dict"], self.device)
         else:
-            tr = train_ids(scene)
-            images = scene.images[tr].to(self.device)
-            cams = scene.cameras[torch.tensor(tr)].to(self.device)
+            self.cache.directory.mkdir(parents=True, exist_ok=True)
             self.nerf = NeRF(ncfg, self.device).fit(
-                images, cams, seed=self.config.seed, progress=ctx.progress
+                scene.images[tr].to(self.device),
+                self.train_cameras,
+                seed=self.config.seed,
+                progress=ctx.progress,
+                checkpoint=self.cache.checkpoint,
+                checkpoint_every=CHECKPOINT_EVERY,
             )
-            d.mkdir(parents=True, exist_ok=True)
-            tmp = d / "model.pt.tmp"
-            self.nerf.save(tmp)
-            tmp.replace(path)
+            self.cache.save(self.nerf.state_dict(), {"steps": ncfg.steps})
         for m in (self.nerf.coarse, self.nerf.fine):
             if m is not None:
                 m.requires_grad_(False)
         self.aabb = torch.tensor(ncfg.aabb, device=self.device)
-        self.background = scene_background(scene)
-        tr = train_ids(scene)
-        self.train_cameras: Cameras = scene.cameras[torch.tensor(tr)].to(self.device)
+        self.background = scene.background_rgb
         self.neutral_id = neutral_frame(scene)
 
     @property
     def scene_model_label(self) -> str | None:
         """``nerf:<cache key>@<digest>`` of the fitted static NeRF (None before :meth:`prepare`)."""
-        if self.nerf is None:
+        if self.nerf is None or self.cache is None:
             return None
-        return backend_label(f"nerf:{self.cache_key}", state_digest(self.nerf.state_dict()))
+        return self.cache.label(self.nerf.state_dict())
 
-    def cached_scene_model_label(self, scene: Any, ctx: RunContext) -> str | None:
+    def cached_scene_model_label(self, scene: Scene, ctx: RunContext) -> str | None:
         """:attr:`scene_model_label` of the NeRF :meth:`prepare` would load from the cache,
         read from its file (None when it is not cached)."""
-        _, key, path = self._cache(scene, ctx)
-        if not path.is_file():
-            return None
-        state = torch.load(path, map_location="cpu", weights_only=True)
-        return backend_label(f"nerf:{key}", state_digest(state))
+        return self._cache(scene, ctx)[1].cached_label()
 
     def _rcfg(self, ecfg: EditConfig | None = None) -> RenderConfig:
         c = self.nerf.config

@@ -15,21 +15,19 @@ from facebench.errors import FacebenchError
 from facebench.method import ConfiguredMethod, RunContext
 from facebench.registry import register_method
 from facebench.render import Cameras, OccupancyGrid, RenderConfig
-from facebench.scene import neutral_frame
+from facebench.scene import Scene, neutral_frame
+from facebench.scene_cache import SceneModelCache
 
-from ..clip_edit import clip_optimize, resize_cameras
+from ..clip_edit import clip_optimize
 from ..manipulator import (
     TRAINER_VERSION,
     SceneManipulator,
-    cached_manipulator_label,
-    code_ids,
     expand_occupancy,
     load_or_fit_manipulator,
-    manipulator_label,
+    manipulator_cache,
+    model_state,
     render_cameras,
     render_config,
-    scene_background,
-    train_ids,
 )
 from .anchors import select_anchors
 from .compositor import PAC, RatioMap, tv_loss
@@ -93,6 +91,7 @@ class PACMethod(ConfiguredMethod):
             )
         self.model: SceneManipulator | None = None
         self.occupancy: OccupancyGrid | None = None
+        self.cache: SceneModelCache | None = None
         self.fit_metrics: dict[str, float] = {}
         self.anchors: Tensor | None = None
         self.anchor_frames: list[int] = []
@@ -106,29 +105,29 @@ class PACMethod(ConfiguredMethod):
     def scene_model_label(self) -> str | None:
         """``manipulator:<fit hash>@<digest>`` of the fitted manipulator and its occupancy
         grid (None before :meth:`prepare`); the runner records it as ``backend_scene_model``."""
-        if self.model is None:
+        if self.model is None or self.cache is None:
             return None
-        grid = self.occupancy.state_dict() if self.occupancy is not None else None
-        return manipulator_label(self.config.manipulator, self.model.state_dict(), grid)
+        return self.cache.label(model_state(self.model, self.occupancy))
 
-    def cached_scene_model_label(self, scene: Any, ctx: RunContext) -> str | None:
+    def cached_scene_model_label(self, scene: Scene, ctx: RunContext) -> str | None:
         """:attr:`scene_model_label` of the manipulator :meth:`prepare` would load from the
         cache, read from its file (None when it is not cached)."""
-        return cached_manipulator_label(ctx.cache_dir, scene, self.config.manipulator)
+        return manipulator_cache(ctx.cache_dir, scene, self.config.manipulator).cached_label()
 
     # -- prepare -----------------------------------------------------------------------------
-    def prepare(self, scene: Any, ctx: RunContext) -> None:
+    def prepare(self, scene: Scene, ctx: RunContext) -> None:
         """Fit or load the scene manipulator, pick the neutral frame and the anchors."""
         self.device = torch.device(ctx.device)
+        self.cache = manipulator_cache(ctx.cache_dir, scene, self.config.manipulator)
         res = load_or_fit_manipulator(scene, self.config.manipulator, ctx)
         self.model = res.model.to(self.device).eval().requires_grad_(False)
         self.occupancy = res.occupancy
         self.fit_metrics = dict(res.metrics)
-        self.background = scene_background(scene)
-        cids = code_ids(scene)
+        self.background = scene.background_rgb
+        cids = scene.code_ids
         self.neutral_id = neutral_frame(scene)
         self.neutral_code_id = cids[self.neutral_id]
-        tr = train_ids(scene)
+        tr = scene.fit_ids
         self.train_cameras: Cameras = scene.cameras[torch.tensor(tr)].to(self.device)
         codes = self.model.deform_codes.weight.detach()
         gen = torch.Generator().manual_seed(self.config.manipulator.seed * 31 + 5)
@@ -149,11 +148,11 @@ class PACMethod(ConfiguredMethod):
             features=features,
         )
 
-    def anchor_feature_table(self, scene: Any, candidates: list[int]) -> Tensor | None:
+    def anchor_feature_table(self, scene: Scene, candidates: list[int]) -> Tensor | None:
         """What k-means clusters, one row per code (``None``: the raw codes), following
         ``anchor_features`` (see :class:`PACConfig`)."""
         kind = self.config.anchor_features
-        expressions = getattr(scene, "expressions", None)
+        expressions = scene.expressions
         if kind == "auto":
             kind = "expression" if expressions is not None else "render"
         if kind == "code":
@@ -164,12 +163,12 @@ class PACMethod(ConfiguredMethod):
         if expressions is None:
             raise FacebenchError(
                 f"anchor_features='expression' needs per-frame expressions; scene "
-                f"{getattr(scene, 'name', '?')!r} has none (use 'render' or 'auto')"
+                f"{scene.name!r} has none (use 'render' or 'auto')"
             )
         expr = torch.as_tensor(expressions, dtype=torch.float32)
         expr = expr.reshape(expr.shape[0], -1).to(self.device)
         table = expr.new_zeros(self._require().deform_codes.weight.shape[0], expr.shape[1])
-        table[torch.tensor(code_ids(scene), device=self.device)] = expr
+        table[torch.tensor(scene.code_ids, device=self.device)] = expr
         return table
 
     @torch.no_grad()
@@ -177,7 +176,7 @@ class PACMethod(ConfiguredMethod):
         """``(n_codes, 3 * S * S)``: each listed code's render from ``camera`` (longest side
         ``anchor_render_size``) minus the neutral code's render; other rows are zero."""
         model = self._require()
-        cam = resize_cameras(camera, self.config.anchor_render_size)
+        cam = camera.resized(longest=self.config.anchor_render_size)
         rcfg = render_config(model.config, False, self.background)
         app = self.neutral_appearance
 
@@ -229,7 +228,7 @@ class PACMethod(ConfiguredMethod):
         assert self.anchors is not None
         n = len(self.train_cameras)
         idx = torch.linspace(0, n - 1, max(min(self.config.init_views, n), 1)).round().long()
-        cams = resize_cameras(self.train_cameras[idx], self.config.edit.render_size)
+        cams = self.train_cameras[idx].resized(longest=self.config.edit.render_size)
         scores = torch.stack(
             [
                 clip.similarity(
