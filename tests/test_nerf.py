@@ -110,3 +110,40 @@ def test_nerf_on_cuda():
     model = NeRF(device="cuda").fit(images, train, cfg)
     out = model.render(test, 0)
     assert out["rgb"].device.type == "cuda" and out["rgb"].shape == (12, 12, 3)
+
+
+def test_interrupted_fit_resumes_to_the_same_weights(tmp_path):
+    """A fit stopped after 7 of 10 steps resumes from its step-6 checkpoint (with the
+    grid, the ray generator and the lr schedule) to the uninterrupted fit's weights."""
+    train, images, _, _ = _scene(n_train=4, size=12)
+    cfg = _small_config(
+        hidden=16,
+        hidden_dir=8,
+        steps=10,
+        batch_rays=32,
+        n_coarse=8,
+        n_fine=8,
+        separate_fine=True,
+        grid_resolution=8,
+        grid_warmup=2,
+        grid_every=3,
+    )
+    reference = NeRF().fit(images, train, cfg, seed=3)
+
+    class Stop(Exception):
+        pass
+
+    def stop_at_7(task, done, total):
+        if done == 7:
+            raise Stop
+
+    ckpt = tmp_path / "checkpoint.pt"
+    with pytest.raises(Stop):
+        NeRF().fit(
+            images, train, cfg, seed=3, progress=stop_at_7, checkpoint=ckpt, checkpoint_every=3
+        )
+    assert torch.load(ckpt, weights_only=True)["step"] == 6
+    resumed = NeRF().fit(images, train, cfg, seed=3, checkpoint=ckpt, checkpoint_every=3)
+    for a, b in zip(reference.parameters(), resumed.parameters(), strict=True):
+        assert torch.equal(a, b)
+    assert torch.equal(reference.grid.mask, resumed.grid.mask)
