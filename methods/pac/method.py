@@ -17,6 +17,7 @@ from facebench.registry import register_method
 from facebench.render import Cameras, OccupancyGrid, RenderConfig
 from facebench.scene import Scene, neutral_frame
 from facebench.scene_cache import SceneModelCache
+from facebench.trainer import seeded
 
 from ..clip_edit import clip_optimize
 from ..manipulator import (
@@ -215,8 +216,7 @@ class PACMethod(ConfiguredMethod):
             start = 0
         if start is not None:
             logits[start] = cfg.pac_init_neutral_logit
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed_offset)
+        with seeded(seed_offset):
             pac = PAC(self.anchors.cpu(), cfg.pac_depth, cfg.pac_width, cfg.pac_freqs, logits)
         return pac.to(self.device)
 
