@@ -204,6 +204,9 @@ def test_resume_after_interruption_matches_uninterrupted_and_is_deterministic(
     assert ckpt.is_file()
     state = torch.load(ckpt, weights_only=True)
     assert state["step"] == 16  # last checkpoint before the interruption
+    # the lr decays once per step: lr * (lr_final / lr) ** (step / steps)
+    lr = state["optimizer"]["param_groups"][0]["lr"]
+    assert lr == pytest.approx(FAST["lr"] * (FAST["lr_final"] / FAST["lr"]) ** (16 / FAST["steps"]))
     m2 = make()
     m2.prepare(scene, ctx_for(tmp_path))
     assert len(m2.loss_history) == FAST["steps"] - 16  # resumed, not restarted

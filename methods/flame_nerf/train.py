@@ -23,8 +23,9 @@ class Trainer:
 
     :meth:`train_step` runs one step (rays of ``frames_per_step`` random
     training frames, each rendered with its own deformation code and
-    expression); :attr:`generators` are what a checkpoint must restore besides the
-    model, the optimizer and the scheduler to continue exactly.
+    expression); :func:`facebench.trainer.fit_loop` steps :attr:`sched` after it.
+    :attr:`generators` are what a checkpoint must restore besides the model, the
+    optimizer and the scheduler to continue exactly.
     """
 
     def __init__(self, method: FlameNerf, scene: Scene, ctx: RunContext):
@@ -84,6 +85,5 @@ class Trainer:
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
         self.opt.step()
-        self.sched.step()
         self.step += 1
         return float(loss.detach())
