@@ -7,6 +7,12 @@ the prompt may change and face landmarks) and runs only the metrics whose
 ``requires`` are covered; the rest are skipped with a note that the run
 reports once. Metrics are built with the keyword arguments their
 constructors accept from ``clip``, ``device`` and ``candidates``.
+
+The gain in every row: a metric that scores renders against the prompt's answer
+(its ``requires`` name ``target`` or ``expression_targets``, or it sets
+``records_unedited = True``) is also computed for the unedited face against the
+same answer, as ``<metric>_neutral`` (e.g. ``gt_psnr_neutral``), so what an
+edit gained is in its own row.
 """
 
 from __future__ import annotations
@@ -22,7 +28,7 @@ from facebench.errors import FacebenchError
 from facebench.metric import can_run, make_metric, metric_class, update_from
 from facebench.weights import MissingWeightsError
 
-__all__ = ["SUITES", "Evaluator", "landmarks_tensor", "scene_answers"]
+__all__ = ["SUITES", "Evaluator", "landmarks_tensor", "records_unedited", "scene_answers"]
 
 SUITES: dict[str, list[str]] = {
     "scene": [
@@ -39,6 +45,16 @@ SUITES: dict[str, list[str]] = {
     "clip": ["clip_score", "clip_r_precision", "clip_directional"],
     "quick": ["clip_score", "clip_r_precision", "gt_psnr", "locality"],
 }
+
+
+#: inputs that carry the prompt's true answer
+ANSWER_INPUTS = frozenset({"target", "expression_targets"})
+
+
+def records_unedited(metric: Any) -> bool:
+    """Whether a row also records ``metric`` for the unedited face (see the module docstring)."""
+    flag = getattr(metric, "records_unedited", None)
+    return bool(ANSWER_INPUTS & set(metric.requires)) if flag is None else bool(flag)
 
 
 def _chw(images: torch.Tensor) -> torch.Tensor:
@@ -122,11 +138,17 @@ class Evaluator:
             batch.update(landmarks=self._landmarks, neutral_landmarks=self._landmarks)
         values: dict[str, float] = {}
         backends: dict[str, str] = {}
+        unedited = {**batch, "images": self.neutral}
         for name, metric in list(self.metrics.items()):
             if not all(k in batch for k in metric.requires):
                 continue
-            metric.reset()
             try:
+                before = None
+                if records_unedited(metric):
+                    metric.reset()
+                    update_from(metric, unedited)
+                    before = metric.summary()["value"]
+                metric.reset()
                 update_from(metric, batch)
                 summary = metric.summary()
             except FacebenchError as exc:  # e.g. R-precision over a one-prompt set
@@ -134,6 +156,8 @@ class Evaluator:
                 del self.metrics[name]
                 continue
             values[name] = summary.pop("value")
+            if before is not None:
+                values[f"{name}_neutral"] = before
             std = summary.pop("std", math.nan)
             if not math.isnan(std):
                 values[f"{name}_std"] = std

@@ -204,6 +204,7 @@ class ExpressionRPrecision(_RecognizerMetric):
     requires = ("images", "prompts")
     optional = ("expression_targets",)
     higher_is_better = True
+    records_unedited = True  # the unedited face's R-precision is the row's baseline
 
     def __init__(
         self,

@@ -126,3 +126,20 @@ def test_landmarks_are_five_points_with_each_pair_image_left_first(scene):
         torch.testing.assert_close(lm[view, 2], points["nose_tip"][view].float())
         eyes = {tuple(points[n][view].tolist()) for n in ("eye_left", "eye_right")}
         assert {tuple(lm[view, i].tolist()) for i in (0, 1)} == eyes
+
+
+def test_rows_record_the_unedited_face_against_the_same_answer(evaluator, answers, neutral):
+    """``gt_psnr_neutral`` is the neutral render's PSNR against the prompt's target,
+    whatever the edit, so a row carries its own gain."""
+    from facebench.imageops import psnr
+
+    target = answers[HAPPY][0]
+    views = chw(neutral)
+    want = sum(psnr(views[i], target[i]) for i in range(len(target))) / len(target)
+    edited, _ = evaluator.score(HAPPY, target.permute(0, 2, 3, 1))
+    unedited, _ = evaluator.score(HAPPY, neutral)
+    assert edited["gt_psnr_neutral"] == pytest.approx(want, rel=1e-5)
+    assert unedited["gt_psnr_neutral"] == unedited["gt_psnr"]  # no edit, no gain
+    assert edited["gt_psnr"] > edited["gt_psnr_neutral"]  # the target itself gains
+    # metrics that do not score against an answer have no such column
+    assert "locality_neutral" not in edited and "clip_score_neutral" not in edited
