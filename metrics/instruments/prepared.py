@@ -17,8 +17,9 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, Protocol
 
 from facebench.method import Progress, no_progress
 from facebench.paths import atomic_file, cache_dir, file_lock
@@ -29,9 +30,12 @@ __all__ = [
     "CHECKPOINT",
     "QUALITY",
     "TRAIN_STATE",
+    "HashedConfig",
     "PreparedInstrument",
     "PreparedModel",
+    "TrainResult",
     "prepare_lock",
+    "timings",
     "train_threads",
     "write_text",
 ]
@@ -50,6 +54,30 @@ def train_threads() -> AbstractContextManager[None]:
     rendering found too (:func:`facebench.datasets.synthhead.render_threads`).
     """
     return env_threads("FACEBENCH_TRAIN_THREADS", 0)
+
+
+@dataclass
+class TrainResult:
+    """What an instrument's training returns: the model in eval mode, the per-step losses
+    (resumed ones included), the steps done, the step it resumed from, and the wall and
+    CPU seconds of all its runs."""
+
+    model: Any
+    losses: list[float]
+    steps: int
+    seconds: float
+    resumed_from: int
+    cpu_seconds: float = 0.0
+
+
+def timings(result: TrainResult, data_seconds: float) -> dict[str, float]:
+    """``train_seconds``, ``train_cpu_seconds`` and ``data_seconds`` rounded to 0.1 s, as the
+    checkpoint's meta and ``quality.json`` record them."""
+    return {
+        "train_seconds": round(result.seconds, 1),
+        "train_cpu_seconds": round(result.cpu_seconds, 1),
+        "data_seconds": round(data_seconds, 1),
+    }
 
 
 def write_text(path: Path, text: str) -> None:
@@ -73,35 +101,52 @@ def prepare_lock(directory: Path, what: str, progress: Progress = no_progress) -
         yield
 
 
+class HashedConfig(Protocol):
+    """A training config: its hash names the cache directory of the model it trains."""
+
+    def hash(self) -> str: ...
+
+
 @dataclass(frozen=True)
 class PreparedModel:
     """Where a trained instrument's configs are cached and how its weights are labelled.
 
     ``folder``: the cache sub-folder; ``prefix``: the backend name before the config
-    hash; ``what``: the model in messages ("SynthCLIP", "the expression recognizer").
+    hash; ``what``: the model in messages ("SynthCLIP", "the expression recognizer");
+    ``default``: the config its methods take when given none. Each method takes a config
+    or its hash.
     """
 
     folder: str
     prefix: str
     what: str
+    default: HashedConfig | None = field(default=None, compare=False)
 
-    def directory(self, config_hash: str) -> Path:
-        """The cache directory of ``config_hash`` (exists once prepared or in progress)."""
-        return cache_dir() / self.folder / config_hash
+    def config_hash(self, config: HashedConfig | str | None = None) -> str:
+        """The hash of ``config`` (a hash as given; None: the default config's)."""
+        if config is None:
+            if self.default is None:
+                raise ValueError(f"{self.what}: no config given and no default")
+            config = self.default
+        return config if isinstance(config, str) else config.hash()
 
-    def checkpoint(self, config_hash: str) -> Path | None:
-        """The finished checkpoint of ``config_hash``, or None when it has not been prepared."""
-        path = self.directory(config_hash) / CHECKPOINT
+    def directory(self, config: HashedConfig | str | None = None) -> Path:
+        """The cache directory of ``config`` (exists once prepared or in progress)."""
+        return cache_dir() / self.folder / self.config_hash(config)
+
+    def checkpoint(self, config: HashedConfig | str | None = None) -> Path | None:
+        """The finished checkpoint of ``config``, or None when it has not been prepared."""
+        path = self.directory(config) / CHECKPOINT
         return path if path.is_file() else None
 
-    def name(self, config_hash: str) -> str:
-        """The backend name of ``config_hash`` (its label is this ``@DIGEST``)."""
-        return f"{self.prefix}:{config_hash}"
+    def name(self, config: HashedConfig | str | None = None) -> str:
+        """The backend name of ``config`` (its label is this ``@DIGEST``)."""
+        return f"{self.prefix}:{self.config_hash(config)}"
 
-    def label(self, config_hash: str) -> str:
-        """``NAME@DIGEST`` of the prepared model, read from its checkpoint without building
-        the model; "" when not prepared."""
-        return checkpoint_label(self.name(config_hash), self.checkpoint(config_hash))
+    def label(self, config: HashedConfig | str | None = None) -> str:
+        """``NAME@DIGEST`` of the prepared model of ``config``, read from its checkpoint
+        without building the model (as loading it labels it); "" when not prepared."""
+        return checkpoint_label(self.name(config), self.checkpoint(config))
 
     def prepare(
         self,

@@ -22,6 +22,7 @@ from facebench.metrics.instruments.prepared import (
     TRAIN_STATE,
     PreparedInstrument,
     PreparedModel,
+    timings,
     train_threads,
     write_text,
 )
@@ -40,30 +41,19 @@ from facebench.registry import register_instrument
 from facebench.train_state import atomic_save
 from facebench.weights import MissingWeightsError, backend_label, state_digest
 
-PREPARED = PreparedModel("recognizer", "recognizer:synthface", "the expression recognizer")
+PREPARED = PreparedModel(
+    "recognizer", "recognizer:synthface", "the expression recognizer", DEFAULT_RECOGNIZER
+)
 """The recognizer's cache: ``cache_dir()/recognizer/<config hash>/``, labels
 ``recognizer:synthface:<hash>@DIGEST``."""
 
-
-def recognizer_dir(config: RecognizerConfig = DEFAULT_RECOGNIZER) -> Path:
-    """The cache directory of ``config`` (exists only once prepared or in progress)."""
-    return PREPARED.directory(config.hash())
-
-
-def recognizer_checkpoint_path(config: RecognizerConfig = DEFAULT_RECOGNIZER) -> Path | None:
-    """The finished checkpoint of ``config``, or None when it has not been prepared."""
-    return PREPARED.checkpoint(config.hash())
-
-
-def recognizer_name(config_hash: str) -> str:
-    """The recognizer's backend name for a config hash (its label is this ``@DIGEST``)."""
-    return PREPARED.name(config_hash)
-
-
-def recognizer_label(config: RecognizerConfig = DEFAULT_RECOGNIZER) -> str:
-    """``NAME@DIGEST`` of the prepared recognizer of ``config``, read from its checkpoint
-    without building the model (as :func:`load_recognizer` labels it); "" when not prepared."""
-    return PREPARED.label(config.hash())
+# a config (default: DEFAULT_RECOGNIZER) or its hash -> its cache directory, its finished
+# checkpoint (None when not prepared), its backend name, its NAME@DIGEST label ("" when not
+# prepared; read from the checkpoint without building the model, as load_recognizer labels it)
+recognizer_dir = PREPARED.directory
+recognizer_checkpoint_path = PREPARED.checkpoint
+recognizer_name = PREPARED.name
+recognizer_label = PREPARED.label
 
 
 def save_recognizer(
@@ -151,11 +141,7 @@ def _prepare_recognizer(
             quality["gt_prompt_renders"] = evaluate_on_prompt_renders(
                 result.model, config, progress
             )
-    quality.update(
-        train_seconds=round(result.seconds, 1),
-        train_cpu_seconds=round(result.cpu_seconds, 1),
-        data_seconds=round(t_data, 1),
-    )
+    quality.update(timings(result, t_data))
     quality["targets"] = {"emotion_accuracy": 0.95, "au_mae": 0.1}
     save_recognizer(result.model, config, ckpt, steps=result.steps, quality=quality)
     write_text(out / QUALITY, json.dumps(quality, indent=2))

@@ -16,7 +16,7 @@ from torch import Tensor, nn
 from facebench.datasets.faces import emotion_of
 from facebench.datasets.facs import AU_NAMES, EMOTIONS
 from facebench.method import Progress, no_progress
-from facebench.metrics.instruments.prepared import TRAIN_STATE
+from facebench.metrics.instruments.prepared import TRAIN_STATE, TrainResult
 from facebench.metrics.instruments.recognizer.config import RecognizerConfig
 from facebench.metrics.instruments.recognizer.model import RecognizerNet, SynthFaceRecognizer, _prep
 from facebench.metrics.instruments.synthclip.data import load_faces
@@ -40,14 +40,7 @@ class ExpressionData:
         return int(self.images.shape[0])
 
 
-@dataclass
-class RecognizerTrainResult:
-    model: SynthFaceRecognizer
-    losses: list[float]
-    steps: int
-    seconds: float
-    resumed_from: int
-    cpu_seconds: float = 0.0
+RecognizerTrainResult = TrainResult  # the name the recognizer package exports
 
 
 def train_recognizer(
@@ -56,7 +49,7 @@ def train_recognizer(
     out_dir: Path,
     progress: Progress = no_progress,
     stop_after: int | None = None,
-) -> RecognizerTrainResult:
+) -> TrainResult:
     """Train the CNN on ``data`` (AU: BCE on intensities, emotion: cross-entropy).
 
     Resumes from ``out_dir/train_state.pt`` when it matches the config hash;
@@ -105,7 +98,7 @@ def train_recognizer(
     net.eval()
     model = SynthFaceRecognizer(net, data.emotions, data.au_names, config.image_size)
     wall, cpu = state.total_seconds()
-    return RecognizerTrainResult(model, state.losses, end, wall, state.resumed_from, cpu)
+    return TrainResult(model, state.losses, end, wall, state.resumed_from, cpu)
 
 
 def emotion_classes() -> tuple[str, ...]:

@@ -28,6 +28,7 @@ from facebench.metrics.instruments.prepared import (
     TRAIN_STATE,
     PreparedInstrument,
     PreparedModel,
+    timings,
     train_threads,
     write_text,
 )
@@ -45,30 +46,17 @@ from facebench.registry import register_clip_backend, register_instrument
 from facebench.train_state import atomic_save
 from facebench.weights import MissingWeightsError
 
-PREPARED = PreparedModel("synthclip", "synthclip", "SynthCLIP")
+PREPARED = PreparedModel("synthclip", "synthclip", "SynthCLIP", DEFAULT_CONFIG)
 """SynthCLIP's cache (``cache_dir()/synthclip/<config hash>/``), labels ``synthclip:<hash>@D``."""
 OPEN_CLIP_CONFIG = "open_clip_config.json"
 
-
-def synthclip_dir(config: SynthCLIPConfig = DEFAULT_CONFIG) -> Path:
-    """The cache directory of ``config`` (exists only once prepared or in progress)."""
-    return PREPARED.directory(config.hash())
-
-
-def synthclip_checkpoint_path(config: SynthCLIPConfig = DEFAULT_CONFIG) -> Path | None:
-    """Path of the finished checkpoint of ``config``, or None when it has not been prepared."""
-    return PREPARED.checkpoint(config.hash())
-
-
-def synthclip_name(config_hash: str) -> str:
-    """SynthCLIP's backend name for a config hash (its label is this ``@DIGEST``)."""
-    return PREPARED.name(config_hash)
-
-
-def synthclip_label(config: SynthCLIPConfig = DEFAULT_CONFIG) -> str:
-    """``NAME@DIGEST`` of the prepared SynthCLIP of ``config``, read from its checkpoint
-    without building the model (as the CLIP adapter labels it); "" when not prepared."""
-    return PREPARED.label(config.hash())
+# a config (default: DEFAULT_CONFIG) or its hash -> its cache directory, its finished
+# checkpoint (None when not prepared), its backend name, its NAME@DIGEST label ("" when not
+# prepared; read from the checkpoint without building the model, as the CLIP adapter labels it)
+synthclip_dir = PREPARED.directory
+synthclip_checkpoint_path = PREPARED.checkpoint
+synthclip_name = PREPARED.name
+synthclip_label = PREPARED.label
 
 
 MISSING_MESSAGE = (
@@ -192,9 +180,7 @@ def _prepare_synthclip(
         config,
         ckpt,
         steps=result.steps,
-        train_seconds=round(result.seconds, 1),
-        train_cpu_seconds=round(result.cpu_seconds, 1),
-        data_seconds=round(t_data, 1),
+        **timings(result, t_data),
         final_loss=float(np.mean(result.losses[-20:])) if result.losses else None,
         train_threads=threads,
     )
@@ -202,9 +188,7 @@ def _prepare_synthclip(
     if evaluate:
         with train_threads():
             quality = evaluate_quality(result.model, config, progress)
-        quality["train_seconds"] = round(result.seconds, 1)
-        quality["train_cpu_seconds"] = round(result.cpu_seconds, 1)
-        quality["data_seconds"] = round(t_data, 1)
+        quality.update(timings(result, t_data))
         write_text(out / QUALITY, json.dumps(quality, indent=2))
     return ckpt
 

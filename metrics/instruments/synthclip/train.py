@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +16,7 @@ import torch
 from torch import Tensor
 
 from facebench.method import Progress, no_progress
-from facebench.metrics.instruments.prepared import TRAIN_STATE
+from facebench.metrics.instruments.prepared import TRAIN_STATE, TrainResult
 from facebench.metrics.instruments.synthclip.config import UNIT_OFF, UNIT_ON, SynthCLIPConfig
 from facebench.metrics.instruments.synthclip.data import PairData, unit_phrase_texts
 from facebench.metrics.instruments.synthclip.model import (
@@ -166,16 +165,6 @@ def unit_phrase_loss(
     per_unit = per_unit / classes.clamp(min=1)
     present = (classes > 0).to(ce.dtype)
     return (per_unit * present).sum() / present.sum().clamp(min=1)
-
-
-@dataclass
-class TrainResult:
-    model: torch.nn.Module
-    losses: list[float]
-    steps: int
-    seconds: float
-    resumed_from: int
-    cpu_seconds: float = 0.0
 
 
 def train_clip(
