@@ -92,31 +92,23 @@ def _registry_table(kind: str) -> Table:
     return table
 
 
-@app.command("methods")
-def methods_cmd() -> None:
-    """List registered methods with what each can do.
+def _list_command(kind: str, summary: str) -> None:
+    """Register ``facebench KIND``: print the registered plugins of ``kind`` as a table."""
 
-    Example: facebench methods
-    """
-    console.print(_registry_table("methods"))
+    def command() -> None:
+        console.print(_registry_table(kind))
 
-
-@app.command("metrics")
-def metrics_cmd() -> None:
-    """List registered metrics.
-
-    Example: facebench metrics
-    """
-    console.print(_registry_table("metrics"))
+    command.__name__ = f"{kind}_cmd"
+    command.__doc__ = f"{summary}\n\nExample: facebench {kind}\n"
+    app.command(kind)(command)
 
 
-@app.command("datasets")
-def datasets_cmd() -> None:
-    """List registered scene sources and datasets.
-
-    Example: facebench datasets
-    """
-    console.print(_registry_table("datasets"))
+for _kind, _summary in (
+    ("methods", "List registered methods with what each can do."),
+    ("metrics", "List registered metrics."),
+    ("datasets", "List registered scene sources and datasets."),
+):
+    _list_command(_kind, _summary)
 
 
 @app.command("doctor")

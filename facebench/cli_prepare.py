@@ -124,40 +124,38 @@ def check_cmd(
     typer.echo(scene.summary())
 
 
-@prepare_app.command("synthclip")
-def synthclip_cmd(
-    force: bool = typer.Option(False, "--force", help="Retrain even when a checkpoint is cached."),
-) -> None:
-    """Train SynthCLIP (a small open_clip model on SynthFace renders) and cache it.
+def _prepare_command(name: str, what: str, about: str) -> None:
+    """Register ``facebench prepare NAME``: prepare the instrument ``name`` (train and cache it),
+    then say where its checkpoint (``what``) and quality figures are. ``about`` is the help
+    text's middle paragraph."""
 
-    Valid for SynthFace scenes only; not a substitute for CLIP on real photos.
-    About 14 minutes on 2 idle CPU cores; an interrupted run resumes.
+    def command(
+        force: bool = typer.Option(
+            False, "--force", help="Retrain even when a checkpoint is cached."
+        ),
+    ) -> None:
+        with _progress() as bars:
+            path = _instrument(name).prepare(progress=RichProgress(bars), force=force)
+        typer.echo(f"{what} checkpoint: {path} (quality figures in {path.parent / 'quality.json'})")
 
-    Examples:
-
-      facebench prepare synthclip
-
-      facebench prepare synthclip --force
-    """
-    with _progress() as bars:
-        path = _instrument("synthclip").prepare(progress=RichProgress(bars), force=force)
-    typer.echo(f"SynthCLIP checkpoint: {path} (quality figures in {path.parent / 'quality.json'})")
+    command.__name__ = f"{name}_cmd"
+    command.__doc__ = (
+        f"{about}\n\nExamples:\n\n  facebench prepare {name}\n\n"
+        f"  facebench prepare {name} --force\n"
+    )
+    prepare_app.command(name)(command)
 
 
-@prepare_app.command("recognizer")
-def recognizer_cmd(
-    force: bool = typer.Option(False, "--force", help="Retrain even when a checkpoint is cached."),
-) -> None:
-    """Train the SynthFace expression recognizer (action units + emotion) and cache it.
-
-    Used by the expression_r_precision and au_error metrics on SynthFace scenes.
-
-    Examples:
-
-      facebench prepare recognizer
-
-      facebench prepare recognizer --force
-    """
-    with _progress() as bars:
-        path = _instrument("recognizer").prepare(progress=RichProgress(bars), force=force)
-    typer.echo(f"recognizer checkpoint: {path} (quality figures in {path.parent / 'quality.json'})")
+_prepare_command(
+    "synthclip",
+    "SynthCLIP",
+    "Train SynthCLIP (a small open_clip model on SynthFace renders) and cache it.\n\n"
+    "Valid for SynthFace scenes only; not a substitute for CLIP on real photos.\n"
+    "About 14 minutes on 2 idle CPU cores; an interrupted run resumes.",
+)
+_prepare_command(
+    "recognizer",
+    "recognizer",
+    "Train the SynthFace expression recognizer (action units + emotion) and cache it.\n\n"
+    "Used by the expression_r_precision and au_error metrics on SynthFace scenes.",
+)
