@@ -80,8 +80,9 @@ def _small_init(layer: nn.Linear) -> None:
         nn.init.zeros_(layer.bias)
 
 
-class TranslationField(nn.Module):
-    """Warp ``x -> x + MLP(gamma_alpha(x), code)``."""
+class _CodeField(nn.Module):
+    """A field of ``(gamma_alpha(x), code)``: the positional encoding and the latent code,
+    concatenated, feed the MLP(s) a subclass builds in :meth:`build`."""
 
     def __init__(
         self,
@@ -94,43 +95,43 @@ class TranslationField(nn.Module):
     ):
         super().__init__()
         self.encoding = PositionalEncoding(n_freqs, include_input=True)
-        self.mlp = make_mlp(
-            self.encoding.out_dim + code_dim, hidden, depth, 3, skips=skips, lipschitz=lipschitz
+        self.build(self.encoding.out_dim + code_dim, hidden, depth, skips, lipschitz)
+
+    def build(
+        self, in_dim: int, hidden: int, depth: int, skips: Sequence[int], lipschitz: bool
+    ) -> None:
+        raise NotImplementedError
+
+    def inputs(self, points: Tensor, code: Tensor | None, alpha: Tensor | float | None) -> Tensor:
+        """The MLP input ``(P, in_dim)``; ``code`` is ``(P, C)`` or ``(C,)``."""
+        return torch.cat(
+            [self.encoding(points, alpha), _broadcast_code(code, points.shape[0], points)], dim=-1
         )
+
+
+class TranslationField(_CodeField):
+    """Warp ``x -> x + MLP(gamma_alpha(x), code)``."""
+
+    def build(
+        self, in_dim: int, hidden: int, depth: int, skips: Sequence[int], lipschitz: bool
+    ) -> None:
+        self.mlp = make_mlp(in_dim, hidden, depth, 3, skips=skips, lipschitz=lipschitz)
         _small_init(self.mlp.out)
 
     def forward(
         self, points: Tensor, code: Tensor | None = None, alpha: Tensor | float | None = None
     ) -> Tensor:
         """Warped points ``(P, 3)``; ``code`` is ``(P, C)`` or ``(C,)``."""
-        h = torch.cat(
-            [self.encoding(points, alpha), _broadcast_code(code, points.shape[0], points)], dim=-1
-        )
-        return points + self.mlp(h)
+        return points + self.mlp(self.inputs(points, code, alpha))
 
 
-class SE3Field(nn.Module):
+class SE3Field(_CodeField):
     """Warp ``x -> R x + t``, ``(R, t) = exp(twist)``, twist = MLP(gamma_alpha(x), code)."""
 
-    def __init__(
-        self,
-        code_dim: int,
-        n_freqs: int = 8,
-        hidden: int = 128,
-        depth: int = 6,
-        skips: Sequence[int] = (4,),
-        lipschitz: bool = False,
-    ):
-        super().__init__()
-        self.encoding = PositionalEncoding(n_freqs, include_input=True)
-        self.trunk = make_mlp(
-            self.encoding.out_dim + code_dim,
-            hidden,
-            depth,
-            hidden,
-            skips=skips,
-            lipschitz=lipschitz,
-        )
+    def build(
+        self, in_dim: int, hidden: int, depth: int, skips: Sequence[int], lipschitz: bool
+    ) -> None:
+        self.trunk = make_mlp(in_dim, hidden, depth, hidden, skips=skips, lipschitz=lipschitz)
         self.trunk.out_activation = nn.ReLU()
         self.branch_w = nn.Linear(hidden, 3)
         self.branch_v = nn.Linear(hidden, 3)
@@ -141,10 +142,7 @@ class SE3Field(nn.Module):
         self, points: Tensor, code: Tensor | None = None, alpha: Tensor | float | None = None
     ) -> Tensor:
         """Per-point twists ``(P, 6)`` = ``(w, v)``."""
-        h = torch.cat(
-            [self.encoding(points, alpha), _broadcast_code(code, points.shape[0], points)], dim=-1
-        )
-        h = self.trunk(h)
+        h = self.trunk(self.inputs(points, code, alpha))
         return torch.cat([self.branch_w(h), self.branch_v(h)], dim=-1)
 
     def forward(

@@ -18,6 +18,7 @@ class MLP(nn.Module):
     Layer ``i`` (0-based, ``0 <= i < depth``) takes the input concatenated to
     the previous activation when ``i in skips`` (NeRF uses ``skips=(4,)``
     with depth 8). The output layer is linear (``out_activation`` optional).
+    ``lipschitz=True`` uses :class:`LipschitzLinear` for every layer.
     """
 
     def __init__(
@@ -30,8 +31,11 @@ class MLP(nn.Module):
         skips: Sequence[int] = (),
         linear: Callable[..., nn.Module] = nn.Linear,
         out_activation: nn.Module | None = None,
+        lipschitz: bool = False,
     ):
         super().__init__()
+        if lipschitz:
+            linear = LipschitzLinear
         self.in_dim, self.out_dim, self.skips = in_dim, out_dim, tuple(skips)
         layers = []
         for i in range(depth):
@@ -58,18 +62,4 @@ class MLP(nn.Module):
         return self.out_activation(y) if self.out_activation is not None else y
 
 
-def make_mlp(
-    in_dim: int,
-    hidden: int,
-    depth: int,
-    out_dim: int,
-    activation: Callable[[], nn.Module] = nn.ReLU,
-    skips: Sequence[int] = (),
-    linear: Callable[..., nn.Module] = nn.Linear,
-    lipschitz: bool = False,
-    out_activation: nn.Module | None = None,
-) -> MLP:
-    """Build an :class:`MLP`; ``lipschitz=True`` uses :class:`LipschitzLinear` for every layer."""
-    if lipschitz:
-        linear = LipschitzLinear
-    return MLP(in_dim, hidden, depth, out_dim, activation, skips, linear, out_activation)
+make_mlp = MLP  # the builder name the methods use
