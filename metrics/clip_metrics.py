@@ -43,6 +43,24 @@ class _ClipMetric(FacebenchMetric):
         return F.normalize(features.detach().float(), dim=-1)
 
 
+class _ImagePromptMetric(_ClipMetric):
+    """A CLIP metric of images (or their ``features``) and one prompt per image (or one for all)."""
+
+    def update(
+        self,
+        images: Tensor | None = None,
+        prompts: Sequence[str] | str = (),
+        *,
+        features: Tensor | None = None,
+    ) -> None:
+        feats = self._features(images, features)
+        self._update(feats, _prompts(prompts, feats.shape[0]))
+
+    def _update(self, feats: Tensor, prompts: list[str]) -> None:
+        """Score normalised image embeddings ``feats`` ``(N, D)`` against ``prompts`` (N)."""
+        raise NotImplementedError
+
+
 def _prompts(prompts: Sequence[str] | str, n: int) -> list[str]:
     if isinstance(prompts, str):
         return [prompts] * n
@@ -53,29 +71,22 @@ def _prompts(prompts: Sequence[str] | str, n: int) -> list[str]:
 
 
 @register_metric("clip_score", description="100 x max(cos(image, prompt), 0), as torchmetrics")
-class ClipScore(_ClipMetric):
+class ClipScore(_ImagePromptMetric):
     """CLIP score: ``100 * max(cos(E_i(image), E_t(prompt)), 0)`` per image (as torchmetrics)."""
 
     name = "clip_score"
     requires = ("images", "prompts")
     higher_is_better = True
 
-    def update(
-        self,
-        images: Tensor | None = None,
-        prompts: Sequence[str] | str = (),
-        *,
-        features: Tensor | None = None,
-    ) -> None:
-        feats = self._features(images, features)
-        text = self.clip.encode_text(_prompts(prompts, feats.shape[0])).to(feats.device)
+    def _update(self, feats: Tensor, prompts: list[str]) -> None:
+        text = self.clip.encode_text(prompts).to(feats.device)
         self._add((100 * (feats * text).sum(-1)).clamp(min=0))
 
 
 @register_metric(
     "clip_r_precision", description="fraction of images whose own prompt ranks first by CLIP"
 )
-class ClipRPrecision(_ClipMetric):
+class ClipRPrecision(_ImagePromptMetric):
     """CLIP R-precision (R=1): is each image's own prompt the most similar among the candidates?
 
     ``candidates`` is the prompt set to rank (default: the distinct prompts seen
@@ -100,15 +111,7 @@ class ClipRPrecision(_ClipMetric):
         self.add_state("features", default=[], dist_reduce_fx="cat")
         self._seen: list[str] = []
 
-    def update(
-        self,
-        images: Tensor | None = None,
-        prompts: Sequence[str] | str = (),
-        *,
-        features: Tensor | None = None,
-    ) -> None:
-        feats = self._features(images, features)
-        prompts = _prompts(prompts, feats.shape[0])
+    def _update(self, feats: Tensor, prompts: list[str]) -> None:
         if self.candidates is not None:
             unknown = sorted(set(prompts) - set(self.candidates))
             if unknown:

@@ -28,50 +28,63 @@ def _psnr(images: Tensor, other: Tensor) -> Tensor:
     return peak_signal_noise_ratio(images, other, data_range=1.0, reduction="none", dim=(1, 2, 3))
 
 
+class _VersusReference(FacebenchMetric):
+    """A per-image score of each render against a reference image of the same shape, the
+    second of ``requires`` (the ground-truth frame or the true target render)."""
+
+    higher_is_better = True
+
+    @staticmethod
+    def score(images: Tensor, reference: Tensor) -> Tensor:
+        raise NotImplementedError
+
+    def _update(self, images: Tensor, reference: Tensor) -> None:
+        what = self.requires[1]
+        images, reference = as_images(images), as_images(reference, what)
+        same_shape(images, reference, f"{self.name} images vs {what}")
+        self._add(self.score(images, reference))
+
+
 @register_metric("psnr", description="PSNR (dB) of each render vs its ground-truth frame")
-class PSNR(FacebenchMetric):
+class PSNR(_VersusReference):
     """PSNR in dB per image against the ground-truth frame (``gt``), ``data_range=1``."""
 
     name = "psnr"
     requires = ("images", "gt")
-    higher_is_better = True
     backend = f"{_TM}:peak_signal_noise_ratio"
+    score = staticmethod(_psnr)
 
     def update(self, images: Tensor, gt: Tensor) -> None:
-        images, gt = as_images(images), as_images(gt, "gt")
-        same_shape(images, gt, "psnr images vs gt")
-        self._add(_psnr(images, gt))
+        self._update(images, gt)
 
 
 @register_metric("gt_psnr", description="PSNR (dB) of each render vs the true target render")
-class GroundTruthPSNR(FacebenchMetric):
+class GroundTruthPSNR(_VersusReference):
     """PSNR in dB per image against the true target render of its prompt (``target``)."""
 
     name = "gt_psnr"
     requires = ("images", "target")
-    higher_is_better = True
     backend = f"{_TM}:peak_signal_noise_ratio"
+    score = staticmethod(_psnr)
 
     def update(self, images: Tensor, target: Tensor) -> None:
-        images, target = as_images(images), as_images(target, "target")
-        same_shape(images, target, "gt_psnr images vs target")
-        self._add(_psnr(images, target))
+        self._update(images, target)
 
 
 @register_metric("ssim", description="SSIM (Gaussian 11x11, sigma 1.5) of each render vs its frame")
-class SSIM(FacebenchMetric):
+class SSIM(_VersusReference):
     """SSIM per image against the ground-truth frame (torchmetrics defaults: Gaussian 11, 1.5)."""
 
     name = "ssim"
     requires = ("images", "gt")
-    higher_is_better = True
     backend = f"{_TM}:structural_similarity_index_measure"
 
-    def update(self, images: Tensor, gt: Tensor) -> None:
-        images, gt = as_images(images), as_images(gt, "gt")
-        same_shape(images, gt, "ssim images vs gt")
+    @staticmethod
+    def score(images: Tensor, reference: Tensor) -> Tensor:
         with torch.no_grad():
-            value = structural_similarity_index_measure(
-                images, gt, data_range=1.0, reduction="none"
+            return structural_similarity_index_measure(
+                images, reference, data_range=1.0, reduction="none"
             )
-        self._add(value)
+
+    def update(self, images: Tensor, gt: Tensor) -> None:
+        self._update(images, gt)
