@@ -53,6 +53,29 @@ SPLITS = ("train", "val", "test")
 # ----------------------------------------------------------------------------- captions
 
 
+# The attribute phrases, one group per facial feature: the first phrase of a group whose
+# units are all at or above their thresholds (and its "below" units all under theirs) is said.
+_PHRASES: tuple[tuple[tuple[str, dict[str, float], dict[str, float]], ...], ...] = (
+    (("a wide smile", {"AU12": 0.6}, {}), ("a slight smile", {"AU12": 0.3}, {})),
+    (
+        ("closed eyes", {"AU43": 0.5}, {}),
+        ("wide open eyes", {"AU5": 0.4}, {}),
+        ("squinting eyes", {"AU7": 0.5}, {}),
+    ),
+    (
+        ("raised eyebrows", {"AU1": 0.4, "AU2": 0.4}, {}),
+        ("raised inner eyebrows", {"AU1": 0.4}, {}),
+        ("raised outer eyebrows", {"AU2": 0.4}, {}),
+    ),
+    (("furrowed brows", {"AU4": 0.4}, {}),),
+    (("a wide open mouth", {"AU26": 0.6}, {}), ("an open mouth", {"AU26": 0.3}, {})),
+    (("downturned lips", {"AU15": 0.4}, {}),),
+    (("stretched lips", {"AU20": 0.4}, {}),),
+    (("pressed lips", {"AU23": 0.4}, {}),),
+    (("raised cheeks", {"AU6": 0.5}, {"AU12": 0.3}),),
+)
+
+
 def expression_phrases(expression: Tensor | np.ndarray) -> list[str]:
     """Attribute phrases for an AU vector ("a wide smile", "closed eyes", ...)."""
     v = np.asarray(torch.as_tensor(expression, dtype=torch.float32)).reshape(-1)
@@ -61,36 +84,13 @@ def expression_phrases(expression: Tensor | np.ndarray) -> list[str]:
         return float(v[au_index(name)])
 
     out = []
-    if a("AU12") >= 0.6:
-        out.append("a wide smile")
-    elif a("AU12") >= 0.3:
-        out.append("a slight smile")
-    if a("AU43") >= 0.5:
-        out.append("closed eyes")
-    elif a("AU5") >= 0.4:
-        out.append("wide open eyes")
-    elif a("AU7") >= 0.5:
-        out.append("squinting eyes")
-    if a("AU1") >= 0.4 and a("AU2") >= 0.4:
-        out.append("raised eyebrows")
-    elif a("AU1") >= 0.4:
-        out.append("raised inner eyebrows")
-    elif a("AU2") >= 0.4:
-        out.append("raised outer eyebrows")
-    if a("AU4") >= 0.4:
-        out.append("furrowed brows")
-    if a("AU26") >= 0.6:
-        out.append("a wide open mouth")
-    elif a("AU26") >= 0.3:
-        out.append("an open mouth")
-    if a("AU15") >= 0.4:
-        out.append("downturned lips")
-    if a("AU20") >= 0.4:
-        out.append("stretched lips")
-    if a("AU23") >= 0.4:
-        out.append("pressed lips")
-    if a("AU6") >= 0.5 and a("AU12") < 0.3:
-        out.append("raised cheeks")
+    for group in _PHRASES:
+        for phrase, at_least, below in group:
+            if all(a(u) >= t for u, t in at_least.items()) and all(
+                a(u) < t for u, t in below.items()
+            ):
+                out.append(phrase)
+                break
     return out
 
 
