@@ -9,6 +9,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from PIL import Image
 from torch import Tensor
 
 from facebench.datasets.capture.files import capture_error, json_array
@@ -82,6 +83,40 @@ def extras_to_scene_fields(
             float(v) for v in json_array(fb["background"], (3,), fb_path, "background")
         )
     return out
+
+
+def read_label(path: Path) -> np.ndarray:
+    """A region-label map (8-bit indices into the regions) as uint8 ``(H, W)``."""
+    with Image.open(path) as im:
+        return np.asarray(im.convert("L"), dtype=np.uint8)
+
+
+def capture_scene(
+    root: Path,
+    fb: dict[str, Any],
+    fb_path: Path,
+    images: list[np.ndarray],
+    labels: list[np.ndarray],
+    expressions: list[Any],
+    au_names: list[str] | None,
+    expressions_path: Path,
+    **fields: Any,
+) -> Scene:
+    """The scene a capture reader assembles: its uint8 ``images``, the frames' ``expressions``
+    (checked against ``au_names``, errors naming ``expressions_path``), facebench's extras
+    ``fb`` (label maps used only when every frame has one) and the reader's ``fields``
+    (cameras, split, bounds, source, meta)."""
+    extras = extras_to_scene_fields(
+        root, fb, fb_path, labels if len(labels) == len(images) else None
+    )
+    return Scene(
+        name=str(fb.get("name", root.name)),
+        images=torch.from_numpy(np.stack(images)).float() / 255.0,
+        expressions=expression_rows(expressions, au_names, expressions_path),
+        au_names=tuple(au_names or ()),
+        **fields,
+        **extras,
+    )
 
 
 def expression_rows(rows: list[Any], au_names: list[str] | None, path: Path) -> Tensor | None:

@@ -32,16 +32,15 @@ from typing import Any
 
 import numpy as np
 import torch
-from PIL import Image
 
 from facebench.datasets.capture.common import (
     Progress,
+    capture_scene,
     default_bounds,
-    expression_rows,
-    extras_to_scene_fields,
     facebench_json,
     labels_u8,
     make_cameras,
+    read_label,
     undistort,
 )
 from facebench.datasets.capture.files import (
@@ -224,8 +223,7 @@ def read_nerfies(root: str | Path, scale: int | None = None) -> Scene:
         exprs.append(entry.get("expression") if isinstance(entry, dict) else None)
         lp = lab_dir / f"{fid}.png"
         if lp.is_file():
-            with Image.open(lp) as im:
-                labels.append(np.asarray(im.convert("L"), dtype=np.uint8))
+            labels.append(read_label(lp))
     assert size0 is not None
     cams = make_cameras(c2ws, intrs, size0)
     # evaluation cameras: camera-paths/eval (or the first camera path), else val, else train
@@ -252,10 +250,15 @@ def read_nerfies(root: str | Path, scale: int | None = None) -> Scene:
     far = json_scalar(sj.get("far", far), scene_path, "far", positive=True)
     fb_path = root / "facebench.json"
     fb = read_json(fb_path) if fb_path.exists() else {}
-    extras = extras_to_scene_fields(root, fb, fb_path, labels if len(labels) == len(ids) else None)
-    return Scene(
-        name=str(fb.get("name", root.name)),
-        images=torch.from_numpy(np.stack(images)).float() / 255.0,
+    return capture_scene(
+        root,
+        fb,
+        fb_path,
+        images,
+        labels,
+        exprs,
+        au_names,
+        meta_path,
         cameras=cams,
         train_ids=train_idx,
         val_ids=val_idx,
@@ -263,9 +266,6 @@ def read_nerfies(root: str | Path, scale: int | None = None) -> Scene:
         aabb=aabb,
         near=near,
         far=far,
-        expressions=expression_rows(exprs, au_names, meta_path),
-        au_names=tuple(au_names or ()),
         source="nerfies",
         meta={"path": str(root), "format": "nerfies", "scale": scale},
-        **extras,
     )

@@ -21,16 +21,15 @@ from typing import Any
 
 import numpy as np
 import torch
-from PIL import Image
 
 from facebench.datasets.capture.common import (
     Progress,
+    capture_scene,
     default_bounds,
-    expression_rows,
-    extras_to_scene_fields,
     facebench_json,
     labels_u8,
     make_cameras,
+    read_label,
     undistort,
 )
 from facebench.datasets.capture.files import (
@@ -222,8 +221,7 @@ def read_transforms(path: str | Path) -> Scene:
         if "label_path" in fr:
             lp = inside_root(root, fr["label_path"], tf_path, f"{where} label_path")
             if lp.is_file():
-                with Image.open(lp) as im:
-                    labels.append(np.asarray(im.convert("L"), dtype=np.uint8))
+                labels.append(read_label(lp))
     assert size is not None
     cams = make_cameras(c2ws, intrs, size)
     index = {n: i for i, n in enumerate(names)}
@@ -262,12 +260,15 @@ def read_transforms(path: str | Path) -> Scene:
         )
     near = json_scalar(fb.get("near", near), tf_path, "facebench.near")
     far = json_scalar(fb.get("far", far), tf_path, "facebench.far", positive=True)
-    extras = extras_to_scene_fields(
-        root, fb, tf_path, labels if len(labels) == len(frames) else None
-    )
-    return Scene(
-        name=str(fb.get("name", root.name)),
-        images=torch.from_numpy(np.stack(images)).float() / 255.0,
+    return capture_scene(
+        root,
+        fb,
+        tf_path,
+        images,
+        labels,
+        exprs,
+        au_names,
+        tf_path,
         cameras=cams,
         train_ids=train,
         val_ids=val,
@@ -275,9 +276,6 @@ def read_transforms(path: str | Path) -> Scene:
         aabb=aabb,
         near=near,
         far=far,
-        expressions=expression_rows(exprs, au_names, tf_path),
-        au_names=tuple(au_names or ()),
         source="transforms",
         meta={"path": str(tf_path), "format": "transforms"},
-        **extras,
     )
