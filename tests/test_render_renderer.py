@@ -1,11 +1,19 @@
 """render_rays / render_image: chunking, coarse reuse, early stop, device equality."""
 
 import dataclasses
+import math
 
 import pytest
 import torch
 
-from facebench.render import RenderConfig, generate_rays, orbit_cameras, render_image, render_rays
+from facebench.render import (
+    RayBundle,
+    RenderConfig,
+    generate_rays,
+    orbit_cameras,
+    render_image,
+    render_rays,
+)
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -113,3 +121,43 @@ class _HalfSpace:
 
     def occupied(self, points):
         return points[:, 0] <= 0.9
+
+
+def _layer_and_slab(p, d):
+    """A thin layer (z in [0, 0.004], sigma 250, white) in front of an opaque red slab
+    (z >= 0.6, past the early-stop segment that holds the layer): the layer alone transmits exp(-1) of the light."""
+    z = p[:, 2]
+    layer = (z >= 0.0) & (z <= 0.004)
+    slab = z >= 0.6
+    sigma = torch.where(layer, 250.0, torch.where(slab, 50.0, 0.0))
+    red = torch.tensor([1.0, 0.0, 0.0], device=p.device).expand(p.shape[0], 3)
+    rgb = torch.where(slab[:, None], red, torch.ones_like(red))
+    return sigma, rgb
+
+
+def test_early_stop_keeps_matter_behind_a_thin_layer():
+    """The coarse pass sees a thin layer as opaque (its spacing over-estimates the layer's
+    optical depth) and stops; the fine pass must still evaluate what lies behind it
+    instead of reusing the skipped coarse samples as empty space."""
+    n = 9
+    # coarse sample 32 of 64 in [0, 2] sits at t = 1.015625: start the rays so that it lands
+    # inside the layer, at z = 0.002
+    z0 = -(1.015625 - 0.002)
+    origins = torch.stack([torch.linspace(-0.5, 0.5, n), torch.zeros(n), torch.full((n,), z0)], -1)
+    directions = torch.tensor([0.0, 0.0, 1.0]).expand(n, 3).contiguous()
+    rays = RayBundle(origins, directions, torch.zeros(n), torch.full((n,), 2.0))
+    dense_cfg = RenderConfig(n_coarse=64, n_fine=64, background=(0.0, 0.0, 0.0))
+    dense = render_rays(_layer_and_slab, rays, dense_cfg)
+    stop = render_rays(_layer_and_slab, rays, dataclasses.replace(dense_cfg, early_stop=1e-3))
+    assert torch.allclose(dense["opacity"], torch.ones(n), atol=1e-3)
+    # the truth: exp(-1) of the light reaches the red slab
+    assert torch.allclose(dense["rgb"][:, 1], torch.full((n,), 1 - math.exp(-1)), atol=0.02)
+    assert (stop["opacity"] - dense["opacity"]).abs().max() < 2e-3
+    assert (stop["rgb"] - dense["rgb"]).abs().max() < 2e-3
+    # where the surface is really opaque, the reused pass still stops early and matches
+    blob = _Blob()
+    rays = generate_rays(orbit_cameras(1, 4.0, 16, 16, fov_y_deg=40.0), 2.0, 6.0)
+    full = render_rays(blob, rays, RenderConfig(n_coarse=32, n_fine=32))
+    cut = render_rays(blob, rays, RenderConfig(n_coarse=32, n_fine=32, early_stop=1e-4))
+    assert cut["n_field_evals"] < full["n_field_evals"] - 1000
+    assert (cut["rgb"] - full["rgb"]).abs().max() < 1e-3

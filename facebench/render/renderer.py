@@ -25,7 +25,11 @@ points actually evaluated.
 When ``fine_field`` is None the coarse field serves both passes and its
 coarse evaluations are reused: the fine pass only evaluates the new importance
 samples and merges them with the coarse ones (same result as re-evaluating,
-for a deterministic field). With a separate ``fine_field`` the fine pass
+for a deterministic field). Coarse samples that early termination skipped are
+*not* reused as zeros: the coarse pass over-estimates the optical depth of a
+layer thinner than its sample spacing, so what it stopped evaluating may still
+be visible at the fine pass's resolution; the fine pass evaluates them again
+when its own transmittance says they are visible. With a separate ``fine_field`` the fine pass
 evaluates it on all ``n_coarse + n_fine`` samples, as in NeRF.
 """
 
@@ -109,11 +113,13 @@ def _march(
     config: RenderConfig,
     occupancy: Occupancy | None,
     known: tuple[Tensor, Tensor, Tensor] | None = None,
-) -> tuple[Tensor, Tensor, Tensor]:
+) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     """Field values at sorted ``t``, skipping occupancy-empty and (optionally) terminated samples.
 
     ``known = (mask, sigma, rgb)`` supplies values that are already available
-    (reused coarse samples); they are not evaluated again.
+    (reused coarse samples); they are not evaluated again. The fourth output is
+    the ``(R, S)`` mask of samples skipped by early termination (their zeros are
+    not field values).
     """
     need = None if known is None else ~known[0]
 
@@ -130,10 +136,10 @@ def _march(
     if config.early_stop <= 0:
         sigma, rgb, count = _evaluate(field, rays, t, occupancy, need)
         sigma, rgb = merge(0, s, sigma, rgb)
-        return sigma, rgb, count
+        return sigma, rgb, count, torch.zeros_like(t, dtype=torch.bool)
     deltas = sample_deltas(t.detach(), rays.far)
     depth = torch.zeros_like(t[:, 0])  # optical depth so far (detached, for the mask only)
-    sigmas, rgbs = [], []
+    sigmas, rgbs, stopped = [], [], []
     count = torch.zeros((), dtype=torch.long, device=t.device)
     step = max(int(config.segment), 1)
     for a in range(0, s, step):
@@ -145,8 +151,9 @@ def _march(
         depth = depth + (sigma.detach() * deltas[:, a:b]).sum(-1)
         sigmas.append(sigma)
         rgbs.append(rgb)
+        stopped.append(~alive if known is None else ~alive & need[:, a:b])
         count = count + n
-    return torch.cat(sigmas, dim=-1), torch.cat(rgbs, dim=-2), count
+    return torch.cat(sigmas, dim=-1), torch.cat(rgbs, dim=-2), count, torch.cat(stopped, dim=-1)
 
 
 def render_rays(
@@ -168,7 +175,7 @@ def render_rays(
     """
     bg = config.background
     t_c = stratified_samples(rays.near, rays.far, config.n_coarse, config.jitter, generator)
-    sigma_c, rgb_c, n_evals = _march(field, rays, t_c, config, occupancy)
+    sigma_c, rgb_c, n_evals, stopped_c = _march(field, rays, t_c, config, occupancy)
     coarse = composite(sigma_c, rgb_c, t_c, rays.far, bg)
     out = {
         "rgb_coarse": coarse.rgb,
@@ -186,16 +193,19 @@ def render_rays(
     t_f = importance_samples(t_c, w_c, config.n_fine, config.jitter, generator)
     t_all, order = torch.sort(torch.cat([t_c, t_f], dim=-1), dim=-1)
     if fine_field is None:
-        is_coarse = order < config.n_coarse
+        # reuse the coarse samples that were evaluated (or occupancy-empty), not the ones
+        # early termination skipped
+        evaluated = torch.cat([~stopped_c, stopped_c.new_zeros(t_f.shape)], dim=-1)
+        is_coarse = evaluated.gather(-1, order)
         pad = sigma_c.new_zeros(t_f.shape)
         known_sigma = torch.cat([sigma_c, pad], dim=-1).gather(-1, order)
         known_rgb = torch.cat([rgb_c, rgb_c.new_zeros(*t_f.shape, 3)], dim=-2)
         known_rgb = known_rgb.gather(-2, order[..., None].expand(-1, -1, 3))
-        sigma, rgb, n_f = _march(
+        sigma, rgb, n_f, _ = _march(
             field, rays, t_all, config, occupancy, (is_coarse, known_sigma, known_rgb)
         )
     else:
-        sigma, rgb, n_f = _march(fine_field, rays, t_all, config, occupancy)
+        sigma, rgb, n_f, _ = _march(fine_field, rays, t_all, config, occupancy)
     fine = composite(sigma, rgb, t_all, rays.far, bg)
     out.update(rgb=fine.rgb, depth=fine.depth, opacity=fine.opacity, weights=fine.weights, t=t_all)
     out["n_field_evals"] = n_evals + n_f
