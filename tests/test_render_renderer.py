@@ -125,7 +125,8 @@ class _HalfSpace:
 
 def _layer_and_slab(p, d):
     """A thin layer (z in [0, 0.004], sigma 250, white) in front of an opaque red slab
-    (z >= 0.6, past the early-stop segment that holds the layer): the layer alone transmits exp(-1) of the light."""
+    (z >= 0.6, past the early-stop segment that holds the layer); the layer alone
+    transmits exp(-1) of the light."""
     z = p[:, 2]
     layer = (z >= 0.0) & (z <= 0.004)
     slab = z >= 0.6
