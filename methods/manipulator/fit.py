@@ -25,8 +25,9 @@ from .render import clip_rays, render_config
 
 # Bumped when fit_manipulator's procedure changes for an unchanged config (so models
 # fitted by the old procedure are not reused as this one's). 2: a step's frames are
-# rendered in one pass (1: one render call per frame; other random draws).
-TRAINER_VERSION = 2
+# rendered in one pass (1: one render call per frame; other random draws). 3: the render
+# core's early stop no longer drops matter behind thin layers in the reused fine pass.
+TRAINER_VERSION = 3
 
 
 @dataclass
