@@ -37,11 +37,14 @@ import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol, runtime_checkable
 
 import torch
 
 from facebench.config import apply_overrides
+
+if TYPE_CHECKING:
+    from facebench.scene import Scene
 
 CAPABILITIES = ("fit_scene", "edit_text", "train_pairs", "generate_text", "reanimate")
 BUDGETS = ("smoke", "quick", "full")
@@ -92,7 +95,7 @@ class SceneMethod(Protocol):
         """Everything that changes results (hashed into each leaderboard row)."""
         ...
 
-    def prepare(self, scene: Any, ctx: RunContext) -> None:
+    def prepare(self, scene: Scene, ctx: RunContext) -> None:
         """Fit the scene model, or load it from ``ctx.cache_dir`` when cached."""
         ...
 

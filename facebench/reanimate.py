@@ -44,7 +44,7 @@ import zipfile
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import Tensor
@@ -52,6 +52,9 @@ from torch import Tensor
 from facebench.errors import FacebenchError
 from facebench.method import Progress, RunContext, no_progress
 from facebench.metric import make_metric
+
+if TYPE_CHECKING:
+    from facebench.scene import Scene
 
 __all__ = [
     "ReanimationResult",
@@ -90,7 +93,7 @@ class ReanimationResult:
 
 
 def load_drive(
-    drive: str | None, scene: Any, au_names: Sequence[str], n: int = 4
+    drive: str | None, scene: Scene, au_names: Sequence[str], n: int = 4
 ) -> tuple[Tensor, list[str], str]:
     """The driving expressions ``(K, n_expr)``, their labels and a description of the source."""
     gt = getattr(scene, "gt", None)
@@ -164,7 +167,7 @@ def _load_drive_source(drive: str, gt: Any) -> tuple[Tensor, list[str], str]:
 # ------------------------------------------------------------------------------ scoring
 
 
-def _ground_truth(scene: Any, expression: Tensor, cameras: Any) -> tuple[Tensor, Tensor] | None:
+def _ground_truth(scene: Scene, expression: Tensor, cameras: Any) -> tuple[Tensor, Tensor] | None:
     """GT images ``(N, H, W, 3)`` and background masks ``(N, H, W)`` (SynthFace), else None."""
     gt = getattr(scene, "gt", None)
     if gt is None:
@@ -208,7 +211,7 @@ def _pick_views(cameras: Any, n_views: int | None) -> Any:
 
 def reanimate_method(
     method: Any,
-    scene: Any,
+    scene: Scene,
     *,
     drive: str | None = None,
     n_drive: int = 4,
@@ -308,23 +311,12 @@ def reanimate(
 ) -> ReanimationResult:
     """Fit (or load) ``method`` on ``scene``, then run the re-animation protocol (see module)."""
     from facebench.paths import cache_dir
-    from facebench.registry import METHODS
-    from facebench.runner import resolve_device
+    from facebench.runner import create_method, resolve_device
     from facebench.scene import load_scene
 
-    entry = METHODS.get(method)
-    if "reanimate" not in entry.capabilities:
-        raise FacebenchError(
-            f"method {method!r} cannot re-animate; it declares {list(entry.capabilities)}"
-        )
-    variants = getattr(entry.obj, "variants", {"full": {}})
-    if variant not in variants:
-        raise FacebenchError(
-            f"method {method!r} has no variant {variant!r}; variants: {', '.join(variants)}"
-        )
     dev = resolve_device(device)
+    m = create_method(method, variant, budget, dev, needs=("reanimate",), purpose="re-animate")
     sc = load_scene(scene)
-    m = entry.obj.create(variant=variant, budget=budget, device=dev)
     ctx = RunContext(device=dev, cache_dir=cache_dir(), seed=seed, progress=progress, force=force)
     m.prepare(sc, ctx)
     return reanimate_method(

@@ -26,7 +26,7 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
@@ -43,6 +43,9 @@ from facebench.method import (
 from facebench.paths import atomic_file, cache_dir
 from facebench.results import ResultStore
 from facebench.weights import UNREADABLE
+
+if TYPE_CHECKING:
+    from facebench.scene import Scene
 
 DEFAULT_SCENE = "synthface:default"
 
@@ -115,19 +118,23 @@ def default_clip_spec(scene_spec: str, clip: str | None) -> str:
 def run_key(options: RunOptions, clip_spec: str, clip_backend: str) -> dict[str, Any]:
     """The run options and CLIP model in a row's config hash (with the method config).
 
-    Every SynthCLIP spec -- none on a SynthFace scene, ``synthclip``, ``synthclip:HASH``
-    -- is keyed as no ``--clip`` and ``synthclip``: the backend, ``synthclip:HASH``, names
-    the model. So the rows made while an earlier SynthCLIP was the default are found
-    again with ``--clip synthclip:HASH``.
+    Every spec of a registered CLIP backend (``facebench.registry.CLIP_BACKENDS``) -- for
+    SynthCLIP: none on a SynthFace scene, ``synthclip``, ``synthclip:HASH`` -- is keyed as
+    no ``--clip`` and the backend's name: the backend label, ``synthclip:HASH``, names the
+    model. So the rows made while an earlier SynthCLIP was the default are found again with
+    ``--clip synthclip:HASH``.
     """
+    from facebench.registry import CLIP_BACKENDS
+
     skip = {"force", "out", "overrides"}  # overrides act through the method config
     keyed = {k: str(v) for k, v in asdict(options).items() if k not in skip}
-    synthclip = clip_backend.startswith("synthclip:")
-    if synthclip:
+    kind, sep, _ = clip_backend.partition(":")
+    registered = bool(sep) and kind in CLIP_BACKENDS
+    if registered:
         keyed["clip"] = str(None)
     return {
         "options": keyed,
-        "clip": "synthclip" if synthclip else clip_spec,
+        "clip": kind if registered else clip_spec,
         # the model's name; its weights' digest (clip.label) is recorded in each row, not
         # hashed, so a retrained SynthCLIP is noted on re-runs rather than silently re-keyed
         "clip_backend": clip_backend,
@@ -141,16 +148,20 @@ def create_method(
     device: torch.device | None = None,
     overrides: Sequence[str] = (),
     needs: Sequence[str] = (),
+    purpose: str = "run the scene protocol",
 ) -> Any:
     """The registered method ``name`` for ``variant`` and ``budget`` with ``--set`` style
-    ``overrides`` (``"KEY=VALUE"`` strings); user errors are :class:`FacebenchError`."""
+    ``overrides`` (``"KEY=VALUE"`` strings), checked to declare the capabilities ``needs``
+    (what ``purpose`` -- e.g. "re-animate" -- needs); user errors are
+    :class:`FacebenchError`."""
     from facebench.registry import METHODS
 
     entry = METHODS.get(name)
-    if not set(needs) <= set(entry.capabilities):
+    missing = sorted(set(needs) - set(entry.capabilities))
+    if missing:
         raise FacebenchError(
-            f"method {name!r} cannot run the scene protocol: it declares "
-            f"{list(entry.capabilities)}, the protocol needs {sorted(needs)}"
+            f"method {name!r} cannot {purpose}: it declares "
+            f"{list(entry.capabilities)}, which lacks {missing}"
         )
     variants = getattr(entry.obj, "variants", {"full": {}})
     if variant not in variants:
@@ -227,7 +238,7 @@ def _other_weights_note(
     ]
 
 
-def _cached_label(method: Any, scene: Any, ctx: RunContext) -> str | None:
+def _cached_label(method: Any, scene: Scene, ctx: RunContext) -> str | None:
     """The ``NAME@DIGEST`` of the scene model ``method.prepare`` would load from the cache
     (optional method hook ``cached_scene_model_label``; see facebench.method), or None."""
     hook = getattr(method, "cached_scene_model_label", None)

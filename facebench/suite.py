@@ -20,13 +20,16 @@ from __future__ import annotations
 import inspect
 import math
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
 from facebench.errors import FacebenchError
 from facebench.metric import can_run, make_metric, metric_class, update_from
 from facebench.weights import MissingWeightsError
+
+if TYPE_CHECKING:
+    from facebench.scene import Scene
 
 __all__ = ["SUITES", "Evaluator", "landmarks_tensor", "records_unedited", "scene_answers"]
 
@@ -68,7 +71,7 @@ class Evaluator:
     def __init__(
         self,
         suite: list[str],
-        scene: Any,
+        scene: Scene,
         prompt_set: Any,
         clip: Any,
         neutral: torch.Tensor,
@@ -172,7 +175,7 @@ class Evaluator:
         return values, backends
 
 
-def scene_answers(scene: Any, prompt_set: Any) -> dict[str, tuple[Any, Any, Any]] | None:
+def scene_answers(scene: Scene, prompt_set: Any) -> dict[str, tuple[Any, Any, Any]] | None:
     """Per prompt: (true target renders, regions-it-may-change mask, target AU vector).
 
     The mask is the union, over the units the target activates, of their

@@ -13,7 +13,7 @@ import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -22,6 +22,9 @@ from torch import Tensor
 from facebench.errors import FacebenchError
 from facebench.morphable.base import MorphableModel
 from facebench.morphable.flame import FlameModel
+
+if TYPE_CHECKING:
+    from facebench.scene import Scene
 
 __all__ = [
     "FlameParams",
@@ -153,7 +156,7 @@ class PlacedFlame(MorphableModel):
         return self.flame.in_head(local, shape, expression, self.pose)
 
 
-def capture_root(scene: Any) -> Path | None:
+def capture_root(scene: Scene) -> Path | None:
     """The folder of a Nerfies capture scene (``scene.meta["path"]``), else None."""
     meta = getattr(scene, "meta", None) or {}
     path = meta.get("path") if isinstance(meta, dict) else None
@@ -164,7 +167,7 @@ def capture_root(scene: Any) -> Path | None:
     return p if p.is_dir() else p.parent
 
 
-def capture_frame_ids(scene: Any) -> list[str] | None:
+def capture_frame_ids(scene: Scene) -> list[str] | None:
     """Frame ids of a Nerfies capture in scene-frame order (``dataset.json["ids"]``)."""
     ids = getattr(scene, "frame_ids", None)
     if ids is not None:
@@ -194,7 +197,7 @@ def capture_normalisation(root: Path | None) -> Tensor:
     return m
 
 
-def capture_flame(scene: Any, extra: dict[str, Any] | None = None) -> PlacedFlame:
+def capture_flame(scene: Scene, extra: dict[str, Any] | None = None) -> PlacedFlame:
     """The user's FLAME placed in a capture: the model file (``extra["flame_model"]`` or
     ``$FACEBENCH_FLAME_MODEL``) and the capture's per-frame parameters
     (``extra["flame_params"]`` or ``flame_params.npz`` in the capture folder,

@@ -11,13 +11,16 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from facebench.errors import FacebenchError
 from facebench.morphable.base import MorphableModel
 from facebench.morphable.capture import capture_flame
 from facebench.morphable.flame import FlameModel
 from facebench.registry import Registry
+
+if TYPE_CHECKING:
+    from facebench.scene import Scene
 
 __all__ = ["MORPHABLE_MODELS", "load_morphable", "scene_morphable"]
 
@@ -27,7 +30,7 @@ MORPHABLE_MODELS: Registry[Any] = Registry(
 )
 
 
-def scene_morphable(scene: Any, extra: dict[str, Any] | None = None) -> MorphableModel:
+def scene_morphable(scene: Scene, extra: dict[str, Any] | None = None) -> MorphableModel:
     """The morphable model of ``scene``: its ground truth's (SynthFace: the SynthHead), else
     the user's FLAME placed in the capture (``extra``: ``flame_model``, ``flame_params``)."""
     own = getattr(getattr(scene, "gt", None), "morphable", None)
