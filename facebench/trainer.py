@@ -109,6 +109,8 @@ def fit_loop(
     task: str = "fit",
     stop_after: int | None = None,
     threads: tuple[str, int] | None = None,
+    save_last: bool = False,
+    report_start: bool = False,
 ) -> TrainState:
     """Run ``step_fn(step)`` for ``step`` in ``[start, end)``; returns the :class:`TrainState`.
 
@@ -119,7 +121,9 @@ def fit_loop(
     ``lr(step)`` (see :func:`set_lr`); after it ``scheduler.step()`` runs, a float that
     ``step_fn`` returns is appended to ``state.losses``, ``progress(task, done, steps)``
     is called, and every ``checkpoint_every`` steps short of ``steps`` (and at a
-    ``stop_after`` stop) the state is saved with ``save_extra()``'s tensors.
+    ``stop_after`` stop) the state is saved with ``save_extra()``'s tensors; with
+    ``save_last`` also at the last step. ``report_start`` calls ``progress(task, start,
+    steps)`` before the first step.
     ``model`` and ``optimizer`` are needed for a checkpoint (and ``optimizer`` for ``lr``).
     ``threads=(variable, default)`` runs the loop with that many torch threads
     (:func:`facebench.threads.env_threads`).
@@ -144,7 +148,9 @@ def fit_loop(
 
     def save(done: int) -> None:
         assert model is not None and optimizer is not None
-        extra: dict[str, Any] = {"generators": {k: g.get_state() for k, g in gens.items()}}
+        extra: dict[str, Any] = {}
+        if gens:  # no extra at all when there is nothing to keep beyond model and optimizer
+            extra["generators"] = {k: g.get_state() for k, g in gens.items()}
         if scheduler is not None:
             extra["scheduler"] = scheduler.state_dict()
         if save_extra is not None:
@@ -152,6 +158,8 @@ def fit_loop(
         state.save(model, optimizer, done, extra)
 
     end = steps if stop_after is None else min(steps, stop_after)
+    if report_start and progress is not None:
+        progress(task, state.step, steps)
     with env_threads(*threads) if threads is not None else nullcontext():
         for step in range(state.step, end):
             if lr is not None:
@@ -164,7 +172,7 @@ def fit_loop(
             done = state.step = step + 1
             if progress is not None:
                 progress(task, done, steps)
-            if checkpoint is not None and done < steps:
+            if checkpoint is not None and (done < steps or save_last):
                 if (checkpoint_every > 0 and done % checkpoint_every == 0) or done == end:
                     save(done)
     return state

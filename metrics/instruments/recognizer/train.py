@@ -21,8 +21,7 @@ from facebench.metrics.instruments.recognizer.config import RecognizerConfig
 from facebench.metrics.instruments.recognizer.model import RecognizerNet, SynthFaceRecognizer, _prep
 from facebench.metrics.instruments.synthclip.data import load_faces
 from facebench.metrics.instruments.synthclip.train import augment
-from facebench.train_state import TrainState
-from facebench.trainer import set_lr, warmup_cosine
+from facebench.trainer import fit_loop, warmup_cosine
 
 
 @dataclass
@@ -59,14 +58,10 @@ def train_recognizer(
     torch.manual_seed(config.seed)
     net = RecognizerNet(data.aus.shape[1], len(data.emotions), config.channels)
     opt = torch.optim.AdamW(net.parameters(), lr=config.lr, weight_decay=config.weight_decay)
-    state = TrainState.resume(out_dir / TRAIN_STATE, config.hash(), net, opt)
-    start = state.step
     n = len(data)
     per_epoch = max(1, n // config.batch_size)
-    end = config.steps if stop_after is None else min(config.steps, stop_after)
-    net.train()
-    progress("train recognizer", start, config.steps)
-    for step in range(start, end):
+
+    def step_fn(step: int) -> float:
         epoch, k = divmod(step, per_epoch)
         perm = torch.randperm(
             n, generator=torch.Generator().manual_seed(config.seed * 1_000_003 + epoch)
@@ -85,16 +80,29 @@ def train_recognizer(
             else emo_logits.sum() * 0.0
         )
         loss = config.au_weight * au_loss + emo_loss
-        warmup = max(1, config.steps // 20)  # then cosine decay to 2% of the peak
-        set_lr(opt, warmup_cosine(config.lr, step, config.steps, warmup, 0.02))
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
-        state.losses.append(float(loss.detach()))
-        done = step + 1
-        progress("train recognizer", done, config.steps)
-        if done % config.checkpoint_every == 0 or done == end:
-            state.save(net, opt, done)
+        return float(loss.detach())
+
+    warmup = max(1, config.steps // 20)  # then cosine decay to 2% of the peak
+    net.train()
+    state = fit_loop(
+        step_fn,
+        config.steps,
+        model=net,
+        optimizer=opt,
+        lr=lambda step: warmup_cosine(config.lr, step, config.steps, warmup, 0.02),
+        checkpoint=out_dir / TRAIN_STATE,
+        checkpoint_every=config.checkpoint_every,
+        config_hash=config.hash(),
+        progress=progress,
+        task="train recognizer",
+        stop_after=stop_after,
+        save_last=True,
+        report_start=True,
+    )
+    end = config.steps if stop_after is None else min(config.steps, stop_after)
     net.eval()
     model = SynthFaceRecognizer(net, data.emotions, data.au_names, config.image_size)
     wall, cpu = state.total_seconds()

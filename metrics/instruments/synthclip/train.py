@@ -25,8 +25,7 @@ from facebench.metrics.instruments.synthclip.model import (
     encode_text_trimmed,
     normalize_images,
 )
-from facebench.train_state import TrainState
-from facebench.trainer import set_lr, warmup_cosine
+from facebench.trainer import fit_loop, warmup_cosine
 
 
 def _batch(
@@ -200,21 +199,17 @@ def train_clip(
         eps=1e-6,
         fused=True,
     )
-    state = TrainState.resume(out_dir / TRAIN_STATE, config.hash(), model, opt)
-    start = state.step
     loss_fn = open_clip.ClipLoss()
     tokens_all: dict[str, Tensor] = {}
     size = config.image_size
-    end = config.steps if stop_after is None else min(config.steps, stop_after)
     use_units = config.unit_phrase_weight > 0
     if use_units:
         if data.expressions is None:
             raise ValueError("unit_phrase_weight > 0 needs PairData.expressions")
         unit_texts, unit_columns = unit_phrase_texts()
         unit_tokens = _tokens(unit_texts, tokenizer, tokens_all)
-    model.train()
-    progress("train synthclip", start, config.steps)
-    for step in range(start, end):
+
+    def step_fn(step: int) -> float:
         idx, caps = _batch(
             step,
             data,
@@ -228,8 +223,6 @@ def train_clip(
         images = augment(images, config.max_shift, g, config.flip)
         images = normalize_images(images, size)
         text = _tokens(caps, tokenizer, tokens_all)
-        # linear warmup, then cosine decay to 5% of the peak
-        set_lr(opt, warmup_cosine(config.lr, step, config.steps, config.warmup, 0.05))
         image_features = model.encode_image(images, normalize=True)
         text_features = encode_text_trimmed(model, text)
         logit_scale = model.logit_scale.exp()
@@ -252,11 +245,26 @@ def train_clip(
         opt.step()
         with torch.no_grad():  # CLIP's clamp of the learned temperature (max scale 100)
             model.logit_scale.clamp_(0, math.log(100))
-        state.losses.append(float(loss.detach()))
-        done = step + 1
-        progress("train synthclip", done, config.steps)
-        if done % config.checkpoint_every == 0 or done == end:
-            state.save(model, opt, done)
+        return float(loss.detach())
+
+    model.train()
+    state = fit_loop(
+        step_fn,
+        config.steps,
+        model=model,
+        optimizer=opt,
+        # linear warmup, then cosine decay to 5% of the peak
+        lr=lambda step: warmup_cosine(config.lr, step, config.steps, config.warmup, 0.05),
+        checkpoint=out_dir / TRAIN_STATE,
+        checkpoint_every=config.checkpoint_every,
+        config_hash=config.hash(),
+        progress=progress,
+        task="train synthclip",
+        stop_after=stop_after,
+        save_last=True,
+        report_start=True,
+    )
+    end = config.steps if stop_after is None else min(config.steps, stop_after)
     model.eval()
     wall, cpu = state.total_seconds()
     return TrainResult(model, state.losses, end, wall, state.resumed_from, cpu)
