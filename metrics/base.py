@@ -25,6 +25,7 @@ from facebench.metric import INPUTS, can_run, make_metric, update_from  # noqa: 
 
 __all__ = ["INPUTS", "FacebenchMetric", "as_images", "can_run", "make_metric", "update_from"]
 
+
 class FacebenchMetric(Metric):
     """Base of every facebench metric.
 
