@@ -7,7 +7,9 @@ printed as one line on stderr with exit code 2, never as a traceback.
 
 from __future__ import annotations
 
+import signal
 import sys
+import threading
 from typing import Annotated
 
 import click
@@ -430,11 +432,34 @@ def _fail(message: str) -> None:
     raise SystemExit(2)
 
 
+_RESUME = "every row finished so far is in the leaderboard; rerun the same command to resume"
+_signals: dict[str, bool] = {"terminated": False}
+
+
+def _on_sigterm(signum: int, frame: object) -> None:
+    """SIGTERM unwinds like Ctrl-C (finished rows stay written), remembered for the exit code."""
+    _signals["terminated"] = True
+    raise KeyboardInterrupt
+
+
+def _interrupted() -> None:
+    if _signals["terminated"]:
+        print(f"facebench: terminated; {_RESUME}", file=sys.stderr)
+        raise SystemExit(143)
+    print(f"facebench: interrupted; {_RESUME}", file=sys.stderr)
+    raise SystemExit(130)
+
+
 def main(argv: list[str] | None = None) -> None:
-    """Console-script entry point: run the app, turning user errors into one stderr line."""
+    """Console-script entry point: run the app, turning user errors into one stderr line.
+
+    Ctrl-C exits 130 and SIGTERM 143, each with one line. (Not standalone, typer turns a
+    KeyboardInterrupt into an exit code that it returns rather than raises.)"""
     command = typer.main.get_command(app)
+    main_thread = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, _on_sigterm) if main_thread else None
     try:
-        command.main(args=argv, prog_name="facebench", standalone_mode=False)
+        code = command.main(args=argv, prog_name="facebench", standalone_mode=False)
     except _both("NoArgsIsHelpError"):
         raise SystemExit(0) from None
     except _both("Abort"):
@@ -447,8 +472,14 @@ def main(argv: list[str] | None = None) -> None:
     except FacebenchError as exc:
         _fail(str(exc))
     except KeyboardInterrupt:
-        print("facebench: interrupted", file=sys.stderr)
-        raise SystemExit(130) from None
+        _interrupted()
+    finally:
+        if main_thread:
+            signal.signal(signal.SIGTERM, previous)
+    if isinstance(code, int) and not isinstance(code, bool) and code:
+        if code == 130:  # typer's Exit(130) for a KeyboardInterrupt
+            _interrupted()
+        raise SystemExit(code)
 
 
 if __name__ == "__main__":

@@ -146,3 +146,38 @@ def test_reanimate_refuses_a_method_that_cannot_reanimate(tmp_path):
     assert out.returncode == 2
     assert out.stderr.startswith("facebench: error: method 'pac' cannot re-animate")
     assert len(out.stderr.strip().splitlines()) == 1 and not list(tmp_path.iterdir())
+
+
+@pytest.mark.parametrize(
+    ("sig", "code", "word"), [("SIGINT", 130, "interrupted"), ("SIGTERM", 143, "terminated")]
+)
+def test_a_signal_mid_run_ends_with_one_line_and_its_exit_code(tmp_path, sig, code, word):
+    """Ctrl-C (130) and SIGTERM (143) during a run: one stderr line, no traceback."""
+    import os
+    import signal
+    import subprocess
+    import time
+
+    out = tmp_path / "out"
+    argv = ["facebench", "run", "--method", "pac", "--prompts", "emotions.txt"]
+    argv += ["--budget", "smoke", "--scene", "synthface:tiny", "--clip", "tiny-random"]
+    argv += ["--no-prepare", "--out", str(out)]
+    env = {**os.environ, "FACEBENCH_CACHE": str(tmp_path / "cache")}
+    proc = subprocess.Popen(
+        argv,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=env,
+        # a background child of a non-interactive shell ignores SIGINT: give it the default
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
+    deadline = time.monotonic() + 120
+    while not (out / "runs").exists() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.2)  # the run has started its work (its config is written)
+    assert proc.poll() is None, "the run ended before it could be interrupted"
+    proc.send_signal(getattr(signal, sig))
+    _, err = proc.communicate(timeout=120)
+    lines = err.decode().strip().splitlines()
+    assert proc.returncode == code
+    assert len(lines) == 1 and lines[0].startswith(f"facebench: {word};"), lines
+    assert "rerun the same command to resume" in lines[0]
