@@ -44,9 +44,19 @@ import torch
 from facebench.config import apply_overrides
 
 if TYPE_CHECKING:
+    from torch import Tensor
+
+    from facebench.render import Cameras
     from facebench.scene import Scene
 
-CAPABILITIES = ("fit_scene", "edit_text", "train_pairs", "generate_text", "reanimate")
+CAPABILITIES = (
+    "fit_scene",
+    "edit_text",
+    "edit_oracle",  # edits toward RunContext.oracle when its config's guidance is "oracle"
+    "train_pairs",
+    "generate_text",
+    "reanimate",
+)
 BUDGETS = ("smoke", "quick", "full")
 
 Progress = Callable[[str, int, int], None]
@@ -67,6 +77,10 @@ class RunContext:
     progress: Progress = no_progress
     force: bool = False
     extra: dict[str, Any] = field(default_factory=dict)
+    # the prompt's true target renderer, cameras -> images (N, H, W, 3), set by the runner
+    # for each prompt on a scene with ground truth and a prompt set with targets; an edit
+    # whose guidance is "oracle" optimises toward it (None: no answer known)
+    oracle: Callable[[Cameras], Tensor] | None = None
 
     def generator(self, offset: int = 0) -> torch.Generator:
         """A CPU generator seeded from the run seed (draw on CPU, then move to the device)."""

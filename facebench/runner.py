@@ -303,7 +303,7 @@ def run(options: RunOptions, progress: Progress = no_progress) -> RunSummary:
     from facebench.cost import measure_cost
     from facebench.registry import DATASETS
     from facebench.scene import load_scene
-    from facebench.suite import SUITES, Evaluator
+    from facebench.suite import SUITES, Evaluator, prompt_oracle
 
     if options.seeds < 1:
         raise FacebenchError(f"--seeds {options.seeds}: need at least 1")
@@ -380,7 +380,12 @@ def run(options: RunOptions, progress: Progress = no_progress) -> RunSummary:
     for done, (prompt, seed) in enumerate(todo):
         progress("prompts", done, len(todo))
         ctx = RunContext(
-            device=device, cache_dir=cache_dir(), seed=seed, progress=progress, force=options.force
+            device=device,
+            cache_dir=cache_dir(),
+            seed=seed,
+            progress=progress,
+            force=options.force,
+            oracle=prompt_oracle(scene, prompt_set, prompt),
         )
         with measure_cost(device) as cost:
             edit = method.edit(prompt, clip, ctx)

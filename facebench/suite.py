@@ -31,7 +31,14 @@ from facebench.weights import MissingWeightsError
 if TYPE_CHECKING:
     from facebench.scene import Scene
 
-__all__ = ["SUITES", "Evaluator", "landmarks_tensor", "records_unedited", "scene_answers"]
+__all__ = [
+    "SUITES",
+    "Evaluator",
+    "landmarks_tensor",
+    "prompt_oracle",
+    "records_unedited",
+    "scene_answers",
+]
 
 SUITES: dict[str, list[str]] = {
     "scene": [
@@ -202,6 +209,22 @@ def scene_answers(scene: Scene, prompt_set: Any) -> dict[str, tuple[Any, Any, An
                     allowed |= neutral_masks[region].cpu() | target_masks[region].cpu()
         answers[prompt] = (_chw(target), allowed[:, None].float(), expression)
     return answers
+
+
+def prompt_oracle(scene: Scene, prompt_set: Any, prompt: str) -> Any:
+    """The prompt's true target renderer ``cameras -> (N, H, W, 3)`` (what an edit with
+    guidance ``oracle`` optimises toward; :attr:`facebench.method.RunContext.oracle`), or
+    None when the scene has no ground truth or the prompt set no target for ``prompt``."""
+    if scene.gt is None or not prompt_set.has_targets:
+        return None
+    expression = prompt_set.target_vector(prompt, scene.au_names)
+    if expression is None:
+        return None
+
+    def render_target(cameras: Any) -> torch.Tensor:
+        return scene.render_gt(expression, cameras)
+
+    return render_target
 
 
 def landmarks_tensor(points: dict[str, torch.Tensor], names: Sequence[str]) -> torch.Tensor:

@@ -5,9 +5,17 @@ Used by PAC, the +I baselines, NeRF+FT and FLAME-in-NeRF.
 Each step renders ``views_per_step`` random cameras *near the capture's views*
 (:func:`perturb_cameras`: a training camera rotated about the point it looks at by up
 to ``view_jitter_deg`` in yaw and pitch, at the reduced ``render_size``), scores the
-renders with the CLIP adapter's loss (:meth:`facebench.clip.ClipAdapter.global_loss`,
-FaceCLIPNeRF's ``1 - cos``; or its directional loss against the unedited renders),
-adds the method's regularisers and takes an Adam step. The learning rate decays
+renders with the CLIP adapter's loss, adds the method's regularisers and takes an Adam
+step. The CLIP loss is FaceCLIPNeRF's editing code's *directional* loss by default (the
+render's image embedding minus the unedited render's, against the prompt's text
+embedding minus ``source_prompt``'s; :meth:`facebench.clip.ClipAdapter.directional_loss`),
+or the global ``1 - cos`` between render and prompt (``clip_loss="global"``).
+
+Guidance ``oracle`` replaces CLIP by the prompt's true answer: on a scene with ground
+truth (SynthFace), the same edit parameters are optimised with a photometric loss
+against the true target renders at the capture's *training* cameras (never the held-out
+views the suite scores), so an oracle row says what the representation can show and the
+CLIP row's distance to it is the guidance's share. The learning rate decays
 exponentially from ``lr`` to ``lr_final`` at the last step (paper: 5e-4 -> 5e-5 over 7000
 steps; :func:`facebench.trainer.exp_decay_to_last`).
 
@@ -27,11 +35,20 @@ import torch
 from torch import Tensor
 
 from facebench.clip import ClipAugment
+from facebench.errors import FacebenchError
 from facebench.render import Cameras
 from facebench.render.deform import so3_exp
 from facebench.trainer import exp_decay_to_last, fit_loop
 
-__all__ = ["EDIT_PRESETS", "EditConfig", "clip_optimize", "perturb_cameras"]
+__all__ = [
+    "EDIT_PRESETS",
+    "EDIT_VARIANTS",
+    "EditConfig",
+    "check_edit_config",
+    "clip_optimize",
+    "oracle_targets",
+    "perturb_cameras",
+]
 
 
 @dataclass
@@ -47,7 +64,10 @@ class EditConfig:
     views_per_step: int = 1
     render_size: int = 40  # longest image side of the CLIP renders (0: the scene's size)
     view_jitter_deg: float = 10.0
-    clip_loss: str = "global"  # "global" (paper) or "directional"
+    # "clip": the prompt under the run's CLIP; "oracle": the prompt's true target renders
+    # at the training cameras, photometric (needs a scene with ground truth)
+    guidance: str = "clip"
+    clip_loss: str = "directional"  # "directional" (the authors' editing code) or "global"
     source_prompt: str = "a photo of a face"
     augment_views: int = 0  # random crops per render fed to CLIP (0: none)
     n_coarse: int = 32
@@ -76,6 +96,12 @@ EDIT_PRESETS: dict[str, dict[str, Any]] = {
     ),
 }
 """Per budget, the fields that differ from :class:`EditConfig`'s defaults (``quick``)."""
+
+EDIT_VARIANTS: dict[str, dict[str, Any]] = {
+    "oracle": {"edit.guidance": "oracle"},  # the ceiling: the true target, photometric
+    "global-loss": {"edit.clip_loss": "global"},  # the paper's text: 1 - cos(render, prompt)
+}
+"""The edit variants every CLIP-guided method offers (overrides of its ``edit`` config)."""
 
 
 def _rotation(axis: Tensor, angle: Tensor) -> Tensor:
@@ -124,6 +150,24 @@ def perturb_cameras(
 
 
 RenderFn = Callable[[Cameras], tuple[Tensor, dict[str, Tensor]]]
+TargetFn = Callable[[Cameras], Tensor]
+
+GUIDANCES = ("clip", "oracle")
+CLIP_LOSSES = ("directional", "global")
+
+
+def check_edit_config(config: EditConfig) -> None:
+    """Raise ``ValueError`` for an unknown ``guidance`` or ``clip_loss``."""
+    if config.guidance not in GUIDANCES:
+        raise ValueError(f"edit.guidance must be one of {GUIDANCES}, got {config.guidance!r}")
+    if config.clip_loss not in CLIP_LOSSES:
+        raise ValueError(f"edit.clip_loss must be one of {CLIP_LOSSES}, got {config.clip_loss!r}")
+
+
+@torch.no_grad()
+def oracle_targets(oracle: TargetFn, cameras: Cameras, chunk: int = 16) -> Tensor:
+    """The true target renders ``(N, H, W, 3)`` at ``cameras``, ``chunk`` views a call."""
+    return torch.cat([oracle(cameras[i : i + chunk]) for i in range(0, len(cameras), chunk)])
 
 
 def clip_optimize(
@@ -138,16 +182,31 @@ def clip_optimize(
     progress: Callable[[str, int, int], None] | None = None,
     task: str = "edit",
     source_fn: Callable[[Cameras], Tensor] | None = None,
+    oracle: TargetFn | None = None,
 ) -> list[dict[str, float]]:
-    """Minimise the CLIP loss of ``render_fn`` renders toward ``prompt`` over ``params``.
+    """Minimise the guidance loss of ``render_fn`` renders toward ``prompt`` over ``params``.
 
     ``cameras`` are the capture's (training) cameras that views are drawn near;
     ``target`` is the scene centre. ``source_fn(cameras)`` renders the unedited scene
-    (needed for ``clip_loss="directional"``). Returns a per-step history of the
-    losses (``clip``, each regulariser, ``total``) and the elapsed time.
+    (needed for ``clip_loss="directional"``). ``oracle(cameras)`` renders the prompt's
+    true target (needed for ``guidance="oracle"``; the runner provides it as
+    ``RunContext.oracle``). Returns a per-step history of the losses (``clip`` or
+    ``photometric``, each regulariser, ``total``) and the elapsed time.
     """
     params = [p for p in params if p.requires_grad]
     c = config
+    check_edit_config(c)
+    if c.clip_loss == "directional" and c.guidance == "clip" and source_fn is None:
+        raise ValueError("clip_loss='directional' needs source_fn")
+    views = targets = None
+    if c.guidance == "oracle":
+        if oracle is None:
+            raise FacebenchError(
+                "guidance 'oracle' needs the prompt's true target: a scene with ground truth "
+                "(SynthFace) and a prompt set with targets"
+            )
+        views = cameras.resized(longest=c.render_size)
+        targets = oracle_targets(oracle, views).to(cameras.device)
     opt = torch.optim.Adam(params, lr=c.lr)
     augment = ClipAugment(views=c.augment_views) if c.augment_views > 0 else None
     history: list[dict[str, float]] = []
@@ -156,31 +215,35 @@ def clip_optimize(
     def lr_at(step: int) -> float:
         return exp_decay_to_last(c.lr, c.lr_final, step, c.steps)
 
-    def step_fn(step: int) -> None:
-        cams = perturb_cameras(
-            cameras, c.views_per_step, generator, c.view_jitter_deg, target, c.render_size
-        )
-        images, regs = render_fn(cams)
+    def guide(images: Tensor, cams: Cameras) -> tuple[str, Tensor]:
         x = images.permute(0, 3, 1, 2)
         if c.clip_loss == "directional":
-            if source_fn is None:
-                raise ValueError("clip_loss='directional' needs source_fn")
+            assert source_fn is not None
             with torch.no_grad():
                 src = source_fn(cams).permute(0, 3, 1, 2)
-            loss_clip = clip.directional_loss(
+            return "clip", clip.directional_loss(
                 x, src, prompt, c.source_prompt, augment=augment, generator=generator
             )
-        elif c.clip_loss == "global":
-            loss_clip = clip.global_loss(x, prompt, augment=augment, generator=generator)
+        return "clip", clip.global_loss(x, prompt, augment=augment, generator=generator)
+
+    def step_fn(step: int) -> None:
+        if views is not None and targets is not None:  # oracle: the exact training views
+            pick = torch.randint(len(views), (c.views_per_step,), generator=generator)
+            images, regs = render_fn(views[pick.to(views.device)])
+            name, loss_guide = "photometric", ((images - targets[pick]) ** 2).mean()
         else:
-            raise ValueError(f"unknown clip_loss {c.clip_loss!r} (global, directional)")
-        loss = loss_clip
+            cams = perturb_cameras(
+                cameras, c.views_per_step, generator, c.view_jitter_deg, target, c.render_size
+            )
+            images, regs = render_fn(cams)
+            name, loss_guide = guide(images, cams)
+        loss = loss_guide
         for v in regs.values():
             loss = loss + v
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
-        row = {"step": float(step + 1), "clip": float(loss_clip.detach()), "lr": lr_at(step)}
+        row = {"step": float(step + 1), name: float(loss_guide.detach()), "lr": lr_at(step)}
         row.update({k: float(v.detach()) for k, v in regs.items()})
         row["total"] = float(loss.detach())
         row["time"] = time.perf_counter() - t0

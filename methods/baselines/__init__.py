@@ -17,6 +17,7 @@ from typing import Any
 
 from facebench.registry import register_method
 
+from ..clip_edit import EDIT_VARIANTS
 from ..pac import PACMethod
 
 __all__ = ["HyperNeRFI", "NerfiesI"]
@@ -26,7 +27,7 @@ class HyperNeRFI(PACMethod):
     """HyperNeRF+I: the scene manipulator with one latent code optimised by CLIP."""
 
     name = "hypernerf-i"
-    variants: dict[str, dict[str, Any]] = {"full": {}}
+    variants: dict[str, dict[str, Any]] = {"full": {}, **EDIT_VARIANTS}
     base_overrides: dict[str, Any] = {"mode": "single"}
 
 
@@ -34,7 +35,7 @@ class NerfiesI(PACMethod):
     """Nerfies+I: a deformation-only manipulator (no hyper-coordinates), one code optimised."""
 
     name = "nerfies-i"
-    variants: dict[str, dict[str, Any]] = {"full": {}}
+    variants: dict[str, dict[str, Any]] = {"full": {}, **EDIT_VARIANTS}
     base_overrides: dict[str, Any] = {"mode": "single", "manipulator.hyper_dim": 0}
 
 

@@ -20,6 +20,8 @@ class FlameEditConfig:
     render_size: int = 40  # longest side of the CLIP renders (0: the scene's size)
     augment_views: int = 2
     view_jitter_deg: float = 10.0
+    guidance: str = "clip"  # "clip" or "oracle" (see methods/clip_edit.py)
+    clip_loss: str = "directional"  # "directional" (the neutral expression's renders) or "global"
 
 
 @dataclass(frozen=True)

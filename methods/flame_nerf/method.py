@@ -19,7 +19,7 @@ from facebench.scene import Scene, neutral_frame
 from facebench.scene_cache import SceneModelCache
 from facebench.trainer import fit_loop, seeded
 
-from ..clip_edit import EditConfig, clip_optimize
+from ..clip_edit import EDIT_VARIANTS, EditConfig, clip_optimize
 from .config import CACHE_VERSION, FLAME_NERF_PRESETS, FlameNerfConfig
 from .model import FlameNerfModel
 from .scene import scene_expressions, scene_morphable
@@ -28,24 +28,25 @@ from .train import Trainer
 
 @dataclass
 class FlameNerfEdit:
-    """A text edit: the optimised expression vector (and the CLIP loss trace)."""
+    """A text edit: the optimised expression vector (and the edit's total loss per step)."""
 
     prompt: str
     expression: Tensor
     losses: list[float]
 
 
-@register_method("flame-nerf", capabilities=("fit_scene", "edit_text", "reanimate"))
+@register_method("flame-nerf", capabilities=("fit_scene", "edit_text", "edit_oracle", "reanimate"))
 class FlameNerf(ConfiguredMethod):
     """FLAME-in-NeRF: expression-conditioned deformable NeRF with a morphable spatial prior."""
 
     name = "flame-nerf"
-    capabilities = ("fit_scene", "edit_text", "reanimate")
+    capabilities = ("fit_scene", "edit_text", "edit_oracle", "reanimate")
     config_cls = FlameNerfConfig
     presets = FLAME_NERF_PRESETS
     variants: dict[str, dict[str, Any]] = {
         "full": {},
         "no-spatial-prior": {"spatial_prior": False},
+        **EDIT_VARIANTS,
     }
 
     def __init__(
@@ -286,6 +287,8 @@ class FlameNerf(ConfiguredMethod):
             render_size=ecfg.render_size,
             view_jitter_deg=ecfg.view_jitter_deg,
             augment_views=ecfg.augment_views,
+            guidance=ecfg.guidance,
+            clip_loss=ecfg.clip_loss,
             n_coarse=cfg.n_coarse,
             n_fine=cfg.n_fine,
             chunk=cfg.render_chunk,
@@ -297,6 +300,9 @@ class FlameNerf(ConfiguredMethod):
             images = self._render(cams, e, None, grad=True)
             regs = {"expr_reg": ecfg.reg * ((e - e0) ** 2).sum()} if ecfg.reg else {}
             return images, regs
+
+        def source_fn(cams: Cameras) -> Tensor:
+            return self._render(cams, e0, None, grad=False)
 
         gen = torch.Generator().manual_seed(cfg.seed * 1_000_003 + ctx.seed + 101)
         for p in model.parameters():
@@ -313,6 +319,8 @@ class FlameNerf(ConfiguredMethod):
                 gen,
                 progress=ctx.progress,
                 task="flame-nerf edit",
+                source_fn=source_fn,
+                oracle=ctx.oracle,
             )
         finally:
             for p in model.parameters():
@@ -322,5 +330,5 @@ class FlameNerf(ConfiguredMethod):
         return FlameNerfEdit(
             prompt=prompt,
             expression=e.detach().clone(),
-            losses=[row["clip"] for row in history],
+            losses=[row["total"] for row in history],
         )

@@ -16,7 +16,7 @@ from facebench.render import Cameras, OccupancyGrid, RenderConfig
 from facebench.scene import Scene, neutral_frame
 from facebench.scene_cache import SceneModelCache
 
-from ..clip_edit import EditConfig, clip_optimize
+from ..clip_edit import EDIT_VARIANTS, EditConfig, check_edit_config, clip_optimize
 from ..manipulator import render_field
 from ..nerf import NeRF, NeRFConfig
 from ..pac import prompt_offset
@@ -43,9 +43,10 @@ class NeRFFT(ConfiguredMethod):
     """NeRF+FT: a static NeRF of the capture, fine-tuned per prompt with the CLIP loss."""
 
     name = "nerf-ft"
-    capabilities = ("fit_scene", "edit_text")
+    capabilities = ("fit_scene", "edit_text", "edit_oracle")
     config_cls = NeRFFTConfig
     presets = NERF_FT_PRESETS
+    variants: dict[str, dict[str, Any]] = {"full": {}, **EDIT_VARIANTS}
     scene_fields = ("nerf.aabb", "nerf.background", "nerf.pos_scale")
 
     def __init__(
@@ -56,6 +57,7 @@ class NeRFFT(ConfiguredMethod):
         budget: str = "quick",
     ):
         super().__init__(config, device, variant, budget)
+        check_edit_config(self.config.edit)
         self.nerf: NeRF | None = None
         self.cache: SceneModelCache | None = None  # the fitted NeRF's entry (set by prepare)
 
@@ -169,6 +171,7 @@ class NeRFFT(ConfiguredMethod):
             progress=ctx.progress,
             task="nerf-ft edit",
             source_fn=source_fn,
+            oracle=ctx.oracle,
         )
         coarse.requires_grad_(False)
         if fine is not None:

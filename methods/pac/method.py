@@ -19,7 +19,7 @@ from facebench.scene import Scene, neutral_frame
 from facebench.scene_cache import SceneModelCache
 from facebench.trainer import seeded
 
-from ..clip_edit import clip_optimize
+from ..clip_edit import EDIT_VARIANTS, check_edit_config, clip_optimize
 from ..manipulator import (
     TRAINER_VERSION,
     SceneManipulator,
@@ -62,11 +62,13 @@ class PACMethod(ConfiguredMethod):
     """FaceCLIPNeRF: scene manipulator + anchor codes + PAC optimised with CLIP per prompt."""
 
     name = "pac"
-    capabilities = ("fit_scene", "edit_text")
+    capabilities = ("fit_scene", "edit_text", "edit_oracle")
     config_cls = PACConfig
     presets = PAC_PRESETS
     variants: dict[str, dict[str, Any]] = {
         "full": {},
+        "oracle": EDIT_VARIANTS["oracle"],
+        "global-loss": EDIT_VARIANTS["global-loss"],
         "no-lipschitz": {"manipulator.lipschitz": False},
         "no-tv": {"tv_weight": 0.0},
         "single-code": {"mode": "single"},
@@ -85,6 +87,7 @@ class PACMethod(ConfiguredMethod):
             raise ValueError(f"mode must be 'pac' or 'single', got {self.config.mode!r}")
         if self.config.pac_init not in ("neutral", "clip"):
             raise ValueError(f"pac_init must be 'neutral' or 'clip', got {self.config.pac_init!r}")
+        check_edit_config(self.config.edit)
         if self.config.anchor_features not in ANCHOR_FEATURES:
             raise ValueError(
                 f"anchor_features must be one of {ANCHOR_FEATURES}, "
@@ -323,6 +326,7 @@ class PACMethod(ConfiguredMethod):
             progress=ctx.progress,
             task=f"{self.name} edit",
             source_fn=source_fn,
+            oracle=ctx.oracle,
         )
         if pac is not None:
             pac.requires_grad_(False).eval()
