@@ -46,7 +46,7 @@ from facebench.render.cameras import Cameras, look_at
 
 __all__ = ["FaceSample", "SynthFaceFaces", "caption", "expression_phrases", "emotion_of"]
 
-FACES_VERSION = 1
+FACES_VERSION = 2  # 2: AU20 and AU23 drawn 1.5x stronger
 SPLITS = ("train", "val", "test")
 
 

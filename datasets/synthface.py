@@ -61,7 +61,7 @@ __all__ = [
 ]
 
 #: Bump when generation changes, so stale caches are not reused.
-SYNTHFACE_VERSION = 2
+SYNTHFACE_VERSION = 3  # 3: AU20 and AU23 drawn 1.5x stronger
 
 TARGET = (0.0, -0.1, 0.25)  # where the cameras look (between nose and mouth)
 

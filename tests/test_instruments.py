@@ -15,13 +15,13 @@ def test_config_hashes_and_cache_paths_are_pinned(tmp_path, monkeypatch):
     from facebench.metrics.instruments import synthclip as sc
 
     monkeypatch.setenv("FACEBENCH_CACHE", str(tmp_path))
-    assert sc.DEFAULT_CONFIG.hash() == "b2e8bee7eab6"
+    assert sc.DEFAULT_CONFIG.hash() == "9de657e6c99f"
     assert sc.DEFAULT_CONFIG.model_name == "SynthCLIP-7753d11f1f"
-    assert rc.DEFAULT_RECOGNIZER.hash() == "0efa7e7b167d"
-    assert sc.synthclip_dir() == tmp_path / "synthclip" / "b2e8bee7eab6"
-    assert rc.recognizer_dir() == tmp_path / "recognizer" / "0efa7e7b167d"
-    assert sc.synthclip_name("b2e8bee7eab6") == "synthclip:b2e8bee7eab6"
-    assert rc.recognizer_name("0efa7e7b167d") == "recognizer:synthface:0efa7e7b167d"
+    assert rc.DEFAULT_RECOGNIZER.hash() == "24c001a84871"
+    assert sc.synthclip_dir() == tmp_path / "synthclip" / "9de657e6c99f"
+    assert rc.recognizer_dir() == tmp_path / "recognizer" / "24c001a84871"
+    assert sc.synthclip_name("9de657e6c99f") == "synthclip:9de657e6c99f"
+    assert rc.recognizer_name("24c001a84871") == "recognizer:synthface:24c001a84871"
 
 
 def test_instruments_are_registered_and_declared_by_metrics():

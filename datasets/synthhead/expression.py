@@ -72,9 +72,13 @@ class ExpressionMixin:
             "brow_out_dy": 0.085 * au2 - 0.025 * au4,
             "furrow": au4,
             "cheek": 0.05 * au6,
-            "mouth_ws": self.mouth_w * (1.0 + 0.22 * au20 + 0.1 * au12 - 0.12 * au23),
+            # AU20 and AU23 are drawn 1.5x the first version's strength: at 0.22 / 0.12 of
+            # the mouth width they hid inside the identities' own +-12 % (a reader of the
+            # drawn geometry told them apart at 0.917 / 0.913 balanced accuracy; 0.966 /
+            # 0.975 now: benchmarks/bench_unit_ceiling.py, docs/instruments.md)
+            "mouth_ws": self.mouth_w * (1.0 + 0.33 * au20 + 0.1 * au12 - 0.18 * au23),
             "mouth_curv": 1.5 * au12 - 1.2 * au15,
-            "lip_ts": self.lip_t * (1.0 - 0.4 * au23 - 0.2 * au20),
+            "lip_ts": self.lip_t * (1.0 - 0.6 * au23 - 0.3 * au20),
             "lip_part": 0.022 * au12,
             "jaw": 0.13 * au26,
         }
