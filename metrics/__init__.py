@@ -30,7 +30,8 @@ Registered names (inputs): ``clip_score`` (images, prompts),
 prompts), ``lpips`` (images, neutral), ``gt_lpips`` (images, target), ``psnr``
 and ``ssim`` (images, gt), ``gt_psnr`` (images, target), ``locality`` (images,
 neutral, masks), ``identity`` (images, neutral; landmarks optional), ``mvic``
-(images; landmarks optional), ``fd_clip`` (images, reference).
+(images; landmarks optional), ``fd_clip`` (images, reference), ``attribute_accuracy``
+(images, prompts), ``expression_agreement`` (images, expression_targets).
 
 Cost figures (wall time, peak memory) come from the core's
 :func:`facebench.cost.measure_cost` (re-exported here).
@@ -62,4 +63,7 @@ __all__ = [
     "measure_cost",
     "update_from",
 ]
-from facebench.metrics import expression  # noqa: E402,F401  (registers expression_r_precision, au_error)
+from facebench.metrics import (
+    expression,  # noqa: E402,F401  (registers expression_r_precision, au_error)
+    generation,  # noqa: E402,F401  (attribute_accuracy, expression_agreement)
+)

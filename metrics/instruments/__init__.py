@@ -5,13 +5,15 @@ Importing this package registers them with :data:`facebench.registry.INSTRUMENTS
 
 * ``synthclip`` -- the open_clip model trained on SynthFace (:mod:`.synthclip`);
 * ``recognizer`` -- the SynthFace expression recognizer (:mod:`.recognizer`);
-* ``lpips`` -- LPIPS's ImageNet backbones from the package index (:mod:`.lpips_weights`).
+* ``lpips`` -- LPIPS's ImageNet backbones from the package index (:mod:`.lpips_weights`);
+* ``attributes`` -- the SynthFace identity-attribute classifier (:mod:`.attributes`).
 
 The two trained ones share one cache, lock and label helper (:mod:`.prepared`), their
 image preparation (:mod:`.images`) and the core's schedules (:mod:`facebench.trainer`).
 """
 
 from facebench.metrics.instruments import (  # noqa: F401  (imported to register)
+    attributes,
     lpips_weights,
     recognizer,
     synthclip,
