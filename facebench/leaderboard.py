@@ -3,23 +3,29 @@
 Rows are grouped by (method, variant, scene, prompt set) *and* by every
 ``backend_*`` column, the config hash and the ``--set`` overrides, so results made
 with different models (a different CLIP, another identity network) or settings are
-never averaged together. Methods are ordered as in FaceCLIPNeRF's Table 1 (NeRF+FT,
+never averaged together. A metric value that is not finite (NaN, inf: a diverged
+edit) is left out of the mean and counted in ``<metric>_nonfinite``, and the Markdown
+cell says so. Methods are ordered as in FaceCLIPNeRF's Table 1 (NeRF+FT,
 Nerfies+I, HyperNeRF+I, FaceCLIPNeRF), then the rest by name; the full
 method before its ablations.
 """
 
 from __future__ import annotations
 
+import math
+import os
 from pathlib import Path
 
 import pandas as pd
 
 from facebench.errors import FacebenchError
 from facebench.paths import atomic_file
+from facebench.results import KEY_COLUMNS, read_rows
 
 GROUP = ["method", "variant", "scene", "prompt_set"]
 TABLE1_ORDER = ["nerf-ft", "nerfies-i", "hypernerf-i", "pac"]
 NOT_METRICS = {"seed"}
+NONFINITE = "_nonfinite"  # <metric>_nonfinite: rows whose value was NaN or inf
 HEADLINE = [
     "expression_r_precision",
     "clip_r_precision",
@@ -53,11 +59,22 @@ def aggregate(rows: pd.DataFrame) -> pd.DataFrame:
     numeric = [
         c
         for c in rows.columns
-        if c not in keys and c not in NOT_METRICS and pd.api.types.is_numeric_dtype(rows[c])
+        if c not in keys
+        and c not in NOT_METRICS
+        and not c.endswith(NONFINITE)
+        and pd.api.types.is_numeric_dtype(rows[c])
     ]
+    for metric in numeric:  # inf is no number to average either: flagged like NaN
+        inf = rows[metric].isin([math.inf, -math.inf])
+        if inf.any():
+            rows[metric + NONFINITE] = rows.get(metric + NONFINITE, 0) + inf.astype(int)
+            rows[metric] = rows[metric].where(~inf)
     grouped = rows.groupby(keys, sort=False, dropna=False)
     stats = grouped[numeric].agg(["mean", "std"])
     stats.columns = [f"{metric}_{stat}" for metric, stat in stats.columns]
+    flagged = [c for c in rows.columns if c.endswith(NONFINITE)]
+    if flagged:
+        stats[flagged] = grouped[flagged].sum()
     stats["n"] = grouped.size()
     table = stats.reset_index()
     table["_m"] = table["method"].map(_method_rank)
@@ -81,9 +98,13 @@ def to_markdown(table: pd.DataFrame, metrics: list[str] | None = None) -> str:
         for metric in available:
             mean, std = row[f"{metric}_mean"], row[f"{metric}_std"]
             if pd.isna(mean):
-                cells.append("–")
+                cell = "–"
             else:
-                cells.append(f"{mean:.3f}" + ("" if pd.isna(std) else f" ± {std:.3f}"))
+                cell = f"{mean:.3f}" + ("" if pd.isna(std) else f" ± {std:.3f}")
+            bad = row.get(f"{metric}_nonfinite", 0)
+            if not pd.isna(bad) and bad:
+                cell += f" (NaN/inf in {int(bad)} row{'s' if bad > 1 else ''}, not averaged)"
+            cells.append(cell)
         cells.append(str(int(row["n"])))
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
@@ -108,19 +129,30 @@ def write_leaderboard(directory: Path) -> tuple[Path, Path, pd.DataFrame]:
     """Read ``DIR/leaderboard.csv``; write ``DIR/leaderboard_summary.{csv,md}``."""
     directory = Path(directory)
     source = directory / "leaderboard.csv"
-    if not source.is_file():
+    if not os.path.lexists(source):
         raise FacebenchError(
             f"{source}: no such results file (run `facebench run --out {directory}`)"
         )
-    try:
-        rows = pd.read_csv(source)
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
-        raise FacebenchError(f"{source}: not a readable CSV ({type(exc).__name__})") from exc
+    rows = pd.DataFrame(read_rows(source))  # a damaged file: one line naming file and line
+    for column in list(rows.columns):
+        if column in KEY_COLUMNS or column.startswith("backend_") or column == "overrides":
+            continue  # names, even when they look like numbers (a prompt "1", a hash)
+        try:  # numbers ("nan" and "inf" included; "" is an absent value) -> float
+            values = [float(v) if v != "" else None for v in rows[column]]
+        except ValueError:
+            continue
+        bad = [v is not None and not math.isfinite(v) for v in values]
+        rows[column] = [v if v is not None and math.isfinite(v) else math.nan for v in values]
+        if any(bad) and column not in NOT_METRICS:
+            rows[column + NONFINITE] = [int(b) for b in bad]
     table = aggregate(rows)
     csv_path = directory / "leaderboard_summary.csv"
     md_path = directory / "leaderboard_summary.md"
-    with atomic_file(csv_path, "w", newline="") as fh:
-        table.to_csv(fh, index=False)
-    with atomic_file(md_path, "w") as fh:
-        fh.write(to_markdown(table))
+    try:
+        with atomic_file(csv_path, "w", newline="") as fh:
+            table.to_csv(fh, index=False)
+        with atomic_file(md_path, "w") as fh:
+            fh.write(to_markdown(table))
+    except OSError as exc:
+        raise FacebenchError(f"cannot write the summary into {directory}: {exc.strerror}") from exc
     return csv_path, md_path, table

@@ -49,8 +49,8 @@ def test_interrupted_write_leaves_previous_file_intact(tmp_path, monkeypatch):
         raise KeyboardInterrupt
 
     monkeypatch.setattr(os, "replace", boom)
-    with pytest.raises(KeyboardInterrupt):
-        store.append(_row("pac", "sad", 0, 21.0))
+    with pytest.raises(KeyboardInterrupt):  # a new column: the file is rewritten
+        store.append({**_row("pac", "sad", 0, 21.0), "identity": 0.5})
     assert store.path.read_bytes() == before
     names = sorted(p.name for p in tmp_path.iterdir())
     assert names == [".leaderboard.csv.lock", "leaderboard.csv"]  # no temp file left
@@ -121,5 +121,5 @@ def test_write_leaderboard_files_and_errors(tmp_path):
     csv_path, md_path, table = write_leaderboard(tmp_path)
     assert csv_path.exists() and md_path.exists() and len(table) == 1
     (tmp_path / "leaderboard.csv").write_text("nonsense\n1\n")
-    with pytest.raises(FacebenchError, match="lack the column"):
+    with pytest.raises(FacebenchError, match="not a facebench results CSV"):
         write_leaderboard(tmp_path)
