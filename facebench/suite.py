@@ -54,6 +54,16 @@ SUITES: dict[str, list[str]] = {
     ],
     "clip": ["clip_score", "clip_r_precision", "clip_directional"],
     "quick": ["clip_score", "clip_r_precision", "gt_psnr", "locality"],
+    # text-to-face generation (facebench.generate): N faces x M views per prompt
+    "generation": [
+        "clip_score",
+        "clip_r_precision",
+        "fd_clip",
+        "mvic",
+        "attribute_accuracy",
+        "expression_agreement",
+        "expression_r_precision",
+    ],
 }
 
 
