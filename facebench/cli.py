@@ -18,7 +18,7 @@ from rich.console import Console
 from rich.table import Table
 
 from facebench import __version__
-from facebench.cli_progress import RichProgress, progress_bars
+from facebench.cli_progress import command_progress, set_quiet
 from facebench.errors import FacebenchError
 
 try:  # typer >= 0.20 vendors its own copy of click
@@ -67,6 +67,13 @@ def _root(
     version: bool = typer.Option(
         False, "--version", callback=_version, is_eager=True, help="Print the version and exit."
     ),
+    quiet: bool = typer.Option(
+        False,
+        "--quiet",
+        "-q",
+        help="No progress output (before the command: facebench --quiet run ...). Without it, "
+        "progress is rich bars on a terminal and plain lines when stderr is a file or pipe.",
+    ),
 ) -> None:
     """Benchmark text-driven 3D face manipulation and generation methods.
 
@@ -77,7 +84,10 @@ def _root(
       facebench doctor
 
       facebench run --method pac --prompts emotions.txt
+
+      facebench --quiet run --method pac --prompts emotions.txt
     """
+    set_quiet(quiet)
 
 
 def _registry_table(kind: str) -> Table:
@@ -240,12 +250,15 @@ def run_cmd(
       facebench run --method pac --variant no-tv --prompts my_prompts.txt --clip ViT-B-32:openai
 
       facebench run --method pac --prompts emotions.txt --set edit.steps=600 --set tv_weight=0.1
+
+    Progress goes to stderr: bars on a terminal, plain lines (each stage's start and end, every
+    ~10 % of a long loop) when stderr is a file; `facebench --quiet run ...` prints none.
     """
     options = _run_options(locals())  # first: locals() is the command's parameters
     from facebench.runner import run
 
-    with progress_bars(console) as bars:
-        summary = run(options, progress=RichProgress(bars))
+    with command_progress() as progress:
+        summary = run(options, progress=progress)
     _print_summary(summary)
 
 
@@ -325,9 +338,9 @@ def ablate_cmd(
     from facebench.runner import run
 
     variants = list(getattr(METHODS.get(method).obj, "variants", {"full": {}}))
-    with progress_bars(console) as bars:
+    with command_progress() as progress:
         summaries = [
-            run(dataclasses.replace(options, variant=variant), progress=RichProgress(bars))
+            run(dataclasses.replace(options, variant=variant), progress=progress)
             for variant in variants
         ]
     for summary in summaries:
@@ -394,7 +407,7 @@ def reanimate_cmd(
 
     from facebench.reanimate import reanimate
 
-    with progress_bars(console) as bars:
+    with command_progress() as progress:
         result = reanimate(
             method,
             scene,
@@ -406,7 +419,7 @@ def reanimate_cmd(
             n_views=n_views,
             out=Path(out),
             force=force,
-            progress=RichProgress(bars),
+            progress=progress,
         )
     for note in result.notes:
         console.print(f"[yellow]note:[/yellow] {note}")

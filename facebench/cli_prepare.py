@@ -9,9 +9,8 @@ from enum import Enum
 from pathlib import Path
 
 import typer
-from rich.console import Console
 
-from facebench.cli_progress import RichProgress, progress_bars
+from facebench.cli_progress import command_progress
 from facebench.errors import FacebenchError
 
 prepare_app = typer.Typer(
@@ -25,16 +24,11 @@ prepare_app = typer.Typer(
     add_completion=False,
     rich_markup_mode="rich",
 )
-console = Console(stderr=True)
 
 
 class CaptureFormat(str, Enum):
     nerfies = "nerfies"
     transforms = "transforms"
-
-
-def _progress():
-    return progress_bars(console)
 
 
 def _instrument(name: str):
@@ -82,22 +76,17 @@ def synthface_cmd(
     if out.is_dir() and any(out.iterdir()) and not force:
         raise FacebenchError(f"{out}: directory is not empty (use --force to write into it)")
     synthface, capture = DATASETS.get("synthface").obj, DATASETS.get(fmt.value).obj
-    with _progress() as progress:
-        task = progress.add_task(f"rendering synthface:{name}", total=None)
+    rendering, writing = f"rendering synthface:{name}", f"writing {fmt.value}"
+    with command_progress() as progress:
         scene = synthface(
             name,
             resolution=resolution,
             seed=seed,
             n_frames=frames,
-            progress=lambda done, total: progress.update(task, completed=done, total=total),
+            progress=lambda done, total: progress(rendering, done, total),
         )
-        progress.update(task, completed=scene.n_frames, total=scene.n_frames)
-        wtask = progress.add_task(f"writing {fmt.value}", total=scene.n_frames)
-        capture.write(
-            scene,
-            out,
-            progress=lambda done, total: progress.update(wtask, completed=done, total=total),
-        )
+        progress(rendering, scene.n_frames, scene.n_frames)
+        capture.write(scene, out, progress=lambda done, total: progress(writing, done, total))
     cached = " (from cache)" if scene.meta.get("cache_hit") else ""
     typer.echo(f"wrote {scene.summary()}{cached} -> {out} [{fmt.value}]")
 
@@ -134,8 +123,8 @@ def _prepare_command(name: str, what: str, about: str) -> None:
             False, "--force", help="Retrain even when a checkpoint is cached."
         ),
     ) -> None:
-        with _progress() as bars:
-            path = _instrument(name).prepare(progress=RichProgress(bars), force=force)
+        with command_progress() as progress:
+            path = _instrument(name).prepare(progress=progress, force=force)
         typer.echo(f"{what} checkpoint: {path} (quality figures in {path.parent / 'quality.json'})")
 
     command.__name__ = f"{name}_cmd"
