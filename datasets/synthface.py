@@ -95,6 +95,10 @@ class SynthFaceConfig:
             raise FacebenchError("synthface n_eval must be at least 1")
         if self.val_every < 2:
             raise FacebenchError("synthface val_every must be at least 2")
+        if not 0 < self.fov_deg < 180:
+            raise FacebenchError(f"synthface fov_deg {self.fov_deg} out of range (0, 180)")
+        if self.identity_seed < -1:
+            raise FacebenchError("synthface identity_seed must be -1 (default face) or >= 0")
         unknown = [g for g in self.groups if g not in GROUPS]
         if unknown or not self.groups:
             raise FacebenchError(

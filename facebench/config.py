@@ -11,12 +11,19 @@ other field keeps its Python object as it was, so a preset value is never re-typ
 Errors are one line each: an unknown key is a ``KeyError`` naming the key and the valid
 fields, a value its field cannot take a ``ValueError`` naming the key, the value and the
 expected type.
+
+Value ranges are declared once, here, and checked on every config :func:`apply_overrides`
+builds (presets, variants, ``--set``, scene specs): no float may be NaN or infinite, and a
+field takes the range of its ``ranged(...)`` metadata or, failing that, of the first
+:data:`RANGES` pattern its name matches (``steps`` > 0, ``*_weight`` >= 0, ...).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import fnmatch
 import functools
+import math
 import types
 import typing
 from collections.abc import Mapping, Sequence
@@ -25,7 +32,85 @@ from typing import Any
 from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-__all__ = ["apply_overrides", "config_fields", "nest", "parse_assignments"]
+__all__ = [
+    "RANGES",
+    "apply_overrides",
+    "check_ranges",
+    "config_fields",
+    "nest",
+    "parse_assignments",
+    "ranged",
+]
+
+GT0, GE0 = (0, False), (0, True)  # (bound, inclusive)
+RANGES: tuple[tuple[tuple[str, ...], tuple[float, bool] | None, tuple[float, bool] | None], ...] = (
+    # (field-name patterns, lower bound, upper bound); the first match decides
+    (("steps", "*_steps", "n_anchors", "n_coarse", "n_images", "n_identities", "n_frames",
+      "n_eval", "n_per_prompt", "per_identity", "kmeans_iters", "segment", "val_every",
+      "chunk", "*_chunk", "batch_*", "*_batch", "image_size", "shard_size", "rays_per_frame",
+      "frames_per_step", "views_per_step", "resolution", "temperature", "lr", "lr_*",
+      "*_lr", "far", "fov_deg", "distance", "hidden", "*_hidden", "width", "*_width",
+      "*_channels", "w_dim", "z_dim"), GT0, None),
+    (("*_frac", "*_importance", "*_decay", "*opacity", "*_threshold"), GE0, (1, True)),
+    (("*_size", "*_weight", "*weight", "reg", "*_reg", "*_scale", "*_gamma", "*_deg", "early_stop",
+      "near", "*_std", "*anneal*", "*_every", "*_warmup", "*_dim", "*_freqs", "depth",
+      "*_depth", "*_resolution", "*_resolutions", "*_dilation", "*_views", "*_frames",
+      "seed", "*_codes", "n_*", "*_layers", "skips", "dir_freqs"), GE0, None),
+)  # fmt: skip
+"""Default ranges by field name, for configs that declare none with :func:`ranged`."""
+
+
+def ranged(default: Any, ge: float | None = None, gt: float | None = None,
+           le: float | None = None, lt: float | None = None) -> Any:  # fmt: skip
+    """A dataclass field with ``default`` and a declared range (overrides :data:`RANGES`)."""
+    low = (ge, True) if ge is not None else (gt, False) if gt is not None else None
+    high = (le, True) if le is not None else (lt, False) if lt is not None else None
+    return dataclasses.field(default=default, metadata={"range": (low, high)})
+
+
+def _range_of(field: dataclasses.Field) -> tuple[Any, Any] | None:
+    if "range" in field.metadata:
+        return field.metadata["range"]
+    for patterns, low, high in RANGES:
+        if any(fnmatch.fnmatchcase(field.name, p) for p in patterns):
+            return low, high
+    return None
+
+
+def _out_of_range(value: Any, bounds: tuple[Any, Any] | None) -> str | None:
+    """Why ``value`` (a number, or a tuple/list of them) is refused, or None."""
+    items = value if isinstance(value, (tuple, list)) else (value,)
+    for item in items:
+        if isinstance(item, (tuple, list)):
+            why = _out_of_range(item, bounds)
+            if why:
+                return why
+            continue
+        if isinstance(item, bool) or not isinstance(item, (int, float)):
+            continue
+        if isinstance(item, float) and not math.isfinite(item):
+            return "must be a finite number"
+        low, high = bounds or (None, None)
+        if low is not None and (item < low[0] or (item == low[0] and not low[1])):
+            return f"must be {'>=' if low[1] else '>'} {low[0]}"
+        if high is not None and (item > high[0] or (item == high[0] and not high[1])):
+            return f"must be {'<=' if high[1] else '<'} {high[0]}"
+    return None
+
+
+def check_ranges(config: Any, prefix: str = "") -> Any:
+    """``config`` if every field is in its declared range (see the module docstring), else a
+    one-line ``ValueError`` naming the field and its value."""
+    for f in dataclasses.fields(config):
+        value = getattr(config, f.name)
+        if _is_config(value):
+            check_ranges(value, f"{prefix}{f.name}.")
+            continue
+        why = _out_of_range(value, _range_of(f))
+        if why:
+            shown = ",".join(map(str, value)) if isinstance(value, (tuple, list)) else value
+            raise ValueError(f"{prefix}{f.name}={shown}: {why}")
+    return config
 
 
 def _is_config(x: Any) -> bool:
@@ -105,7 +190,7 @@ def apply_overrides(config: Any, overrides: Mapping[str, Any]) -> Any:
     """
     tree = _split(config, overrides)
     if not tree:
-        return dataclasses.replace(config)
+        return check_ranges(dataclasses.replace(config))
     try:
         parsed = _parse(config, tree)
     except OmegaConfBaseException:
@@ -118,7 +203,7 @@ def apply_overrides(config: Any, overrides: Mapping[str, Any]) -> Any:
                     f"{key}={value!r}: expected {_type_name(hint)} (like {current!r})"
                 ) from None
         raise
-    return _replace(config, tree, parsed)
+    return check_ranges(_replace(config, tree, parsed))
 
 
 def _parse(config: Any, tree: Mapping[str, Any]) -> Any:
