@@ -21,6 +21,16 @@ from .train import ModelCache, TG3DFaceModel, load_pairs, train_hash, train_mode
 __all__ = ["TG3DFaceMethod", "view_cameras"]
 
 CAMERA_DISTANCE = 4.2  # synthface-faces' mean camera distance
+# SynthHead's average-identity landmarks: eye centres, nose tip, mouth corners (world units)
+LANDMARKS_3D = torch.tensor(
+    [
+        [0.2806, 0.12, 0.8182],
+        [-0.2806, 0.12, 0.8182],
+        [0.0, -0.13, 1.0216],
+        [0.192, -0.4172, 0.8501],
+        [-0.192, -0.4172, 0.8501],
+    ]
+)
 FOV_DEG = 30.0
 
 
@@ -76,6 +86,36 @@ class TG3DFaceMethod(ConfiguredMethod):
     @property
     def view_yaws(self) -> tuple[float, ...]:
         return tuple(float(v) for v in self.config.views)
+
+    @property
+    def output_size(self) -> int:
+        """Side of the generated images (the rendered size, doubled by super-resolution)."""
+        return self.config.image_size * (2 if self.config.superres else 1)
+
+    @property
+    def reference_data(self) -> tuple[str, dict[str, Any]]:
+        """The dataset the generator learns from, for held-out reference renders (fd_clip)."""
+        d = self.config.data
+        kwargs = {
+            "n_identities": d.n_identities,
+            "per_identity": d.per_identity,
+            "resolution": d.resolution,
+            "seed": d.seed,
+            "shard_size": d.shard_size,
+        }
+        return d.dataset, kwargs
+
+    def view_landmarks(self, size: int) -> torch.Tensor:
+        """``(M, 5, 2)`` pixel positions of the head's eye centres, nose tip and mouth corners
+        (image-left first) in the fixed views: where identity embedders find the face."""
+        cams = view_cameras(self.view_yaws, size)
+        uv, _ = cams.project(LANDMARKS_3D[None].expand(len(cams), -1, -1))
+        for a, b in ((0, 1), (3, 4)):  # each pair image-left first
+            swap = uv[:, a, 0] > uv[:, b, 0]
+            first = torch.where(swap[:, None], uv[:, b], uv[:, a])
+            second = torch.where(swap[:, None], uv[:, a], uv[:, b])
+            uv[:, a], uv[:, b] = first, second
+        return uv
 
     def prepare_generator(
         self, clip: Any, ctx: RunContext, stop_after: int | None = None
