@@ -20,6 +20,8 @@ Usage::
     cat.identity_index, cat.expression_index   # (N,) image -> its identity / expression group
     cat.expressions     # (N, n_au) ground-truth AU vectors; cat.captions: N strings
     cat.truth(0).render(expression, cameras)  # ground truth of identity 0, any expression
+    cat.sample_cameras(8, generator)  # random views of the recipe's hemisphere patch
+    cat.aabb, cat.near, cat.far, cat.target   # bounds of everything seen; the look-at point
 
 Sets are deterministic for their :class:`CategoryRecipe` and cached as 8-bit images
 at ``cache_dir()/category/<recipe key>-<split>.npz`` (written atomically, read with
@@ -42,7 +44,7 @@ import torch
 from torch import Tensor
 
 from facebench.datasets.faces import SPLITS, SynthFaceFaces, caption
-from facebench.datasets.synthface import _scene_bounds
+from facebench.datasets.synthface import TARGET, _scene_bounds
 from facebench.datasets.synthhead import Backdrop, SynthHead
 from facebench.errors import FacebenchError
 from facebench.paths import atomic_file, cache_dir
@@ -150,6 +152,7 @@ class SynthFaceCategory:
         head = SynthHead(self.faces.identity(self.identity_ids[0]), self.backdrop(0))
         aabb, self.near, self.far = _scene_bounds(head, self.cameras)
         self.aabb = torch.from_numpy(aabb)
+        self.target = torch.tensor(TARGET)  # where every camera looks
         self.images = self._load_or_render(progress, cache)
 
     # ---------------------------------------------------------------- parameters
@@ -168,7 +171,12 @@ class SynthFaceCategory:
 
     def key(self) -> str:
         """The recipe's key and the split: what a model trained on this set was trained on."""
-        return f"{self.recipe.key()}-{self.split}"
+        return self.key_of(self.split, **asdict(self.recipe))
+
+    @staticmethod
+    def key_of(split: str = "train", **recipe: Any) -> str:
+        """:meth:`key` of the set ``(split, recipe)`` without building it."""
+        return f"{recipe_from(recipe).key()}-{split}"
 
     def backdrop(self, identity_index: int) -> Backdrop:
         b = self.recipe.backdrop_seed
