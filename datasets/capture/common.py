@@ -65,8 +65,14 @@ def extras_to_scene_fields(
     """Scene fields from facebench's extras: masks from label maps, SynthFace truth, background."""
     out: dict[str, Any] = {}
     regions = fb.get("regions", list(REGIONS))
+    if not isinstance(regions, list) or not all(isinstance(r, str) for r in regions):
+        raise capture_error(fb_path, "regions must be a list of names")
     if labels is not None and labels:
         lab = torch.from_numpy(np.stack(labels)).long()
+        if int(lab.max()) >= len(regions):
+            raise capture_error(
+                fb_path, f"a label map holds {int(lab.max())}, beyond the {len(regions)} regions"
+            )
         if tuple(regions) == REGIONS:
             out["masks"] = SynthHead.masks_from_labels(lab)
         else:
@@ -85,10 +91,41 @@ def extras_to_scene_fields(
     return out
 
 
-def read_label(path: Path) -> np.ndarray:
-    """A region-label map (8-bit indices into the regions) as uint8 ``(H, W)``."""
-    with Image.open(path) as im:
-        return np.asarray(im.convert("L"), dtype=np.uint8)
+def read_label(path: Path, size: tuple[int, int]) -> np.ndarray:
+    """A region-label map (8-bit indices into the regions) as uint8 ``(H, W)``, checked to be
+    an image of ``size`` (w, h)."""
+    try:
+        with Image.open(path) as im:
+            lab = np.asarray(im.convert("L"), dtype=np.uint8)
+    except (OSError, ValueError) as exc:
+        raise capture_error(path, f"cannot read label map ({exc.__class__.__name__})") from None
+    if (lab.shape[1], lab.shape[0]) != tuple(size):
+        raise capture_error(
+            path, f"label map is {lab.shape[1]}x{lab.shape[0]}, its image {size[0]}x{size[1]}"
+        )
+    return lab
+
+
+def check_geometry(path: Path, near: float, far: float, aabb: Tensor, train_ids: list[int]):
+    """One line naming ``path`` unless ``0 <= near < far``, the box has ``min < max`` on
+    every axis, and at least one frame is for training."""
+    if near < 0 or near >= far:
+        raise capture_error(path, f"near {near:g} and far {far:g}: need 0 <= near < far")
+    if not bool((aabb[0] < aabb[1]).all()):
+        raise capture_error(path, f"bounds {aabb.tolist()}: min must be below max on every axis")
+    if not train_ids:
+        raise capture_error(path, "no training frames")
+
+
+def check_au_names(au_names: Any, path: Path) -> list[str] | None:
+    """``au_names`` as a list of distinct strings (or None); anything else is one line."""
+    if au_names is None:
+        return None
+    if not isinstance(au_names, list) or not all(isinstance(a, str) and a for a in au_names):
+        raise capture_error(path, "au_names must be a list of non-empty strings")
+    if len(set(au_names)) != len(au_names):
+        raise capture_error(path, "au_names repeats a name")
+    return au_names
 
 
 def capture_scene(
@@ -100,12 +137,14 @@ def capture_scene(
     expressions: list[Any],
     au_names: list[str] | None,
     expressions_path: Path,
+    bounds_path: Path,
     **fields: Any,
 ) -> Scene:
     """The scene a capture reader assembles: its uint8 ``images``, the frames' ``expressions``
     (checked against ``au_names``, errors naming ``expressions_path``), facebench's extras
     ``fb`` (label maps used only when every frame has one) and the reader's ``fields``
-    (cameras, split, bounds, source, meta)."""
+    (cameras, split, bounds -- checked, errors naming ``bounds_path`` --, source, meta)."""
+    check_geometry(bounds_path, fields["near"], fields["far"], fields["aabb"], fields["train_ids"])
     extras = extras_to_scene_fields(
         root, fb, fb_path, labels if len(labels) == len(images) else None
     )

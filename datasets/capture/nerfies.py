@@ -36,6 +36,7 @@ import torch
 from facebench.datasets.capture.common import (
     Progress,
     capture_scene,
+    check_au_names,
     default_bounds,
     facebench_json,
     labels_u8,
@@ -199,7 +200,7 @@ def read_nerfies(root: str | Path, scale: int | None = None) -> Scene:
     meta = read_json(meta_path) if meta_path.exists() else {}
     if not isinstance(meta, dict):
         raise capture_error(meta_path, "expected an object keyed by frame id")
-    au_names = ds.get("au_names")
+    au_names = check_au_names(ds.get("au_names"), ds_path)
     c2ws, intrs, images, exprs, labels = [], [], [], [], []
     size0 = None
     lab_dir = root / "labels" / f"{scale}x"
@@ -222,8 +223,9 @@ def read_nerfies(root: str | Path, scale: int | None = None) -> Scene:
         entry = meta.get(fid, {})
         exprs.append(entry.get("expression") if isinstance(entry, dict) else None)
         lp = lab_dir / f"{fid}.png"
-        if lp.is_file():
-            labels.append(read_label(lp))
+        if lp.is_file() or lp.is_symlink():  # a link out of the capture is refused
+            lp = inside_root(root, f"labels/{scale}x/{fid}.png", ds_path, f"label of {fid!r} ->")
+            labels.append(read_label(lp, size))
     assert size0 is not None
     cams = make_cameras(c2ws, intrs, size0)
     # evaluation cameras: camera-paths/eval (or the first camera path), else val, else train
@@ -259,6 +261,7 @@ def read_nerfies(root: str | Path, scale: int | None = None) -> Scene:
         exprs,
         au_names,
         meta_path,
+        scene_path,
         cameras=cams,
         train_ids=train_idx,
         val_ids=val_idx,

@@ -25,6 +25,7 @@ import torch
 from facebench.datasets.capture.common import (
     Progress,
     capture_scene,
+    check_au_names,
     default_bounds,
     facebench_json,
     labels_u8,
@@ -197,7 +198,7 @@ def read_transforms(path: str | Path) -> Scene:
     fb = doc.get("facebench", {})
     if not isinstance(fb, dict):
         raise capture_error(tf_path, "facebench must be an object")
-    au_names = fb.get("au_names") or None
+    au_names = check_au_names(fb.get("au_names") or None, tf_path)
     c2ws, intrs, images, exprs, labels, names = [], [], [], [], [], []
     for i, fr in enumerate(frames):
         where = f"frame {i}"
@@ -221,7 +222,7 @@ def read_transforms(path: str | Path) -> Scene:
         if "label_path" in fr:
             lp = inside_root(root, fr["label_path"], tf_path, f"{where} label_path")
             if lp.is_file():
-                labels.append(read_label(lp))
+                labels.append(read_label(lp, size))
     assert size is not None
     cams = make_cameras(c2ws, intrs, size)
     index = {n: i for i, n in enumerate(names)}
@@ -268,6 +269,7 @@ def read_transforms(path: str | Path) -> Scene:
         labels,
         exprs,
         au_names,
+        tf_path,
         tf_path,
         cameras=cams,
         train_ids=train,
