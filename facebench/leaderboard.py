@@ -39,6 +39,21 @@ HEADLINE = [
     "peak_mem_mb",
 ]
 
+#: headline metrics of the suites with their own table (see :func:`to_markdown`)
+SUITE_HEADLINES = {
+    "generation": [
+        "clip_score",
+        "clip_r_precision",
+        "attribute_accuracy",
+        "expression_agreement",
+        "expression_r_precision",
+        "fd_clip",
+        "mvic",
+        "gen_s_per_face",
+        "train_s",
+    ],
+}
+
 
 def _method_rank(name: str) -> tuple[int, str]:
     return (TABLE1_ORDER.index(name), "") if name in TABLE1_ORDER else (len(TABLE1_ORDER), name)
@@ -52,7 +67,7 @@ def aggregate(rows: pd.DataFrame) -> pd.DataFrame:
     if missing:
         raise FacebenchError(f"results lack the column(s) {missing}; is this a facebench CSV?")
     keys = GROUP + sorted(c for c in rows.columns if c.startswith("backend_"))
-    keys += [c for c in ("config_hash", "overrides") if c in rows.columns]
+    keys += [c for c in ("suite", "config_hash", "overrides") if c in rows.columns]
     rows = rows.copy()
     for column in keys:
         rows[column] = rows[column].fillna("").astype(str)
@@ -84,7 +99,21 @@ def aggregate(rows: pd.DataFrame) -> pd.DataFrame:
 
 
 def to_markdown(table: pd.DataFrame, metrics: list[str] | None = None) -> str:
-    """A Markdown table with ``mean ± std`` cells for the headline metrics present."""
+    """A Markdown table with ``mean ± std`` cells for the headline metrics present; rows of
+    another suite than the scene protocol's (``suite`` column, e.g. ``generation``) follow in
+    their own table, with that suite's headline metrics (:data:`SUITE_HEADLINES`)."""
+    suites = table["suite"].fillna("") if "suite" in table.columns else None
+    if suites is None or not (suites != "").any():
+        return _markdown(table, metrics)
+    parts = []
+    for suite in dict.fromkeys(sorted(suites, key=lambda s: (s != "", s))):
+        part = table[suites == suite].reset_index(drop=True)
+        title = f"\n### {suite} suite\n\n" if suite else ""
+        parts.append(title + _markdown(part, metrics or SUITE_HEADLINES.get(suite)))
+    return "".join(parts)
+
+
+def _markdown(table: pd.DataFrame, metrics: list[str] | None = None) -> str:
     available = [m for m in (metrics or HEADLINE) if f"{m}_mean" in table.columns]
     header = GROUP + available + ["n"]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]

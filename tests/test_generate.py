@@ -79,3 +79,46 @@ def test_run_generation_rows_grids_and_resume(cache, tmp_path, synthetic_trainin
     assert iio.imread(grids[0]).shape == (2 * 16, 3 * 16, 3)  # faces x views
     again = run_generation(opts)
     assert again.rows == [] and again.skipped_rows == 2
+
+
+def test_leaderboard_shows_generation_rows_in_their_own_table():
+    from facebench.leaderboard import aggregate, to_markdown
+
+    rows = pd.DataFrame(
+        [
+            {
+                "method": "pac",
+                "variant": "full",
+                "scene": "synthface:default",
+                "prompt_set": "emotions",
+                "config_hash": "a",
+                "lpips": 0.1,
+            },
+            {
+                "method": "tg3dface",
+                "variant": "full",
+                "scene": "synthface-faces",
+                "prompt_set": "emotions",
+                "config_hash": "b",
+                "suite": "generation",
+                "mvic": 0.8,
+                "lpips": None,
+            },
+            {
+                "method": "tg3dface",
+                "variant": "full",
+                "scene": "synthface-faces",
+                "prompt_set": "emotions",
+                "config_hash": "b",
+                "suite": "generation",
+                "mvic": 0.6,
+                "lpips": None,
+            },
+        ]
+    )
+    md = to_markdown(aggregate(rows))
+    scene, _, generation = md.partition("### generation suite")
+    assert "pac" in scene and "tg3dface" not in scene and "lpips" in scene
+    assert "tg3dface" in generation and "pac" not in generation
+    assert "mvic" in generation and "lpips" not in generation
+    assert "0.700 ± 0.141" in generation
