@@ -1,7 +1,9 @@
-"""Where facebench keeps caches and weights, and how it writes files (atomically)."""
+"""Where facebench keeps caches and weights, how it writes files (atomically), and how it
+tells a damaged cache file (a sha256 recorded beside each entry)."""
 
 from __future__ import annotations
 
+import hashlib
 import os
 import tempfile
 from collections.abc import Callable, Iterator
@@ -76,3 +78,58 @@ def file_lock(lock_path: Path | str, on_wait: Callable[[], None] | None = None) 
             yield
         finally:
             fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+DIGEST_SUFFIX = ".sha256"
+"""A cache file's sha256 is kept beside it in ``<name>.sha256`` (:func:`write_digest`)."""
+
+
+def file_sha256(path: Path | str) -> str:
+    """The sha256 of the file at ``path`` (hex)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def write_digest(path: Path | str) -> None:
+    """Record ``path``'s sha256 beside it, atomically (call right after writing it)."""
+    path = Path(path)
+    with atomic_file(path.with_name(path.name + DIGEST_SUFFIX), "w") as fh:
+        fh.write(file_sha256(path) + "\n")
+
+
+def cache_damage(path: Path | str, load: Callable[[Path], Any] | None = None) -> str | None:
+    """Why the cache file at ``path`` cannot be trusted, or None when it can.
+
+    With a recorded digest: whether the file still has it. Without one (an entry written
+    before digests were kept): whether ``load(path)`` reads it; if so the digest is
+    recorded now.
+    """
+    path = Path(path)
+    side = path.with_name(path.name + DIGEST_SUFFIX)
+    try:
+        if side.is_file():
+            recorded = side.read_text().strip()
+            return None if file_sha256(path) == recorded else "its sha256 differs from the record"
+        if load is not None:
+            load(path)
+    except Exception as exc:  # any failure to read it is damage, said in one line
+        first = (str(exc).strip().splitlines() or [""])[0][:120]
+        return f"unreadable ({type(exc).__name__}{': ' + first if first else ''})"
+    try:
+        write_digest(path)
+    except OSError:  # a read-only cache: checked again next time
+        pass
+    return None
+
+
+def move_aside(path: Path | str) -> Path:
+    """Rename a damaged cache file to ``<name>.damaged`` (kept for inspection, replacing an
+    older one) and drop its digest; returns the new path."""
+    path = Path(path)
+    aside = path.with_name(path.name + ".damaged")
+    os.replace(path, aside)
+    path.with_name(path.name + DIGEST_SUFFIX).unlink(missing_ok=True)
+    return aside

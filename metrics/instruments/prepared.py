@@ -3,6 +3,10 @@
 A prepared model lives in ``cache_dir()/<folder>/<config hash>/``::
 
     checkpoint.pt    final weights {"state_dict", "meta"} (loaded with weights_only=True)
+    checkpoint.pt.sha256  its digest: a checkpoint that no longer matches it (or, from
+                     before digests were kept, does not load) is damaged -- preparing
+                     moves it aside (checkpoint.pt.damaged) and trains again; a run
+                     with --no-prepare stops in one line naming it and the command
     quality.json     held-out quality figures
     train_state.pt   the last periodic checkpoint while training (resume)
     .lock            held while one process prepares it
@@ -22,9 +26,16 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from facebench.method import Progress, no_progress
-from facebench.paths import atomic_file, cache_dir, file_lock
+from facebench.paths import (
+    atomic_file,
+    cache_damage,
+    cache_dir,
+    file_lock,
+    move_aside,
+    write_digest,
+)
 from facebench.threads import env_threads
-from facebench.weights import WeightInfo, checkpoint_label
+from facebench.weights import UNREADABLE, MissingWeightsError, WeightInfo, checkpoint_label
 
 __all__ = [
     "CHECKPOINT",
@@ -135,9 +146,23 @@ class PreparedModel:
         return cache_dir() / self.folder / self.config_hash(config)
 
     def checkpoint(self, config: HashedConfig | str | None = None) -> Path | None:
-        """The finished checkpoint of ``config``, or None when it has not been prepared."""
+        """The finished checkpoint of ``config``, or None when it has not been prepared;
+        :class:`MissingWeightsError` (naming the file and how to rebuild it) when damaged."""
         path = self.directory(config) / CHECKPOINT
-        return path if path.is_file() else None
+        if not path.is_file():
+            return None
+        why = self.damage(path)
+        if why:
+            raise MissingWeightsError(
+                f"{path}: {self.what}'s checkpoint is damaged ({why}); "
+                f"run `facebench prepare {self.folder}` to rebuild it"
+            )
+        return path
+
+    @staticmethod
+    def damage(path: Path) -> str | None:
+        """Why the checkpoint at ``path`` is damaged, or None (:func:`cache_damage`)."""
+        return cache_damage(path, PreparedModel._load)
 
     def name(self, config: HashedConfig | str | None = None) -> str:
         """The backend name of ``config`` (its label is this ``@DIGEST``)."""
@@ -145,8 +170,12 @@ class PreparedModel:
 
     def label(self, config: HashedConfig | str | None = None) -> str:
         """``NAME@DIGEST`` of the prepared model of ``config``, read from its checkpoint
-        without building the model (as loading it labels it); "" when not prepared."""
-        return checkpoint_label(self.name(config), self.checkpoint(config))
+        without building the model (as loading it labels it); "" when not prepared,
+        ``NAME@unreadable`` when damaged."""
+        try:
+            return checkpoint_label(self.name(config), self.checkpoint(config))
+        except MissingWeightsError:
+            return f"{self.name(config)}@{UNREADABLE}"
 
     def prepare(
         self,
@@ -161,16 +190,31 @@ class PreparedModel:
         checkpoint, the resume state and the quality figures first."""
         out = self.directory(config_hash)
         ckpt = out / CHECKPOINT
-        if ckpt.is_file() and not force:
+        if ckpt.is_file() and not force and not self.damage(ckpt):
             return ckpt
         with prepare_lock(out, self.what, progress):
             if ckpt.is_file() and not force:
-                return ckpt
+                why = self.damage(ckpt)
+                if not why:
+                    return ckpt
+                aside = move_aside(ckpt)  # kept for inspection; trained again below
+                progress(f"{ckpt} was damaged ({why}); moved to {aside.name}", 0, 1)
             if force:
-                for name in (CHECKPOINT, TRAIN_STATE, QUALITY):
+                for name in (CHECKPOINT, CHECKPOINT + ".sha256", TRAIN_STATE, QUALITY):
                     (out / name).unlink(missing_ok=True)
+            state = out / TRAIN_STATE
+            if state.is_file() and cache_damage(state, self._load):
+                move_aside(state)  # a resume state that does not load: start over
             out.mkdir(parents=True, exist_ok=True)
-            return build(out)
+            path = build(out)
+            write_digest(path)
+            return path
+
+    @staticmethod
+    def _load(path: Path) -> Any:
+        import torch
+
+        return torch.load(path, map_location="cpu", weights_only=True)
 
 
 @dataclass(frozen=True)
@@ -200,19 +244,25 @@ class PreparedInstrument:
         return self.train(progress=progress, force=force)
 
     def is_prepared(self) -> bool:
-        return self.model.checkpoint(self.default_hash()) is not None
+        try:
+            return self.model.checkpoint(self.default_hash()) is not None
+        except MissingWeightsError:  # damaged: preparing moves it aside and trains again
+            return False
 
     def label(self) -> str | None:
         return self.model.label(self.default_hash()) or None
 
     def probe(self) -> list[WeightInfo]:
         chash = self.default_hash()
-        path = self.model.checkpoint(chash)
+        try:
+            path, where = self.model.checkpoint(chash), ""
+        except MissingWeightsError as exc:
+            path, where = None, str(exc)
         return [
             WeightInfo(
                 name=self.title,
                 present=path is not None,
-                location=str(path or self.model.directory(chash)),
+                location=where or str(path or self.model.directory(chash)),
                 how_to=self.how_to,
                 label=self.model.label(chash),
             )
