@@ -20,6 +20,7 @@ from rich.table import Table
 from facebench import __version__
 from facebench.cli_progress import command_progress, set_quiet
 from facebench.errors import FacebenchError
+from facebench.sweep_cli import register_commands, report_line
 
 try:  # typer >= 0.20 vendors its own copy of click
     from typer._click import exceptions as _typer_click
@@ -260,6 +261,7 @@ def run_cmd(
     with command_progress() as progress:
         summary = run(options, progress=progress)
     _print_summary(summary)
+    report_line(console, options.out, wrote=bool(summary.rows))
 
 
 def _run_options(params: dict):
@@ -437,6 +439,9 @@ def reanimate_cmd(
         f"(ground truth {result.background_change_gt:.4f})"
     )
     console.print(f"wrote {Path(out) / 'reanimate' / f'{method}-{variant}.json'}")
+
+
+register_commands(app)  # sweep, report (facebench/sweep_cli.py)
 
 
 def _fail(message: str) -> None:
