@@ -219,6 +219,7 @@ def train_generator(
         stop_after=stop_after,
         report_start=True,
     )
+    opt.zero_grad(set_to_none=True)
     model.history = history  # type: ignore[attr-defined]
     return model
 
