@@ -148,3 +148,9 @@ _prepare_command(
     "Train the SynthFace expression recognizer (action units + emotion) and cache it.\n\n"
     "Used by the expression_r_precision and au_error metrics on SynthFace scenes.",
 )
+_prepare_command(
+    "attributes",
+    "attribute classifier",
+    "Train the SynthFace identity-attribute classifier (hair, eyes, skin, face shape) and "
+    "cache it.\n\nUsed by the attribute_accuracy metric of the generation suite.",
+)
