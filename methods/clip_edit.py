@@ -14,7 +14,8 @@ or the global ``1 - cos`` between render and prompt (``clip_loss="global"``).
 Guidance ``oracle`` replaces CLIP by the prompt's true answer: on a scene with ground
 truth (SynthFace), the same edit parameters are optimised with a photometric loss
 against the true target renders at the capture's *training* cameras (never the held-out
-views the suite scores), so an oracle row says what the representation can show and the
+views the suite scores; the squared error divided by the first step's, so it starts at 1
+like the CLIP loss and the regularisers keep their weights' meaning), so an oracle row says what the representation can show and the
 CLIP row's distance to it is the guidance's share. The learning rate decays
 exponentially from ``lr`` to ``lr_final`` at the last step (paper: 5e-4 -> 5e-5 over 7000
 steps; :func:`facebench.trainer.exp_decay_to_last`).
@@ -215,6 +216,8 @@ def clip_optimize(
     def lr_at(step: int) -> float:
         return exp_decay_to_last(c.lr, c.lr_final, step, c.steps)
 
+    scale: dict[str, float] = {}
+
     def guide(images: Tensor, cams: Cameras) -> tuple[str, Tensor]:
         x = images.permute(0, 3, 1, 2)
         if c.clip_loss == "directional":
@@ -230,7 +233,10 @@ def clip_optimize(
         if views is not None and targets is not None:  # oracle: the exact training views
             pick = torch.randint(len(views), (c.views_per_step,), generator=generator)
             images, regs = render_fn(views[pick.to(views.device)])
-            name, loss_guide = "photometric", ((images - targets[pick]) ** 2).mean()
+            mse = ((images - targets[pick]) ** 2).mean()
+            if "mse0" not in scale:  # the first step's error: the loss starts at 1, as CLIP's
+                scale["mse0"] = float(mse.detach()) + 1e-12
+            name, loss_guide = "photometric", mse / scale["mse0"]
         else:
             cams = perturb_cameras(
                 cameras, c.views_per_step, generator, c.view_jitter_deg, target, c.render_size

@@ -10,6 +10,7 @@ import torch
 from toy_scene import make_toy_scene
 
 from facebench.config import apply_overrides
+from facebench.errors import FacebenchError
 from facebench.method import RunContext
 from facebench.methods.clip_edit import perturb_cameras
 from facebench.methods.manipulator import (
@@ -201,14 +202,30 @@ def prepared(toy, tmp_path_factory):
 
 
 def _clip_loss(method, scene, tiny_clip, prompt, edit=None):
-    cams = method.train_cameras.resized(longest=method.config.edit.render_size)
+    """The CLIP loss the edit minimises (its config's ``clip_loss``) at the training views."""
+    ecfg = method.config.edit
+    cams = method.train_cameras.resized(longest=ecfg.render_size)
     with torch.no_grad():
-        imgs = method.render(cams, edit)
-        return float(tiny_clip.global_loss(imgs.permute(0, 3, 1, 2), prompt))
+        imgs = method.render(cams, edit).permute(0, 3, 1, 2)
+        if ecfg.clip_loss == "global":
+            return float(tiny_clip.global_loss(imgs, prompt))
+        src = method.render(cams, None).permute(0, 3, 1, 2)
+        return float(tiny_clip.directional_loss(imgs, src, prompt, ecfg.source_prompt))
 
 
 def test_variants_and_configs():
-    assert set(PACMethod.variants) == {"full", "no-lipschitz", "no-tv", "single-code", "clip-init"}
+    assert set(PACMethod.variants) == {
+        "full",
+        "oracle",
+        "global-loss",
+        "no-lipschitz",
+        "no-tv",
+        "single-code",
+        "clip-init",
+    }
+    assert PACMethod.create("full", "quick").config.edit.clip_loss == "directional"
+    assert PACMethod.create("global-loss", "quick").config.edit.clip_loss == "global"
+    assert PACMethod.create("oracle", "quick").config.edit.guidance == "oracle"
     assert PACMethod.create("clip-init", "quick").config.pac_init == "clip"
     full = PACMethod.create("full", "quick")
     assert (
@@ -235,7 +252,8 @@ def test_registered():
     from facebench.registry import METHODS
 
     entry = METHODS.get("pac")
-    assert entry.obj is PACMethod and set(entry.capabilities) == {"fit_scene", "edit_text"}
+    assert entry.obj is PACMethod
+    assert set(entry.capabilities) == {"fit_scene", "edit_text", "edit_oracle"}
 
 
 def test_prepare_anchors_and_neutral_render(prepared, toy):
@@ -359,3 +377,61 @@ def test_clip_init_starts_at_the_anchor_clip_scores_best(prepared):
             assert torch.equal(ratios.argmax(-1), torch.full((5,), start))
     finally:
         m.config = dataclasses.replace(m.config, init_views=PACConfig().init_views)
+
+
+def _target_error(method, edit, target_fn):
+    cams = method.train_cameras.resized(longest=method.config.edit.render_size)
+    with torch.no_grad():
+        return float(((method.render(cams, edit) - target_fn(cams)) ** 2).mean())
+
+
+@pytest.mark.parametrize("mode", ["pac", "single"])
+def test_oracle_guidance_moves_the_edit_toward_the_true_target(prepared, toy, tiny_clip, mode):
+    m, cache = prepared
+    method = PACMethod(
+        apply_overrides(m.config, {"mode": mode, "edit.guidance": "oracle", "edit.steps": 15}), CPU
+    )
+    method.prepare(toy, RunContext(device=CPU, cache_dir=cache))  # same manipulator: loaded
+    # a target the representation can show: the render of a code far from the neutral one,
+    # made PAC's second anchor (a PAC composes anchors; one code is free to reach it)
+    code = method.neutral_code + torch.linspace(-1.0, 1.0, method.neutral_code.numel())
+    method.anchors[1] = code
+    seen: list[torch.Tensor] = []
+
+    def target_fn(cams):
+        seen.append(cams.c2w)
+        return render_cameras(
+            method.model, cams, code, method.neutral_appearance, method.background, None
+        )
+
+    before = _target_error(method, None, target_fn)
+    ctx = RunContext(device=CPU, cache_dir=cache, seed=0, oracle=target_fn)
+    edit = method.edit("a face with a big smile", tiny_clip, ctx)
+    assert "photometric" in edit.history[0] and "clip" not in edit.history[0]
+    assert _target_error(method, edit, target_fn) < 0.5 * before
+    # the targets are drawn at the exact training cameras (no jitter, no held-out view)
+    assert torch.equal(seen[0], method.train_cameras.c2w)
+    with pytest.raises(FacebenchError, match="oracle"):
+        method.edit("a face with a big smile", tiny_clip, RunContext(device=CPU, cache_dir=cache))
+
+
+def test_directional_loss_needs_the_unedited_renders():
+    from facebench.methods.clip_edit import EditConfig, check_edit_config, clip_optimize
+
+    toy_cams = make_toy_scene(n_frames=2, size=8, n_val=0).cameras
+    p = torch.nn.Parameter(torch.zeros(3))
+    with pytest.raises(ValueError, match="source_fn"):
+        clip_optimize(
+            [p],
+            lambda c: (p.expand(len(c), 8, 8, 3), {}),
+            None,
+            "x",
+            toy_cams,
+            torch.zeros(3),
+            EditConfig(steps=1),
+            torch.Generator(),
+        )
+    with pytest.raises(ValueError, match="guidance"):
+        check_edit_config(EditConfig(guidance="teacher"))
+    with pytest.raises(ValueError, match="clip_loss"):
+        check_edit_config(EditConfig(clip_loss="local"))

@@ -54,19 +54,22 @@ from .cache import fit_hash, load_or_fit_manipulator, manipulator_cache, model_s
 from .config import MANIPULATOR_PRESETS, ManipulatorConfig, config_from_dict, manipulator_preset
 from .evaluate import code_gain, evaluate, frame_code
 from .fit import TRAINER_VERSION, FitResult, fit_manipulator
-from .model import CodeFn, SceneManipulator, TriPlane
+from .model import CodeFn, SceneManipulator, TriPlane, build_manipulator
 from .occupancy import VisibilityGrid, expand_occupancy, update_occupancy
+from .planes import CodePlanes
 from .render import clip_rays, render_cameras, render_config, render_field
 
 __all__ = [
     "MANIPULATOR_PRESETS",
     "TRAINER_VERSION",
     "CodeFn",
+    "CodePlanes",
     "FitResult",
     "ManipulatorConfig",
     "SceneManipulator",
     "TriPlane",
     "VisibilityGrid",
+    "build_manipulator",
     "clip_rays",
     "code_gain",
     "config_from_dict",

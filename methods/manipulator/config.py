@@ -17,6 +17,9 @@ class ManipulatorConfig:
     samples, long schedule -- for a GPU).
     """
 
+    # "hypernerf": SE(3) warp + slicing network + MLP template (HyperNeRF, :mod:`.model`);
+    # "planes": code-conditioned feature planes with a small decoder (:mod:`.planes`)
+    representation: str = "hypernerf"
     # latent codes
     code_dim: int = 8
     appearance_dim: int = 4
@@ -45,6 +48,15 @@ class ManipulatorConfig:
     triplane_resolution: int = 128
     triplane_channels: int = 16
     triplane_lr_scale: float = 10.0
+    # feature planes (representation "planes"): resolutions, channels per basis plane, the
+    # decoder, total variation on every plane, the code bases' mean square (lipschitz)
+    plane_resolutions: tuple[int, ...] = (64, 128)
+    plane_channels: int = 8
+    plane_hidden: int = 64
+    plane_depth: int = 2
+    plane_geo_features: int = 15
+    plane_tv_weight: float = 1e-3
+    plane_code_weight: float = 1e-4
     pos_freqs: int = 8
     view_freqs: int = 2
     use_viewdirs: bool = True
@@ -180,4 +192,6 @@ def config_from_dict(d: dict[str, Any]) -> ManipulatorConfig:
     """A config from its ``dataclasses.asdict`` form (tuples come back from lists)."""
     d = dict(d)
     d["skips"] = tuple(d.get("skips", ()))
+    if "plane_resolutions" in d:
+        d["plane_resolutions"] = tuple(d["plane_resolutions"])
     return ManipulatorConfig(**d)

@@ -19,7 +19,7 @@ from facebench.trainer import exp_decay, fit_loop, seeded
 
 from .config import ManipulatorConfig
 from .evaluate import _eval_frames, code_gain, evaluate
-from .model import SceneManipulator
+from .model import SceneManipulator, build_manipulator
 from .occupancy import VisibilityGrid, update_occupancy
 from .render import clip_rays, render_config
 
@@ -42,7 +42,7 @@ class FitResult:
 
 def _build(config: ManipulatorConfig, n_frames: int, aabb: Tensor, device: torch.device):
     with seeded(config.seed):
-        model = SceneManipulator(config, n_frames, aabb).to(device)
+        model = build_manipulator(config, n_frames, aabb).to(device)
     grid = None
     if config.occupancy_resolution > 0:
         grid = OccupancyGrid(aabb, config.occupancy_resolution, config.occupancy_threshold)
@@ -52,7 +52,7 @@ def _build(config: ManipulatorConfig, n_frames: int, aabb: Tensor, device: torch
 
 def _optimizer(model: SceneManipulator, config: ManipulatorConfig) -> torch.optim.Adam:
     codes = [model.deform_codes.weight, model.appearance_codes.weight]
-    planes = [model.triplane.planes] if model.triplane is not None else []
+    planes = model.grid_parameters()
     special = {id(p) for p in codes + planes}
     nets = [p for p in model.parameters() if id(p) not in special]
     groups = [
@@ -226,9 +226,8 @@ def fit_manipulator(
         if c.n_fine > 0 and c.coarse_loss_weight > 0:
             loss_c = (out["rgb_coarse"] - target).pow(2).mean()
             loss = loss + c.coarse_loss_weight * loss_c
-        reg = model.regularizer()
-        if c.lipschitz and c.lipschitz_weight > 0:
-            loss = loss + c.lipschitz_weight * reg
+        if model.regularizer_weight > 0:
+            loss = loss + model.regularizer_weight * model.regularizer()
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()

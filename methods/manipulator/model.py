@@ -13,6 +13,7 @@ from facebench.render.encoding import linear_window
 from facebench.render.lipschitz import lipschitz_loss
 
 from .config import ManipulatorConfig
+from .planes import CodePlanes
 
 CodeFn = Callable[[Tensor], Tensor]
 """Position-conditional code: normalised observation points ``(P, 3)`` -> codes ``(P, C)``."""
@@ -205,6 +206,15 @@ class SceneManipulator(nn.Module):
         code = self.deform_codes(frames)
         return self.query(points, directions, code, self.appearance_codes(frames))
 
+    def grid_parameters(self) -> list[nn.Parameter]:
+        """The tri-plane tensor, when the template has one (its own learning-rate scale)."""
+        return [self.triplane.planes] if self.triplane is not None else []
+
+    @property
+    def regularizer_weight(self) -> float:
+        """The weight of :meth:`regularizer` in the fit's loss."""
+        return self.config.lipschitz_weight if self.config.lipschitz else 0.0
+
     def regularizer(self) -> Tensor:
         """Lipschitz loss of the deformation and slicing networks (0 when disabled)."""
         if not self.config.lipschitz:
@@ -213,3 +223,15 @@ class SceneManipulator(nn.Module):
         if self.slicer is not None:
             loss = loss + lipschitz_loss(self.slicer)
         return loss
+
+
+def build_manipulator(config: ManipulatorConfig, n_frames: int, aabb: Tensor) -> nn.Module:
+    """The scene manipulator ``config.representation`` names: ``hypernerf``
+    (:class:`SceneManipulator`) or ``planes`` (:class:`.planes.CodePlanes`)."""
+    kinds = {"hypernerf": SceneManipulator, "planes": CodePlanes}
+    if config.representation not in kinds:
+        raise ValueError(
+            f"manipulator.representation must be one of {sorted(kinds)}, "
+            f"got {config.representation!r}"
+        )
+    return kinds[config.representation](config, n_frames, aabb)

@@ -1,0 +1,161 @@
+"""Code-conditioned feature planes: a fast explicit scene manipulator (``representation="planes"``).
+
+An alternative to the HyperNeRF-style MLP field of :mod:`.model`, with the same interface
+(per-frame deformation and appearance codes, :meth:`query` with one code, per-point codes
+or a PAC, :meth:`frames_field` for ray bundles tagged by frame), built for fast
+convergence in pure PyTorch (K-Planes, Fridovich-Keil et al. 2023; EG3D's tri-planes):
+
+* three axis-aligned feature planes (xy, xz, yz) at each resolution of
+  ``plane_resolutions``, each holding ``1 + code_dim`` *basis* planes of
+  ``plane_channels`` channels;
+* a point's feature under code ``w`` is ``B_0(x) + sum_k w_k B_k(x)`` per plane (bilinear
+  samples of the basis planes, blended by the code), the three planes multiplied
+  (K-Planes' Hadamard product), the resolutions concatenated;
+* a small decoder: an MLP of ``plane_hidden`` x ``plane_depth`` to density and a
+  geometry feature, then a colour head on (feature, view direction, appearance code).
+
+The code acts on features linearly and on density and colour through the decoder, so
+each region of the face (eyelids, lips, jaw) has its own basis features that a code
+turns on or off, and a per-point code (PAC) composes regions. How strongly a code can
+move the field is bounded by the norm of the basis planes ``B_1..B_C``: their squared
+mean is this model's Lipschitz regulariser (``lipschitz`` on; weight
+``plane_code_weight``), beside a total-variation prior on every plane (``plane_tv_weight``,
+K-Planes' spatial smoothness).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+from torch import Tensor, nn
+
+from facebench.render import PositionalEncoding, make_mlp
+
+from .config import ManipulatorConfig
+
+CodeFn = Callable[[Tensor], Tensor]
+
+_PAIRS = ((0, 1), (0, 2), (1, 2))
+
+
+class CodePlanes(nn.Module):
+    """Per-frame codes blending basis feature planes, decoded by a small MLP."""
+
+    def __init__(self, config: ManipulatorConfig, n_frames: int, aabb: Tensor):
+        super().__init__()
+        c = self.config = config
+        self.n_frames = int(n_frames)
+        aabb = torch.as_tensor(aabb, dtype=torch.float32).reshape(2, 3)
+        self.register_buffer("aabb", aabb.clone())
+        self.register_buffer("center", aabb.mean(0))
+        self.register_buffer("extent", ((aabb[1] - aabb[0]) / 2).max().reshape(()))
+        self.deform_codes = nn.Embedding(self.n_frames, c.code_dim)
+        nn.init.normal_(self.deform_codes.weight, 0.0, c.code_init_std)
+        self.appearance_codes = nn.Embedding(self.n_frames, max(c.appearance_dim, 0))
+        nn.init.normal_(self.appearance_codes.weight, 0.0, c.code_init_std)
+        n_basis, ch = 1 + c.code_dim, c.plane_channels
+        planes = []
+        for res in c.plane_resolutions:
+            p = torch.empty(3, n_basis * ch, res, res)
+            # base planes near 1 (the Hadamard product of three starts near 1), code
+            # bases near 0 (every code starts as the same face)
+            nn.init.uniform_(p[:, :ch], 0.1, 0.5)
+            nn.init.normal_(p[:, ch:], 0.0, 1e-3)
+            planes.append(nn.Parameter(p))
+        self.planes = nn.ParameterList(planes)
+        self.view_enc = PositionalEncoding(c.view_freqs) if c.use_viewdirs else None
+        feat = ch * len(c.plane_resolutions)
+        self.trunk = make_mlp(feat, c.plane_hidden, c.plane_depth, c.plane_geo_features + 1)
+        head_in = c.plane_geo_features + c.appearance_dim
+        head_in += self.view_enc.out_dim if self.view_enc is not None else 0
+        self.rgb_head = make_mlp(head_in, c.rgb_hidden, 1, 3)
+
+    # -- schedules (none: the planes need no coarse-to-fine window) -----------------------------
+    def normalize(self, points: Tensor) -> Tensor:
+        """World points -> the model's normalised frame (AABB centre at 0, longest half-side 1)."""
+        return (points - self.center) / self.extent
+
+    def set_step(self, step: int, total: int) -> None:
+        """No schedule (the interface of :class:`.model.SceneManipulator`)."""
+
+    def finish_schedule(self) -> None:
+        """No schedule (the interface of :class:`.model.SceneManipulator`)."""
+
+    regularizer_weight = 1.0  # the regulariser's terms carry their own weights
+
+    def grid_parameters(self) -> list[nn.Parameter]:
+        """The plane tensors (trained at ``triplane_lr_scale`` times the decoder's rate)."""
+        return list(self.planes)
+
+    # -- field ---------------------------------------------------------------------------------
+    def features(self, xn: Tensor, code: Tensor) -> Tensor:
+        """Plane features ``(P, plane_channels * n_resolutions)`` of normalised points ``xn``
+        under codes ``code`` ``(P, C)`` or ``(C,)``."""
+        n_basis, ch = 1 + self.config.code_dim, self.config.plane_channels
+        code_p = code.expand(xn.shape[0], -1) if code.dim() == 1 else code
+        weights = torch.cat([code_p.new_ones(xn.shape[0], 1), code_p], dim=-1)  # (P, 1 + C)
+        coords = torch.stack([xn[:, list(pair)] for pair in _PAIRS])[:, :, None, :]  # (3,P,1,2)
+        out = []
+        for planes in self.planes:
+            s = nn.functional.grid_sample(
+                planes, coords.to(planes.dtype), mode="bilinear", align_corners=True
+            )  # (3, (1 + C) * ch, P, 1)
+            s = s[..., 0].reshape(3, n_basis, ch, -1)
+            blended = torch.einsum("kbcp,pb->kpc", s, weights.to(s.dtype))  # (3, P, ch)
+            out.append(blended[0] * blended[1] * blended[2])
+        return torch.cat(out, dim=-1)
+
+    def query(
+        self, points: Tensor, directions: Tensor, code: Tensor | CodeFn, appearance: Tensor
+    ) -> tuple[Tensor, Tensor]:
+        """``(sigma (P,), rgb (P, 3))`` at world ``points`` (as the HyperNeRF model's query)."""
+        xn = self.normalize(points)
+        code_v = code(xn) if callable(code) else code
+        h = self.trunk(self.features(xn, code_v))
+        sigma = torch.exp(h[:, 0].clamp(max=11.0) - 1.0)
+        feats = [h[:, 1:]]
+        if self.view_enc is not None:
+            feats.append(self.view_enc(directions))
+        if self.config.appearance_dim > 0:
+            app = appearance.to(h.dtype)
+            feats.append(app.expand(h.shape[0], -1) if app.dim() == 1 else app)
+        return sigma, torch.sigmoid(self.rgb_head(torch.cat(feats, dim=-1)))
+
+    def density(self, points: Tensor, code: Tensor | CodeFn) -> Tensor:
+        """Density ``(P,)`` only (occupancy updates)."""
+        xn = self.normalize(points)
+        code_v = code(xn) if callable(code) else code
+        return torch.exp(self.trunk(self.features(xn, code_v))[:, 0].clamp(max=11.0) - 1.0)
+
+    def field(
+        self, code: Tensor | CodeFn, appearance: Tensor
+    ) -> Callable[[Tensor, Tensor], tuple[Tensor, Tensor]]:
+        """A core ``field(points, directions)`` for one code (or code function) and appearance."""
+
+        def _field(points: Tensor, directions: Tensor) -> tuple[Tensor, Tensor]:
+            return self.query(points, directions, code, appearance)
+
+        return _field
+
+    def frames_field(
+        self, points: Tensor, directions: Tensor, frames: Tensor
+    ) -> tuple[Tensor, Tensor]:
+        """The field of many frames at once (each point with frame ``frames`` ``(P,)``'s codes)."""
+        codes, appearance = self.deform_codes(frames), self.appearance_codes(frames)
+        return self.query(points, directions, codes, appearance)
+
+    def regularizer(self) -> Tensor:
+        """Total variation of every plane (``plane_tv_weight``) plus, with ``lipschitz``, the
+        mean square of the code bases (``plane_code_weight``): the bound on how far a code
+        moves a feature."""
+        c = self.config
+        ch = c.plane_channels
+        loss = self.aabb.new_zeros(())
+        for planes in self.planes:
+            tv = (planes[..., 1:, :] - planes[..., :-1, :]).pow(2).mean()
+            tv = tv + (planes[..., :, 1:] - planes[..., :, :-1]).pow(2).mean()
+            loss = loss + c.plane_tv_weight * tv
+            if c.lipschitz:
+                loss = loss + c.plane_code_weight * planes[:, ch:].pow(2).mean()
+        return loss
