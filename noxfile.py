@@ -1,4 +1,4 @@
-"""nox sessions: tests, lint, bench, smoke, package.
+"""nox sessions: tests, lint, bench, smoke, package, report.
 
 Each session installs ``torch==$FACEBENCH_TORCH`` (default 2.13.0) in the same
 pip command as facebench, so on CPU-only machines with a local CPU wheel pip
@@ -89,3 +89,12 @@ def package(session: nox.Session) -> None:
     """Build the wheel and check its layout in a fresh environment (tests/test_packaging.py)."""
     _install(session)
     session.run("pytest", "tests/test_packaging.py", "-m", "slow or not slow")
+
+
+@nox.session
+def report(session: nox.Session) -> None:
+    """The report tests with headless Chromium: installs Debian's chromium when missing
+    (as root with apt), so the browser test runs instead of skipping."""
+    _install(session)
+    session.env["FACEBENCH_INSTALL_CHROMIUM"] = "1"
+    session.run("pytest", "tests/test_report.py", "-p", "no:cacheprovider", *session.posargs)
