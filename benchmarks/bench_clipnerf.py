@@ -1,0 +1,196 @@
+"""clipnerf: edit latency (mappers vs per-prompt optimisation), inversion PSNR, disentanglement.
+
+Run (generators and mappers are trained once and cached in the facebench cache)::
+
+    FACEBENCH_CLIPNERF_BENCH=reduced pytest benchmarks/bench_clipnerf.py --benchmark-only -s
+
+``FACEBENCH_CLIPNERF_BENCH``: ``reduced`` (default; the ``quick`` preset with
+:data:`REDUCED` on top, so that the whole module runs in about 10 minutes on one
+core), or a budget name (``quick`` trains for about 35 minutes per generator on one
+core). ``FACEBENCH_BENCH_THREADS`` (default 1) sets torch's threads. The CLIP is
+``$FACEBENCH_BENCH_CLIP`` (default ``tiny-random``: latencies are real, edit
+directions are not meaningful).
+
+What is measured (``extra_info``, also printed with ``-s``):
+
+* ``edit_latency``: prompt -> edited codes with the mappers (CLIP text encoding and
+  two 2-layer MLPs; rendering not counted), against the ``optimize`` variant's per-prompt
+  optimisation; and the time to render the edited face at one 64x64 camera;
+* ``inversion[variant]``: PSNR of the inverted face against the ground truth, for
+  held-out identities of the category (inverted from two neutral views, scored at the
+  other neutral views) and for ``synthface:tiny`` (inverted from its neutral frames,
+  scored at 6 of its eval cameras), for ``full`` (reconstruction-assisted), ``adversarial``
+  (the paper's GAN-only training) and ``no-disentangle``;
+* ``disentanglement[variant]``: per prompt of ``emotions.txt``, the mean absolute depth
+  change of appearance-only and of shape-only mapper edits at the inverted face's
+  eval cameras, for ``full`` and ``no-disentangle``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+
+import pytest
+import torch
+
+from facebench.config import apply_overrides
+from facebench.imageops import psnr
+from facebench.method import RunContext
+from facebench.paths import cache_dir
+
+MODE = os.environ.get("FACEBENCH_CLIPNERF_BENCH", "reduced")
+CLIP_SPEC = os.environ.get("FACEBENCH_BENCH_CLIP", "tiny-random")
+PROMPTS = ["a happy face", "a surprised face", "a fearful face", "an angry face", "a sad face"]
+REDUCED = {
+    "category.n_identities": 20,
+    "category.n_expressions": 2,
+    "category.n_views": 3,
+    "train.steps": 200,
+    "train.recon_rays": 512,
+    "train.n_coarse": 16,
+    "train.n_fine": 16,
+    "mapper.steps": 40,
+    "mapper.image_size": 24,
+    "invert.rounds": 1,
+    "invert.view_steps": 10,
+    "invert.shape_steps": 30,
+    "invert.appearance_steps": 30,
+    "invert.image_size": 24,
+    "invert.views": 2,
+    "optimize_steps": 30,
+}
+EVAL = torch.arange(0, 24, 4)  # 6 of synthface:tiny's 24 eval cameras
+RESULTS: dict[str, dict] = {}
+
+
+def _method(variant: str):
+    from facebench.methods.clipnerf import CLIPNeRFMethod
+
+    budget = "quick" if MODE == "reduced" else MODE
+    m = CLIPNeRFMethod.create(variant, budget, "cpu")
+    if MODE == "reduced":
+        m.config = apply_overrides(m.config, {**REDUCED, **m.variants[variant]})
+    return m
+
+
+@pytest.fixture(scope="module")
+def clip():
+    from facebench.clip import load_clip
+
+    return load_clip(CLIP_SPEC, "cpu")
+
+
+@pytest.fixture(scope="module")
+def scene():
+    from facebench.scene import load_scene
+
+    return load_scene("synthface:tiny")
+
+
+@pytest.fixture(scope="module")
+def ctx():
+    return RunContext(device=torch.device("cpu"), cache_dir=cache_dir())
+
+
+@pytest.fixture(scope="module")
+def prepared(bench_threads, scene, ctx):
+    """Methods by variant, generators trained or loaded, the scene inverted."""
+    out = {}
+    for variant in ("full", "adversarial", "no-disentangle", "optimize"):
+        m = _method(variant)
+        t0 = time.perf_counter()
+        m.prepare(scene, ctx)
+        out[variant] = (m, time.perf_counter() - t0)
+    return out
+
+
+def _record(name: str, info: dict) -> None:
+    RESULTS[name] = info
+    print(f"\n{name}: {json.dumps(info, indent=1)}")
+
+
+def test_edit_latency(benchmark, prepared, clip, ctx, scene):
+    m, _ = prepared["full"]
+    m.edit(PROMPTS[0], clip, ctx)  # trains or loads the mappers
+
+    def run():
+        return [m.edit(p, clip, ctx).latency_s for p in PROMPTS]
+
+    lat = benchmark.pedantic(run, rounds=3, iterations=1)
+    opt, _ = prepared["optimize"]
+    t0 = time.perf_counter()
+    edit = opt.edit(PROMPTS[0], clip, ctx)
+    opt_s = time.perf_counter() - t0
+    cam = scene.eval_cameras[torch.tensor([0])]
+    t0 = time.perf_counter()
+    m.render(cam, m.edit(PROMPTS[1], clip, ctx))
+    render_s = time.perf_counter() - t0
+    info = {
+        "mapper_ms_per_prompt": 1000 * max(lat),
+        "optimize_s_per_prompt": opt_s,
+        "optimize_steps": len(edit.history),
+        "render_64px_s": render_s,
+        "clip": clip.label,
+    }
+    benchmark.extra_info.update(info)
+    _record("edit_latency", info)
+    assert max(lat) < 0.05  # the paper's speed claim: one forward pass
+
+
+def _heldout_psnr(m) -> float:
+    """Invert held-out identities' neutral faces from two views, PSNR at the other views."""
+    test = m.category_set("test")
+    scores = []
+    for i in range(test.n_identities):
+        idx = ((test.identity_index == i) & (test.expression_index == 0)).nonzero().reshape(-1)
+        if len(idx) < 3:
+            continue
+        fit, held = idx[:2], idx[2:]
+        m.inversion = m.invert_images(test.images[fit], test.cameras[fit])
+        scores.append(psnr(m.render(test.cameras[held]), test.images[held]))
+    return sum(scores) / max(len(scores), 1)
+
+
+def test_inversion(benchmark, prepared, scene):
+    info = {}
+    for variant in ("full", "adversarial", "no-disentangle"):
+        m, prep_s = prepared[variant]
+        scene_inv = m.inversion
+        cams = scene.eval_cameras[EVAL]
+        scene_psnr = psnr(m.render(cams), scene.render_gt(None, cams))
+        info[variant] = {
+            "scene_psnr": scene_psnr,
+            "heldout_identity_psnr": _heldout_psnr(m),
+            "prepare_s": prep_s,
+            "last_train_log": (m.generator.history[-1] if hasattr(m.generator, "history") else {}),
+        }
+        m.inversion = scene_inv
+    benchmark.pedantic(lambda: None, rounds=1, iterations=1)
+    benchmark.extra_info.update(info)
+    _record("inversion", info)
+
+
+def _depth_change(m, clip, ctx, cams, parts: str) -> list[float]:
+    m.config = apply_overrides(m.config, {"edit_parts": parts})
+    base = m.render_maps(cams)["depth"]
+    out = []
+    for p in PROMPTS:
+        out.append(float((m.render_maps(cams, m.edit(p, clip, ctx))["depth"] - base).abs().mean()))
+    m.config = apply_overrides(m.config, {"edit_parts": "both"})
+    return out
+
+
+def test_disentanglement(benchmark, prepared, clip, ctx, scene):
+    cams = scene.eval_cameras[torch.tensor([0, 12])].resized(height=32)
+    info = {}
+    for variant in ("full", "no-disentangle"):
+        m, _ = prepared[variant]
+        app = _depth_change(m, clip, ctx, cams, "appearance")
+        shp = _depth_change(m, clip, ctx, cams, "shape")
+        info[variant] = {"appearance_only": app, "shape_only": shp}
+    benchmark.pedantic(lambda: None, rounds=1, iterations=1)
+    benchmark.extra_info.update(info)
+    _record("disentanglement", info)
+    assert max(info["full"]["appearance_only"]) < 1e-4  # z_a cannot move density
