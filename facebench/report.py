@@ -34,7 +34,6 @@ from facebench.paths import atomic_file
 __all__ = ["write_report", "target_image", "render_stem", "ORACLE"]
 
 ORACLE = "oracle"  # the variant (or ``guidance`` value) of rows edited toward the true target
-QUALITY = ("expression_r_precision", "clip_r_precision", "gt_psnr", "clip_score")
 
 
 def _slug(text: str) -> str:

@@ -19,6 +19,8 @@ SCORES = (
     "locality",
     "clip_score",
 )
+# the quality axis against time: the ground truth where known, else the prompt-side scores
+QUALITY = ("gt_psnr", "expression_r_precision", "clip_r_precision", "clip_score")
 
 
 def _png(fig: Any) -> bytes:
@@ -57,12 +59,13 @@ def _tradeoff_plot(rows: Any, labels: list[str], y: str) -> bytes:
 
     fig, ax = plt.subplots(figsize=(5.5, 4))
     stats = rows.groupby("_label", sort=False)[["lpips", y]].agg(["mean", "std"]).reindex(labels)
+    stats = stats.fillna({("lpips", "std"): 0.0, (y, "std"): 0.0})  # one row: no spread
     for label, s in stats.iterrows():
         ax.errorbar(
             s[("lpips", "mean")],
             s[(y, "mean")],
-            xerr=0 if s[("lpips", "std")] != s[("lpips", "std")] else s[("lpips", "std")],
-            yerr=0 if s[(y, "std")] != s[(y, "std")] else s[(y, "std")],
+            xerr=s[("lpips", "std")],
+            yerr=s[(y, "std")],
             fmt="o",
             capsize=3,
             label=label,
@@ -119,7 +122,7 @@ def plots(rows: Any, label: Callable[[dict], str]) -> list[tuple[str, str, str, 
                 _tradeoff_plot(rows, labels, quality),
             )
         )
-    score = next((m for m in ("gt_psnr", *QUALITY_FALLBACK) if _present(rows, m)), None)
+    score = next((m for m in QUALITY if _present(rows, m)), None)
     if score and _present(rows, "time_s"):
         out.append(
             (
@@ -130,6 +133,3 @@ def plots(rows: Any, label: Callable[[dict], str]) -> list[tuple[str, str, str, 
             )
         )
     return out
-
-
-QUALITY_FALLBACK = ("expression_r_precision", "clip_r_precision", "clip_score")
