@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -252,7 +253,7 @@ class CLIPNeRFMethod(ConfiguredMethod):
         d_a = nn.Parameter(torch.zeros_like(z_a))
         params = [p for p, use in ((d_s, use_s), (d_a, use_a)) if use]
         opt = torch.optim.Adam(params, lr=c.optimize_lr)
-        gen = ctx.generator(len(prompt))
+        gen = ctx.generator(zlib.crc32(prompt.encode()) & 0x7FFFFFFF)  # per-prompt draws
         target = self.embed(prompt, clip).to(z_s.device)
         rcfg = RenderConfig(m.n_coarse, m.n_fine, jitter=True, chunk=1 << 30)
         history = []
