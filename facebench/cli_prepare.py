@@ -91,6 +91,57 @@ def synthface_cmd(
     typer.echo(f"wrote {scene.summary()}{cached} -> {out} [{fmt.value}]")
 
 
+@prepare_app.command("video")
+def video_cmd(
+    video: Path = typer.Argument(..., help="A video file (anything ffmpeg reads: mp4, mov, ...)."),
+    out: Path = typer.Option(..., "--out", help="Capture directory to create (must be empty)."),
+    fps: float | None = typer.Option(None, "--fps", min=0.1, help="Frames per second to keep."),
+    size: int = typer.Option(256, "--size", min=32, max=1024, help="Output image size (pixels)."),
+    max_frames: int = typer.Option(300, "--max-frames", min=2, help="At most this many frames."),
+    static_camera: bool = typer.Option(
+        False,
+        "--static-camera",
+        help="One fixed camera (tripod, dashboard) where the head moves; no COLMAP.",
+    ),
+    focal: float | None = typer.Option(
+        None,
+        "--focal",
+        min=0.05,
+        help="Focal length / the frame's long side, when known (kept fixed); default: "
+        "estimated by COLMAP, or 0.72 (a phone's main lens) with --static-camera.",
+    ),
+) -> None:
+    """Import a face video as a Nerfies capture: frames, poses, face crop, 68 landmarks.
+
+    Camera poses come from COLMAP structure-from-motion (pycolmap) for a moving camera, or
+    one shared camera with --static-camera. A video that cannot be read, shows no face or
+    whose poses fail gives one line and exit code 2, and writes nothing.
+
+    Examples:
+
+      facebench prepare video me.mp4 --out captures/me --fps 5
+
+      facebench prepare video dashboard.mov --out captures/dash --static-camera
+
+      facebench run --method pac --scene nerfies:captures/me --prompts emotions.txt
+    """
+    from facebench.registry import DATASETS
+
+    importer = DATASETS.get("video").obj
+    with command_progress() as progress:
+        scene = importer(
+            video,
+            out,
+            fps=fps,
+            size=size,
+            max_frames=max_frames,
+            static_camera=static_camera,
+            focal=focal,
+            progress=progress,
+        )
+    typer.echo(f"wrote {scene.summary()} -> {out} [nerfies]")
+
+
 @prepare_app.command("check")
 def check_cmd(
     spec: str = typer.Argument(

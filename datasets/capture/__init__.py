@@ -17,6 +17,7 @@ Modules, one job each:
 * :mod:`.files` -- checked JSON and PNG reading and writing
 * :mod:`.sources` -- format detection, :func:`load_capture`, :func:`export_capture`
   and the ``nerfies`` / ``transforms`` scene sources (registered on import)
+* :mod:`.video` -- a face video imported as a Nerfies capture (the ``video`` dataset)
 """
 
 from facebench.datasets.capture.nerfies import read_nerfies, write_nerfies
@@ -30,6 +31,7 @@ from facebench.datasets.capture.sources import (
     transforms_source,
 )
 from facebench.datasets.capture.transforms import read_transforms, write_transforms
+from facebench.datasets.capture.video import import_video
 from facebench.errors import CaptureError
 
 __all__ = [
@@ -38,6 +40,7 @@ __all__ = [
     "detect_nerfies",
     "detect_transforms",
     "export_capture",
+    "import_video",
     "load_capture",
     "nerfies_source",
     "read_nerfies",
