@@ -18,9 +18,11 @@ an interrupted run resumes where it stopped.
 
 from __future__ import annotations
 
+import hashlib
 import inspect
 import json
 import platform
+import random
 import re
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
@@ -40,7 +42,7 @@ from facebench.method import (
     config_hash,
     no_progress,
 )
-from facebench.paths import atomic_file, cache_dir
+from facebench.paths import atomic_file, cache_dir, check_output_dir
 from facebench.results import ResultStore
 from facebench.weights import UNREADABLE
 
@@ -48,6 +50,7 @@ if TYPE_CHECKING:
     from facebench.scene import Scene
 
 DEFAULT_SCENE = "synthface:default"
+MAX_SEEDS = 1000  # each seed is a full pass over the prompts; the job list is built up front
 
 
 @dataclass
@@ -81,20 +84,52 @@ class RunSummary:
 
 
 def resolve_device(name: str) -> torch.device:
+    """``--device``: ``auto``, ``cpu``, ``cuda[:N]`` or ``mps`` that this machine has."""
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name.startswith("cuda") and not torch.cuda.is_available():
         raise FacebenchError(f"--device {name}: CUDA is not available on this machine")
     try:
-        return torch.device(name)
+        device = torch.device(name)
     except RuntimeError as exc:
         raise FacebenchError(f"--device {name}: not a torch device") from exc
+    if device.type == "cuda" and (device.index or 0) >= torch.cuda.device_count():
+        raise FacebenchError(
+            f"--device {name}: this machine has {torch.cuda.device_count()} GPU(s)"
+        )
+    if device.type == "mps" and not torch.backends.mps.is_available():
+        raise FacebenchError(f"--device {name}: MPS is not available on this machine")
+    if device.type not in ("cpu", "cuda", "mps") or (device.type == "cpu" and device.index):
+        raise FacebenchError(f"--device {name}: runs compute on cpu, cuda[:N] or mps")
+    return device
+
+
+_PLAIN = re.compile(r"[a-z0-9]+( [a-z0-9]+)*")
 
 
 def slug(text: str, length: int = 48) -> str:
-    """A file-name-safe short form of a prompt."""
+    """A file-name-safe short form of a prompt (or a scene or prompt set name), distinct for
+    distinct texts: lowercase words and single spaces become hyphenated (``a smiling face``
+    -> ``a-smiling-face``); any other text (capitals, punctuation, longer than ``length``)
+    gets 8 hex digits of its sha256 appended, so ``Happy!`` and ``happy`` never share a
+    render file."""
     cleaned = re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")
-    return cleaned[:length] or "prompt"
+    if _PLAIN.fullmatch(text) and len(cleaned) <= length:
+        return cleaned
+    digest = hashlib.sha256(text.encode()).hexdigest()[:8]
+    return f"{cleaned[: length - 9].strip('-') or 'prompt'}-{digest}"
+
+
+def seed_row(seed: int, prompt: str) -> None:
+    """Seed torch's (every device's), numpy's and Python's global RNGs from ``(seed, prompt)``
+    before a row is computed, so a row never depends on the rows computed before it in the
+    same process (a resumed run's rows equal an uninterrupted run's)."""
+    import numpy as np
+
+    value = int.from_bytes(hashlib.sha256(f"{seed}\0{prompt}".encode()).digest()[:8], "big")
+    torch.manual_seed(value >> 1)
+    np.random.seed(value % 2**32)
+    random.seed(value)
 
 
 def default_clip_spec(scene_spec: str, clip: str | None) -> str:
@@ -307,6 +342,12 @@ def run(options: RunOptions, progress: Progress = no_progress) -> RunSummary:
 
     if options.seeds < 1:
         raise FacebenchError(f"--seeds {options.seeds}: need at least 1")
+    if options.seeds > MAX_SEEDS:
+        raise FacebenchError(
+            f"--seeds {options.seeds}: at most {MAX_SEEDS} (seeds 0..N-1 per prompt)"
+        )
+    out = check_output_dir(options.out)  # before any work: a folder that can be written
+    store = ResultStore(out / "leaderboard.csv")  # a damaged file stops the run here
     if options.suite not in SUITES:
         raise FacebenchError(f"--suite {options.suite!r}: choose one of {', '.join(SUITES)}")
     device = resolve_device(options.device)
@@ -323,8 +364,6 @@ def run(options: RunOptions, progress: Progress = no_progress) -> RunSummary:
     clip_spec = default_clip_spec(options.scene, options.clip)
     clip = _load_clip(clip_spec, device, options.prepare_missing, progress)
 
-    out = Path(options.out)
-    store = ResultStore(out / "leaderboard.csv")
     summary = RunSummary(csv_path=store.path)
     run_config = {
         "method_config": method.config_dict(),
@@ -379,6 +418,11 @@ def run(options: RunOptions, progress: Progress = no_progress) -> RunSummary:
 
     for done, (prompt, seed) in enumerate(todo):
         progress("prompts", done, len(todo))
+        store.refresh()  # another run on this --out may have written the row meanwhile
+        if not options.force and store.has({**base, "prompt": prompt, "seed": seed}):
+            summary.skipped_rows += 1
+            continue
+        seed_row(seed, prompt)
         ctx = RunContext(
             device=device,
             cache_dir=cache_dir(),
@@ -411,8 +455,10 @@ def run(options: RunOptions, progress: Progress = no_progress) -> RunSummary:
             **versions,
             "timestamp": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         }
-        store.append(row, replace=options.force)
-        summary.rows.append(row)
+        if store.append(row, replace=options.force):
+            summary.rows.append(row)
+        else:  # written by another run on this --out while this one computed it
+            summary.skipped_rows += 1
     progress("prompts", len(todo), len(todo))
     summary.notes.extend(evaluator.notes)
     return summary
