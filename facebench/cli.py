@@ -489,6 +489,9 @@ def main(argv: list[str] | None = None) -> None:
         raise SystemExit(exc.exit_code) from None
     except FacebenchError as exc:
         _fail(str(exc))
+    except OSError as exc:  # the disk: full, read-only, gone (rows already written are whole)
+        where = f"{exc.filename}: " if exc.filename else ""
+        _fail(f"{where}{exc.strerror or exc}; {_RESUME}")
     except KeyboardInterrupt:
         _interrupted()
     finally:

@@ -157,3 +157,17 @@ def test_probe_leaves_no_file_behind_when_writing_fails(tmp_path, monkeypatch):
     with pytest.raises(FacebenchError, match="cannot write"):
         paths.check_output_dir(tmp_path)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_disk_that_fails_mid_run_is_one_line(tmp_path, capsys, monkeypatch):
+    from facebench import cli, runner
+
+    def full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device", str(tmp_path / "x.png"))
+
+    monkeypatch.setattr(runner, "run", full)
+    with pytest.raises(SystemExit) as info:
+        cli.main([*RUN, "--out", str(tmp_path / "out")])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert info.value.code == 2 and len(err) == 1 and "Traceback" not in err[0]
+    assert "No space left on device" in err[0] and "x.png" in err[0] and "resume" in err[0]
