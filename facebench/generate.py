@@ -175,6 +175,7 @@ def run_generation(options: Any, progress: Progress = no_progress) -> Any:
     from facebench.cost import measure_cost
     from facebench.registry import DATASETS
     from facebench.runner import (
+        MAX_SEEDS,
         RunSummary,
         _load_clip,
         _prepare_instruments,
@@ -183,13 +184,14 @@ def run_generation(options: Any, progress: Progress = no_progress) -> Any:
         default_clip_spec,
         resolve_device,
         run_key,
+        seed_row,
         slug,
     )
     from facebench.suite import SUITES
 
     suite_name = "generation" if options.suite == "scene" else options.suite
-    if options.seeds < 1:
-        raise FacebenchError(f"--seeds {options.seeds}: need at least 1")
+    if not 1 <= options.seeds <= MAX_SEEDS:
+        raise FacebenchError(f"--seeds {options.seeds}: choose 1 to {MAX_SEEDS}")
     if suite_name not in SUITES:
         raise FacebenchError(f"--suite {suite_name!r}: choose one of {', '.join(SUITES)}")
     device = resolve_device(options.device)
@@ -250,6 +252,11 @@ def run_generation(options: Any, progress: Progress = no_progress) -> Any:
     render_name = f"{options.method}-{options.variant}" + (f"-{chash}" if overrides else "")
     for done, (prompt, seed) in enumerate(todo):
         progress("prompts", done, len(todo))
+        store.refresh()  # another run on this --out may have written the row meanwhile
+        if not options.force and store.has({**base, "prompt": prompt, "seed": seed}):
+            summary.skipped_rows += 1
+            continue
+        seed_row(seed, prompt)  # a row never depends on the rows before it
         ctx = RunContext(device=device, cache_dir=cache_dir(), seed=seed, progress=progress)
         with measure_cost(device) as cost:
             faces = method.generate(prompt, clip, ctx)
@@ -274,8 +281,10 @@ def run_generation(options: Any, progress: Progress = no_progress) -> Any:
             **versions,
             "timestamp": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         }
-        store.append(row, replace=options.force)
-        summary.rows.append(row)
+        if store.append(row, replace=options.force):
+            summary.rows.append(row)
+        else:  # written by another run on this --out while this one computed it
+            summary.skipped_rows += 1
     progress("prompts", len(todo), len(todo))
     summary.notes.extend(evaluator.notes)
     return summary

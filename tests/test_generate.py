@@ -122,3 +122,16 @@ def test_leaderboard_shows_generation_rows_in_their_own_table():
     assert "tg3dface" in generation and "pac" not in generation
     assert "mvic" in generation and "lpips" not in generation
     assert "0.700 ± 0.141" in generation
+
+
+def test_run_dispatches_text_generators(monkeypatch):
+    import facebench.generate as generate
+    from facebench.runner import generates_text, run
+
+    seen = []
+    monkeypatch.setattr(generate, "run_generation", lambda options, progress: seen.append(options))
+    opts = RunOptions(method="tg3dface", prompts="emotions.txt")
+    run(opts)
+    assert seen == [opts]
+    assert generates_text("tg3dface") and not generates_text("pac")
+    assert not generates_text("no-such-method")
