@@ -13,7 +13,8 @@ The protocol, per (method, variant, scene, prompt set, prompt, seed):
    hash; renders go to ``OUT/renders/`` (a PNG grid and a turntable GIF).
 
 Rows whose key is already in the CSV are skipped (``force`` recomputes), so
-an interrupted run resumes where it stopped.
+an interrupted run resumes where it stopped. A method that generates faces from text
+(``generate_text``, no scene) runs the generation protocol instead (:mod:`facebench.generate`).
 """
 
 from __future__ import annotations
@@ -72,6 +73,9 @@ class RunOptions:
     # method config overrides (``--set KEY=VALUE``): their effect is in the method config,
     # which is hashed; the strings themselves are not (a default restated is no new row)
     overrides: tuple[str, ...] = ()
+    # only these (prompt, seed) rows (a ``facebench sweep`` task's cells; empty: all); not
+    # hashed: a cell's row is the row a whole run makes
+    only: tuple[tuple[str, int], ...] = ()
 
 
 @dataclass
@@ -132,6 +136,17 @@ def seed_row(seed: int, prompt: str) -> None:
     random.seed(value)
 
 
+def generates_text(method: str) -> bool:
+    """Whether ``method`` is a text-to-face generator (declares ``generate_text`` and no
+    ``fit_scene``): ``run`` hands it to :func:`facebench.generate.run_generation`."""
+    from facebench.registry import METHODS
+
+    if method not in METHODS:
+        return False  # create_method names the unknown method
+    caps = METHODS.get(method).capabilities
+    return "generate_text" in caps and "fit_scene" not in caps
+
+
 def default_clip_spec(scene_spec: str, clip: str | None) -> str:
     """``--clip`` default: the scene source's own ``default_clip`` (SynthCLIP on SynthFace
     scenes); elsewhere the user must choose."""
@@ -161,7 +176,7 @@ def run_key(options: RunOptions, clip_spec: str, clip_backend: str) -> dict[str,
     """
     from facebench.registry import CLIP_BACKENDS
 
-    skip = {"force", "out", "overrides"}  # overrides act through the method config
+    skip = {"force", "out", "overrides", "only"}  # overrides act through the method config
     keyed = {k: str(v) for k, v in asdict(options).items() if k not in skip}
     kind, sep, _ = clip_backend.partition(":")
     registered = bool(sep) and kind in CLIP_BACKENDS
@@ -174,6 +189,13 @@ def run_key(options: RunOptions, clip_spec: str, clip_backend: str) -> dict[str,
         # hashed, so a retrained SynthCLIP is noted on re-runs rather than silently re-keyed
         "clip_backend": clip_backend,
     }
+
+
+def run_identity(
+    options: RunOptions, method: Any, clip_spec: str, clip_backend: str
+) -> dict[str, Any]:
+    """What a row's config hash is of: the method's config and :func:`run_key`."""
+    return {"method_config": method.config_dict(), **run_key(options, clip_spec, clip_backend)}
 
 
 def create_method(
@@ -334,9 +356,14 @@ def _versions() -> dict[str, str]:
 
 def run(options: RunOptions, progress: Progress = no_progress) -> RunSummary:
     """Run the benchmark protocol; see the module docstring."""
+    if generates_text(options.method):  # text-to-face generators: the generation protocol
+        from facebench.generate import run_generation
+
+        return run_generation(options, progress)
     from facebench.artifacts import save_grid, save_turntable
     from facebench.cost import measure_cost
     from facebench.registry import DATASETS
+    from facebench.report import target_image
     from facebench.scene import load_scene
     from facebench.suite import SUITES, Evaluator, prompt_oracle
 
@@ -365,10 +392,7 @@ def run(options: RunOptions, progress: Progress = no_progress) -> RunSummary:
     clip = _load_clip(clip_spec, device, options.prepare_missing, progress)
 
     summary = RunSummary(csv_path=store.path)
-    run_config = {
-        "method_config": method.config_dict(),
-        **run_key(options, clip_spec, clip.backend),
-    }
+    run_config = run_identity(options, method, clip_spec, clip.backend)
     chash = config_hash(run_config)
     summary.config_hash = chash
     base = {
@@ -381,6 +405,8 @@ def run(options: RunOptions, progress: Progress = no_progress) -> RunSummary:
     todo, present = [], []  # rows to compute; rows already in the CSV (skipped)
     for seed in range(options.seeds):
         for prompt in prompt_set.prompts:
+            if options.only and (prompt, seed) not in options.only:
+                continue
             row = None if options.force else store.get({**base, "prompt": prompt, "seed": seed})
             if row is None:
                 todo.append((prompt, seed))
@@ -441,6 +467,10 @@ def run(options: RunOptions, progress: Progress = no_progress) -> RunSummary:
         render_dir = out / "renders" / render_name
         save_grid(render_dir / f"{stem}.png", [neutral, images])
         save_turntable(render_dir / f"{stem}.gif", images)
+        target = target_image(out, options.scene, prompt_set.name, prompt)
+        if ctx.oracle is not None and not target.exists():  # the report's ground-truth column
+            with torch.no_grad():
+                save_grid(target, [ctx.oracle(scene.eval_cameras)])
         row = {
             **base,
             "prompt": prompt,
