@@ -40,7 +40,7 @@ def _spec(params: dict[str, Any]) -> Any:
         if params[option]:
             spec[key] = list(params[option])
     given = ("seeds", "clip", "budget", "suite", "device", "out", "backend", "workers")
-    for key in (*given, "address", "retries", "threads"):
+    for key in (*given, "address", "retries", "threads", "batch"):
         if params[key] is not None:
             spec[key] = params[key]
     if params["gpus_per_task"] is not None:
@@ -102,6 +102,10 @@ def sweep_cmd(
     ] = None,
     gpus_per_task: Annotated[
         float | None, typer.Option("--gpus-per-task", help="GPUs per task (Ray: fractions).")
+    ] = None,
+    batch: Annotated[
+        int | None,
+        typer.Option("--batch", min=1, help="Cells per task (one runner call; default 1)."),
     ] = None,
 ) -> None:
     """Run a grid of methods x variants x scenes x prompt sets x seeds, resumably.
