@@ -80,7 +80,7 @@ class SceneModelCache:
         if why is None:
             return False
         aside = move_aside(path)
-        log.warning(f"facebench: {path} is damaged ({why}); moved to {aside.name}, fitting again")
+        log.warning(f"{path} is damaged ({why}); moved to {aside.name}, fitting again")
         return True
 
     def load(self, map_location: Any = "cpu") -> dict[str, Any] | None:
@@ -95,7 +95,7 @@ class SceneModelCache:
         except (KeyError, TypeError, AttributeError, ValueError) as exc:  # a foreign file
             aside = move_aside(self.model_path)
             log.warning(
-                f"facebench: {self.model_path} is not a scene model ({type(exc).__name__}); "
+                f"{self.model_path} is not a scene model ({type(exc).__name__}); "
                 f"moved to {aside.name}, fitting again"
             )
             return None
