@@ -93,15 +93,24 @@ def test_pose_error_is_zero_for_a_similar_copy_and_sees_a_turned_camera():
     assert pose_error(est, true)["rotation_deg_max"] > 20
 
 
-def test_bad_videos_are_one_line_and_write_nothing(tmp_path, capsys):
+def test_bad_videos_are_one_line_and_write_nothing(synth_video, tmp_path, capsys):
     not_video = tmp_path / "notes.mp4"
     not_video.write_text("not a video")
     noise = tmp_path / "noise.mp4"
     _encode(noise, np.random.default_rng(0).integers(0, 255, (4, 64, 64, 3), dtype=np.uint8))
-    for video, why in ((not_video, "cannot read"), (noise, "no face"), (tmp_path / "x.mp4", "no")):
+    still = tmp_path / "still.mp4"  # one face frame repeated: no baseline, no poses
+    frame = (synth_video[1].images[:1].clamp(0, 1) * 255).round().byte().numpy()
+    _encode(still, np.repeat(frame, 6, axis=0))
+    cases = [
+        (not_video, "cannot read", "--static-camera"),
+        (noise, "no face", "--static-camera"),
+        (tmp_path / "x.mp4", "no such video", "--static-camera"),
+        (still, "camera poses failed", "--size=64"),
+    ]
+    for video, why, option in cases:
         out = tmp_path / f"out-{video.stem}"
         with pytest.raises(SystemExit) as exit_info:
-            main(["--quiet", "prepare", "video", str(video), "--out", str(out), "--static-camera"])
+            main(["--quiet", "prepare", "video", str(video), "--out", str(out), option])
         assert exit_info.value.code == 2
         err = capsys.readouterr().err.strip().splitlines()
         assert len(err) == 1 and why in err[0], err
