@@ -16,9 +16,11 @@ from facebench.errors import FacebenchError
 prepare_app = typer.Typer(
     name="prepare",
     help="Prepare datasets and offline models: write SynthFace scenes as Nerfies/HyperNeRF "
-    "or transforms.json captures, check captures, train SynthCLIP and the recognizer.\n\n"
+    "or transforms.json captures, import face videos as captures, check captures, train "
+    "SynthCLIP and the recognizer.\n\n"
     "Examples:\n\n"
     "  facebench prepare synthface --name default --out scene/ --format nerfies\n\n"
+    "  facebench prepare video me.mp4 --out captures/me\n\n"
     "  facebench prepare synthclip",
     no_args_is_help=True,
     add_completion=False,
