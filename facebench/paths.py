@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shutil
 import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -100,12 +101,14 @@ def write_digest(path: Path | str) -> None:
         fh.write(file_sha256(path) + "\n")
 
 
-def cache_damage(path: Path | str, load: Callable[[Path], Any] | None = None) -> str | None:
+def cache_damage(
+    path: Path | str, load: Callable[[Path], Any] | None = None, record: bool = True
+) -> str | None:
     """Why the cache file at ``path`` cannot be trusted, or None when it can.
 
     With a recorded digest: whether the file still has it. Without one (an entry written
-    before digests were kept): whether ``load(path)`` reads it; if so the digest is
-    recorded now.
+    before digests were kept, or a file rewritten as it goes, such as a resume state):
+    whether ``load(path)`` reads it; if so, and ``record``, the digest is recorded now.
     """
     path = Path(path)
     side = path.with_name(path.name + DIGEST_SUFFIX)
@@ -118,10 +121,11 @@ def cache_damage(path: Path | str, load: Callable[[Path], Any] | None = None) ->
     except Exception as exc:  # any failure to read it is damage, said in one line
         first = (str(exc).strip().splitlines() or [""])[0][:120]
         return f"unreadable ({type(exc).__name__}{': ' + first if first else ''})"
-    try:
-        write_digest(path)
-    except OSError:  # a read-only cache: checked again next time
-        pass
+    if record:
+        try:
+            write_digest(path)
+        except OSError:  # a read-only cache: checked again next time
+            pass
     return None
 
 
@@ -133,3 +137,43 @@ def move_aside(path: Path | str) -> Path:
     os.replace(path, aside)
     path.with_name(path.name + DIGEST_SUFFIX).unlink(missing_ok=True)
     return aside
+
+
+MIN_FREE_BYTES = 16 << 20
+"""What an output folder needs free before a run starts (rows, renders, configs)."""
+
+
+def check_output_dir(out: Path | str, option: str = "--out") -> Path:
+    """``out`` if a run can write there, else a one-line :class:`FacebenchError`.
+
+    Checked before any work and without creating anything: ``out`` (or its nearest
+    existing ancestor) must be a folder in which a file can be written -- not a file, not
+    under a file, not read-only (also for root: a test file is written and removed), on a
+    disk with :data:`MIN_FREE_BYTES` free.
+    """
+    from facebench.errors import FacebenchError
+
+    out = Path(out).expanduser()
+    probe = out
+    while not os.path.lexists(probe) and probe != probe.parent:
+        probe = probe.parent
+    if not probe.is_dir():
+        what = "is" if probe == out else f"is under {probe}, which is"
+        kind = "a broken symlink" if probe.is_symlink() and not probe.exists() else "a file"
+        raise FacebenchError(f"{option} {out}: {what} {kind}, not a folder")
+    try:
+        with tempfile.TemporaryFile(dir=probe, prefix=".facebench-probe-") as fh:
+            fh.write(b"\0" * 65536)
+            fh.flush()
+            os.fsync(fh.fileno())
+    except OSError as exc:
+        raise FacebenchError(
+            f"{option} {out}: cannot write in {probe} ({exc.strerror or type(exc).__name__})"
+        ) from None
+    free = shutil.disk_usage(probe).free
+    if free < MIN_FREE_BYTES:
+        raise FacebenchError(
+            f"{option} {out}: only {free >> 20} MB free on its disk "
+            f"(a run needs at least {MIN_FREE_BYTES >> 20} MB)"
+        )
+    return out

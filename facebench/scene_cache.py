@@ -75,8 +75,10 @@ class SceneModelCache:
         return self.model_path.is_file()
 
     def _heal(self, path: Path) -> bool:
-        """Whether ``path`` was damaged (then it is moved aside, and the log says so)."""
-        why = cache_damage(path, _load_weights) if path.is_file() else None
+        """Whether ``path`` was damaged (then it is moved aside, and the log says so). A
+        resume state, rewritten as the fit goes, gets no digest: it must load."""
+        record = path != self.checkpoint
+        why = cache_damage(path, _load_weights, record) if path.is_file() else None
         if why is None:
             return False
         aside = move_aside(path)

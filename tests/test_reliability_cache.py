@@ -92,6 +92,19 @@ def test_a_damaged_resume_state_is_moved_aside(tmp_path):
     assert (cache.directory / "checkpoint.pt.damaged").is_file()
 
 
+def test_a_sound_resume_state_is_kept_and_gets_no_digest(tmp_path):
+    # it is rewritten as the fit goes: a recorded digest would call the next one damaged
+    cache = _cache(tmp_path)
+    cache.clear()
+    cache.directory.mkdir(parents=True, exist_ok=True)
+    atomic_save({"hash": "cfg", "step": 1}, cache.checkpoint)
+    assert cache.load() is None
+    assert cache.checkpoint.is_file()
+    assert not cache.checkpoint.with_name("checkpoint.pt" + DIGEST_SUFFIX).exists()
+    atomic_save({"hash": "cfg", "step": 2}, cache.checkpoint)  # the fit goes on
+    assert cache.load() is None and cache.checkpoint.is_file()
+
+
 def test_an_older_sound_entry_gets_its_digest(tmp_path):
     cache = _cache(tmp_path)
     side = cache.model_path.with_name(cache.MODEL + DIGEST_SUFFIX)

@@ -203,7 +203,7 @@ class PreparedModel:
                 for name in (CHECKPOINT, CHECKPOINT + ".sha256", TRAIN_STATE, QUALITY):
                     (out / name).unlink(missing_ok=True)
             state = out / TRAIN_STATE
-            if state.is_file() and cache_damage(state, self._load):
+            if state.is_file() and cache_damage(state, self._load, record=False):
                 move_aside(state)  # a resume state that does not load: start over
             out.mkdir(parents=True, exist_ok=True)
             path = build(out)
