@@ -47,6 +47,7 @@ except ImportError:  # pragma: no cover - Python 3.10
 from facebench.errors import FacebenchError
 from facebench.method import Progress, config_hash, no_progress
 from facebench.paths import atomic_file, cache_dir
+from facebench.report import target_image
 from facebench.results import ResultStore
 from facebench.runner import DEFAULT_SCENE, RunOptions
 from facebench.sweep_backends import Resources, make_backend
@@ -313,7 +314,11 @@ def _jobs(spec: SweepSpec, groups: list[Group]) -> list[_Job]:
             name = f"{o.method}/{o.variant} {o.scene} {group.prompt_set} {cells}"
             if o.overrides:
                 name += f" [{' '.join(o.overrides)}]"
-            fit.waiting.append(_Job("cell", _task(spec, o, chunk), name, len(chunk)))
+            task = _task(spec, o, chunk)
+            task["targets"] = sorted(
+                {str(target_image(Path(), o.scene, group.prompt_set, p)) for p, _ in chunk}
+            )
+            fit.waiting.append(_Job("cell", task, name, len(chunk)))
     return roots
 
 
@@ -379,6 +384,8 @@ def sweep(
             while ready and len(running) < backend.slots:
                 job = ready.popleft()
                 job.attempts += 1
+                if job.kind == "cell":  # targets another cell has written meanwhile
+                    job.task["present"] = [t for t in job.task["targets"] if (out / t).is_file()]
                 fn = fit_task if job.kind == "fit" else cell_task
                 running[backend.submit(fn, job.task)] = job
             report()

@@ -75,12 +75,20 @@ def cell_task(task: dict[str, Any]) -> dict[str, Any]:
     options = _setup(task)
     scratch = Path(tempfile.mkdtemp(prefix="facebench-cell-"))
     try:
+        # files the output folder has already (ground-truth targets): stand-ins here, so the
+        # runner does not render them again, and not sent back
+        present = set(task.get("present", ()))
+        for relative in present:
+            (scratch / relative).parent.mkdir(parents=True, exist_ok=True)
+            (scratch / relative).touch()
         summary = run(dataclasses.replace(options, out=scratch))
         files = {
             str(path.relative_to(scratch)): path.read_bytes()
             for sub in ("renders", "runs")
             for path in sorted((scratch / sub).rglob("*"))
-            if path.is_file() and not path.name.startswith(".")
+            if path.is_file()
+            and not path.name.startswith(".")
+            and str(path.relative_to(scratch)) not in present
         }
     finally:
         shutil.rmtree(scratch, ignore_errors=True)

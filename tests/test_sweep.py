@@ -166,6 +166,32 @@ def test_sweep_command_resumes_and_writes_the_report(workdir, local_run, capsys)
         assert kinds.count(kind) == len(PROMPTS), kind
 
 
+def test_a_cell_does_not_render_a_target_the_output_has(workdir, local_run, monkeypatch):
+    """The driver tells a cell which ground-truth targets ``OUT`` has: the runner skips
+    rendering them and the cell returns only its own renders."""
+    import facebench.artifacts
+    from facebench.report import target_image
+    from facebench.sweep import _task, plan
+    from facebench.sweep_tasks import cell_task
+
+    saved = []
+    save_grid = facebench.artifacts.save_grid
+    monkeypatch.setattr(
+        facebench.artifacts,
+        "save_grid",
+        lambda path, rows: saved.append(path) or save_grid(path, rows),
+    )
+    options = plan(_spec(workdir, "x"))[0][0].options
+    target = str(target_image(Path(), SCENE, "two", PROMPTS[0]))
+    task = {**_task(_spec(workdir, "x"), options, [(PROMPTS[0], 0)]), "present": [target]}
+    result = cell_task(task)
+    assert [r["prompt"] for r in result["rows"]] == [PROMPTS[0]]
+    assert any(str(p).endswith("-seed0.png") for p in saved)  # the spy sees the runner's saves
+    assert target not in result["files"] and not any("targets" in str(p) for p in saved)
+    assert sum(name.endswith((".png", ".gif")) for name in result["files"]) == 2
+    # (without "present" the cell renders and returns it: the report test above sees it)
+
+
 class _Flaky(InProcess):
     """In-process, but a cell of ``always`` fails every time and one of ``once`` fails once."""
 
