@@ -183,7 +183,7 @@ def run_generation(options: Any, progress: Progress = no_progress) -> Any:
         create_method,
         default_clip_spec,
         resolve_device,
-        run_key,
+        run_identity,
         seed_row,
         slug,
     )
@@ -209,10 +209,7 @@ def run_generation(options: Any, progress: Progress = no_progress) -> Any:
     clip = _load_clip(clip_spec, device, options.prepare_missing, progress)
     store = ResultStore(Path(options.out) / "leaderboard.csv")
     summary = RunSummary(csv_path=store.path)
-    run_config = {
-        "method_config": method.config_dict(),
-        **run_key(options, clip_spec, clip.backend),
-    }
+    run_config = run_identity(options, method, clip_spec, clip.backend)
     chash = summary.config_hash = config_hash({**run_config, "suite": suite_name})
     base = {
         "method": options.method,
@@ -224,6 +221,8 @@ def run_generation(options: Any, progress: Progress = no_progress) -> Any:
     todo = []
     for seed in range(options.seeds):
         for prompt in prompt_set.prompts:
+            if options.only and (prompt, seed) not in options.only:
+                continue  # a sweep cell runs just its rows
             key = {**base, "prompt": prompt, "seed": seed}
             if options.force or store.get(key) is None:
                 todo.append((prompt, seed))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import imageio.v3 as iio
@@ -79,6 +80,8 @@ def test_run_generation_rows_grids_and_resume(cache, tmp_path, synthetic_trainin
     assert iio.imread(grids[0]).shape == (2 * 16, 3 * 16, 3)  # faces x views
     again = run_generation(opts)
     assert again.rows == [] and again.skipped_rows == 2
+    cell = dataclasses.replace(opts, only=(("a sad face", 0),), force=True)  # a sweep cell
+    assert [r["prompt"] for r in run_generation(cell).rows] == ["a sad face"]
 
 
 def test_leaderboard_shows_generation_rows_in_their_own_table():
