@@ -117,7 +117,8 @@ def video_cmd(
 
     Camera poses come from COLMAP structure-from-motion (pycolmap) for a moving camera, or
     one shared camera with --static-camera. A video that cannot be read, shows no face or
-    whose poses fail gives one line and exit code 2, and writes nothing.
+    whose poses fail gives one line and exit code 2, and writes nothing. Runs load the
+    capture with --scene nerfies:DIR.
 
     Examples:
 
@@ -125,7 +126,7 @@ def video_cmd(
 
       facebench prepare video dashboard.mov --out captures/dash --static-camera
 
-      facebench run --method pac --scene nerfies:captures/me --prompts emotions.txt
+      facebench prepare video clip.mov --out captures/clip --focal 1.2 --size 192
     """
     from facebench.registry import DATASETS
 
