@@ -201,3 +201,13 @@ def test_generation_cached_seeded_and_guided(tiny_clip, tmp_path, monkeypatch):
     plain.prepare_generator(tiny_clip, ctx)  # same trained model (guidance is inference only)
     assert len(calls) == 1
     assert not torch.equal(plain.generate("a smiling face", tiny_clip, ctx), out)
+
+
+def test_density_prior_starts_from_a_sphere():
+    field = TriplaneField(plane_channels=2, hidden=4, box=1.0, prior=10.0, radius=0.6)
+    feats = torch.zeros(3, 2)
+    pts = field.centre + torch.tensor([[0.0, 0.0, 0.0], [0.0, 0.0, 0.59], [0.0, 0.0, 1.0]])
+    sigma, _ = field.decode(feats, pts)
+    plain, _ = TriplaneField(plane_channels=2, hidden=4, box=1.0).decode(feats, pts)
+    assert sigma[0] > sigma[1] > 10 * sigma[2]  # dense inside, nearly empty outside
+    assert torch.allclose(plain, plain[0].expand(3))  # no prior: position plays no part

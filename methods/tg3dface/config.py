@@ -41,6 +41,7 @@ class TG3DFaceConfig:
     near: float = 3.2  # ray interval: the head lies about 4.2 units from the camera
     far: float = 5.3
     box: float = 1.1  # tri-plane half-extent around the head centre (world units)
+    density_prior: float = 10.0  # sphere prior on the density logit (0: none; see TriplaneField)
     disc_channels: tuple[int, ...] = (32, 64, 96)
     # training
     steps: int = 600

@@ -97,9 +97,12 @@ class Synthesis(nn.Module):
 class TriplaneField(nn.Module):
     """The tri-plane decoder: plane features at a point -> (density, colour)."""
 
-    def __init__(self, plane_channels: int, hidden: int, box: float):
+    def __init__(
+        self, plane_channels: int, hidden: int, box: float, prior: float = 0.0, radius: float = 0.6
+    ):
         super().__init__()
         self.channels, self.box = plane_channels, box
+        self.prior, self.prior_radius = prior, radius
         self.decoder = MLP(plane_channels, hidden, 1, 4, nn.Softplus)
         self.register_buffer("centre", torch.tensor(HEAD_CENTRE), persistent=False)
 
@@ -125,9 +128,16 @@ class TriplaneField(nn.Module):
                 out = out + flat[row.reshape(-1)].reshape(-1, 3, c) * (wx * wy)[..., None]
         return out.sum(dim=1)
 
-    def decode(self, features: Tensor) -> tuple[Tensor, Tensor]:
+    def decode(self, features: Tensor, points: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        """Density and colour; with ``points`` and a ``prior`` the density logit gets
+        ``prior * (radius - |p - centre| / box)``: a sphere the head starts from (empty
+        space around it) instead of a box that is opaque from its first sample."""
         out = self.decoder(features)
-        return F.softplus(out[:, 0] - 1.0) * 10.0, torch.sigmoid(out[:, 1:])
+        logit = out[:, 0] - 1.0
+        if points is not None and self.prior > 0:
+            r = (points - self.centre).norm(dim=-1) / self.box
+            logit = logit + self.prior * (self.prior_radius - r)
+        return F.softplus(logit) * 10.0, torch.sigmoid(out[:, 1:])
 
 
 class SuperResolution(nn.Module):
@@ -155,7 +165,9 @@ class Generator(nn.Module):
         self.mapping = Mapping(cfg.z_dim, text_dim, cfg.w_dim, cfg.mapping_layers)
         if cfg.mode == "3d":
             out, res = 3 * cfg.plane_channels, cfg.plane_res
-            self.field = TriplaneField(cfg.plane_channels, cfg.decoder_hidden, cfg.box)
+            self.field = TriplaneField(
+                cfg.plane_channels, cfg.decoder_hidden, cfg.box, cfg.density_prior
+            )
         else:
             out, res = 3, cfg.image_size
             self.pose = nn.Linear(12, cfg.w_dim)
@@ -196,7 +208,7 @@ class Generator(nn.Module):
         rays.camera_indices = torch.arange(b, device=w.device).repeat_interleave(s * s)
 
         def field(points: Tensor, directions: Tensor, index: Tensor) -> tuple[Tensor, Tensor]:
-            return self.field.decode(self.field.sample(planes, points, index))
+            return self.field.decode(self.field.sample(planes, points, index), points)
 
         out = render_rays(field, rays, self.render_config)
         return out["rgb"].reshape(b, s, s, 3).permute(0, 3, 1, 2)
