@@ -131,7 +131,9 @@ def _checkpoint_loaders():
         cache = SceneModelCache(path.parent.parent, "family", scene, "h")
         cache.directory.mkdir(parents=True)
         os.replace(path, cache.model_path)
-        cache.load()
+        assert cache.load() is None  # refused as damaged: moved aside, to be fitted again
+        assert (cache.directory / "model.pt.damaged").is_file() and not cache.exists()
+        raise pickle.UnpicklingError("moved aside")
 
     def resume(path):
         from facebench.train_state import TrainState
