@@ -491,7 +491,7 @@ def main(argv: list[str] | None = None) -> None:
         _fail(str(exc))
     except OSError as exc:  # the disk: full, read-only, gone (rows already written are whole)
         where = f"{exc.filename}: " if exc.filename else ""
-        _fail(f"{where}{exc.strerror or exc}; {_RESUME}")
+        _fail(f"{where}{exc.strerror or exc} (finished work is kept; rerun to resume)")
     except KeyboardInterrupt:
         _interrupted()
     finally:
