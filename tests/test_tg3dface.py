@@ -20,7 +20,7 @@ from facebench.methods.tg3dface import (
     view_cameras,
 )
 from facebench.methods.tg3dface.networks import Discriminator, TriplaneField, pose_features
-from facebench.methods.tg3dface.train import PairSet
+from facebench.methods.tg3dface.train import PairSet, phrase_table
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -42,7 +42,8 @@ def synthetic_pairs(clip, n: int = 8, size: int = 16) -> PairSet:
     captions = [CAPTIONS[i % len(CAPTIONS)] for i in range(n)]
     yaws = tuple(float(v) for v in torch.linspace(-30, 30, n))
     c2w = view_cameras(yaws, size).c2w
-    return PairSet(images, captions, c2w, 30.0, clip.encode_text(captions).float())
+    text = clip.encode_text(captions).float()
+    return PairSet(images, captions, c2w, 30.0, text, phrase_table(clip, captions))
 
 
 def test_region_phrases_from_captions():
@@ -211,3 +212,16 @@ def test_density_prior_starts_from_a_sphere():
     plain, _ = TriplaneField(plane_channels=2, hidden=4, box=1.0).decode(feats, pts)
     assert sigma[0] > sigma[1] > 10 * sigma[2]  # dense inside, nearly empty outside
     assert torch.allclose(plain, plain[0].expand(3))  # no prior: position plays no part
+
+
+def test_training_uses_the_phrase_table(tiny_clip):
+    """Phrases are embedded once at load (resumed runs see the same numbers); the table is used."""
+    pairs = synthetic_pairs(tiny_clip)
+    assert set(pairs.phrases) == {p for c in CAPTIONS for p in region_phrases(c).values()}
+    dev = torch.device("cpu")
+    a, _ = train_model(smoke_config(steps=2), tiny_clip, pairs, None, dev)
+    shifted = {k: torch.roll(v, 1) for k, v in pairs.phrases.items()}
+    b, _ = train_model(
+        smoke_config(steps=2), tiny_clip, dataclasses.replace(pairs, phrases=shifted), None, dev
+    )
+    assert not torch.equal(_weights(a), _weights(b))

@@ -11,7 +11,7 @@ InfoNCE over the batch between the crops and their phrases.
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -132,10 +132,16 @@ def region_crops(images: Tensor, boxes: Tensor, size: int) -> Tensor:
 
 
 def part_alignment_loss(
-    clip, images: Tensor, cameras: Cameras, captions: Sequence[str], temperature: float
+    clip,
+    images: Tensor,
+    cameras: Cameras,
+    captions: Sequence[str],
+    temperature: float,
+    phrase_features: Mapping[str, Tensor] | None = None,
 ) -> Tensor:
     """Mean over regions named by at least two captions of the batch: InfoNCE between the
-    CLIP features of the region's crops and of its phrases (one-caption regions: ``1 - cos``)."""
+    CLIP features of the region's crops and of its phrases (one-caption regions: ``1 - cos``).
+    ``phrase_features`` (phrase -> embedding) replaces encoding the phrases here."""
     phrases = [region_phrases(c) for c in captions]
     losses = []
     size = max(8, images.shape[-1] // 2)
@@ -146,7 +152,11 @@ def part_alignment_loss(
         idx = torch.tensor(rows, device=images.device)
         crops = region_crops(images[idx], region_boxes(cameras[idx.cpu()], region), size)
         f_img = clip.encode_images(crops)
-        f_txt = clip.encode_text([phrases[i][region] for i in rows]).to(f_img)
+        texts = [phrases[i][region] for i in rows]
+        if phrase_features is not None:
+            f_txt = torch.stack([phrase_features[t] for t in texts]).to(f_img)
+        else:
+            f_txt = clip.encode_text(texts).to(f_img)
         if len(rows) >= 2:
             losses.append(info_nce(f_img, f_txt, temperature))
         else:

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -37,12 +37,12 @@ from facebench.trainer import fit_loop, seeded
 from facebench.weights import backend_label, state_digest
 
 from .config import TG3DFaceConfig
-from .losses import d_loss, g_loss, info_nce, part_alignment_loss, r1_penalty
+from .losses import d_loss, g_loss, info_nce, part_alignment_loss, r1_penalty, region_phrases
 from .networks import Discriminator, Generator, pose_features
 
 __all__ = ["FORMAT_VERSION", "PairSet", "TG3DFaceModel", "load_pairs", "train_hash", "train_model"]
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 # fields that act only at inference (guidance, the protocol): not part of the trained model
 INFERENCE_FIELDS = (
     "directional",
@@ -66,6 +66,7 @@ class PairSet:
     c2w: Tensor
     fov_deg: float
     text: Tensor
+    phrases: dict[str, Tensor] = field(default_factory=dict)  # region phrase -> embedding
 
     def __len__(self) -> int:
         return len(self.captions)
@@ -121,7 +122,25 @@ def load_pairs(cfg: TG3DFaceConfig, clip: Any, progress: Progress = no_progress)
         progress(task, min(n, shard * ds.shard_size), n)
     c2w = torch.stack([ds.camera(ds.sample(i)).c2w[0] for i in range(n)])
     text = clip.encode_text(captions[:n]).float().cpu()
-    return PairSet(torch.cat(images)[:n], captions[:n], c2w, float(ds.fov_deg), text)
+    return PairSet(
+        torch.cat(images)[:n],
+        captions[:n],
+        c2w,
+        float(ds.fov_deg),
+        text,
+        phrase_table(clip, captions[:n]),
+    )
+
+
+def phrase_table(clip: Any, captions: list[str]) -> dict[str, Tensor]:
+    """Embeddings of every region phrase of ``captions``, encoded once in one batch (sorted), so
+    that a resumed training sees the same numbers as an uninterrupted one (CLIP's output depends
+    in its last bits on the batch a text is encoded in)."""
+    phrases = sorted({p for c in captions for p in region_phrases(c).values()})
+    if not phrases:
+        return {}
+    feats = clip.encode_text(phrases).float().cpu()
+    return dict(zip(phrases, feats, strict=True))
 
 
 def _real_batch(pairs: PairSet, idx: Tensor, size: int) -> Tensor:
@@ -189,7 +208,9 @@ def train_model(
                 feats, text.to(feats), cfg.temperature
             )
         if cfg.part_align and cfg.part_weight > 0:
-            part = part_alignment_loss(clip, fake, cams, captions, cfg.temperature)
+            part = part_alignment_loss(
+                clip, fake, cams, captions, cfg.temperature, pairs.phrases or None
+            )
             loss_g = loss_g + cfg.part_weight * part
         opt.zero_grad(set_to_none=True)
         loss_g.backward()
