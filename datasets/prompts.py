@@ -130,11 +130,14 @@ def resolve_target(value: Any, where: str) -> tuple[dict[str, float], str | None
 
 
 def _parse_prompts(text: str, where: str) -> list[str]:
-    prompts = [ln.strip() for ln in text.splitlines()]
+    """One prompt per line: lines end at ``\n`` (``\r\n`` too) only -- not at the other
+    characters ``str.splitlines`` breaks at (U+2028, form feed, ...), which stay inside
+    their prompt. A prompt repeated later in the file is the same prompt: kept once."""
+    prompts = [ln.strip() for ln in text.split("\n")]
     prompts = [p for p in prompts if p and not p.startswith("#")]
     if not prompts:
         raise FacebenchError(f"{where}: no prompts (the file is empty or only comments)")
-    return prompts
+    return list(dict.fromkeys(prompts))
 
 
 def _parse_targets(text: str, where: str, prompts: list[str]):

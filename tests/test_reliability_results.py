@@ -259,3 +259,42 @@ def test_nan_rows_are_flagged_not_averaged_silently(tmp_path):
     assert "identity_nonfinite" not in table.columns  # absent ("") is not NaN
     assert group["config_hash"] == "012345678901"  # a hash of digits stays text
     assert "22.000 ± 2.828 (NaN/inf in 1 row, not averaged)" in md_path.read_text()
+
+
+_WRITER = """
+import sys
+from facebench.results import ResultStore
+store = ResultStore(sys.argv[1])
+for i in range(int(sys.argv[2])):
+    row = {"method": "pac", "variant": "full", "scene": "s", "prompt_set": "p",
+           "prompt": f"prompt {i}", "seed": 0, "config_hash": "abc", "gt_psnr": i / 7}
+    if i % 10 == 9:
+        row["extra"] = i  # a new column: a whole-file rewrite, killable mid-way
+    if not store.has(row):
+        store.append(row)
+    print(i, flush=True)
+"""
+
+
+@pytest.mark.parametrize("kill_after", [3, 11, 19])
+def test_sigkill_while_writing_rows_then_rerun(tmp_path, kill_after):
+    import signal
+    import subprocess
+    import sys
+
+    path = tmp_path / "leaderboard.csv"
+    n = 25
+    cmd = [sys.executable, "-c", _WRITER, str(path), str(n)]
+    with subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True) as proc:
+        for line in proc.stdout:
+            if int(line) >= kill_after:
+                proc.send_signal(signal.SIGKILL)
+                break
+    assert proc.wait() == -signal.SIGKILL
+    read_rows(path)  # whatever the kill left is a sound file
+    subprocess.run(cmd, check=True, capture_output=True)  # the rerun resumes
+    rows = read_rows(path)
+    assert [r["prompt"] for r in rows] == [f"prompt {i}" for i in range(n)]
+    assert [float(r["gt_psnr"]) for r in rows] == [i / 7 for i in range(n)]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".leaderboard.csv.lock", path.name]
+    ResultStore(path).append(_row("after"))  # the lock is not held by the dead process
