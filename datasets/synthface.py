@@ -29,6 +29,8 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import sys
+import zipfile
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -42,7 +44,7 @@ from facebench.datasets.facs import AU_NAMES, GROUPS, au_index
 from facebench.datasets.synthface_truth import SynthFaceTruth
 from facebench.datasets.synthhead import FRONT_Z, REGIONS, Backdrop, Identity, SynthHead
 from facebench.errors import FacebenchError
-from facebench.paths import atomic_file, cache_dir
+from facebench.paths import atomic_file, cache_dir, move_aside
 from facebench.registry import register_dataset
 from facebench.render.cameras import Cameras, look_at
 from facebench.scene import Scene
@@ -428,7 +430,7 @@ def load_scene_cache(path: Path) -> Scene:
         with np.load(path, allow_pickle=False) as data:
             arrays = {k: data[k] for k in data.files}
         meta = json.loads(str(arrays.pop("meta")))
-    except (OSError, ValueError, KeyError) as exc:
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as exc:
         raise FacebenchError(
             f"{path}: unreadable scene cache ({exc}); delete it to regenerate"
         ) from exc
@@ -450,8 +452,12 @@ def load_synthface(
             scene.meta["cache"] = str(path)
             scene.meta["cache_hit"] = True
             return scene
-        except FacebenchError:
-            path.unlink(missing_ok=True)
+        except FacebenchError:  # damaged: kept aside for inspection, regenerated
+            aside = move_aside(path)
+            print(
+                f"facebench: {path}: unreadable scene cache, moved to {aside.name} and regenerated",
+                file=sys.stderr,
+            )
     scene = generate_scene(cfg, progress)
     if cache:
         save_scene_cache(path, scene)

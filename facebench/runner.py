@@ -468,9 +468,9 @@ def run(options: RunOptions, progress: Progress = no_progress) -> RunSummary:
         save_grid(render_dir / f"{stem}.png", [neutral, images])
         save_turntable(render_dir / f"{stem}.gif", images)
         target = target_image(out, options.scene, prompt_set.name, prompt)
-        if ctx.oracle is not None and not target.exists():  # the report's ground-truth column
-            with torch.no_grad():
-                save_grid(target, [ctx.oracle(scene.eval_cameras)])
+        truth = evaluator.target_images(prompt) if not target.exists() else None
+        if truth is not None:  # the report's ground-truth column
+            save_grid(target, [truth])
         row = {
             **base,
             "prompt": prompt,

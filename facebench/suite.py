@@ -37,6 +37,7 @@ __all__ = [
     "landmarks_tensor",
     "prompt_oracle",
     "records_unedited",
+    "scene_answer",
     "scene_answers",
 ]
 
@@ -100,7 +101,12 @@ class Evaluator:
         self.device = device
         self.neutral = _chw(neutral)
         self.notes: list[str] = []
-        self._answers = scene_answers(scene, prompt_set)
+        # each prompt's answer is rendered when that prompt is first scored (a run or a
+        # sweep cell scoring a few prompts of a large set renders only those)
+        self._answers: dict[str, Any] | None = (
+            {} if scene.gt is not None and prompt_set.has_targets else None
+        )
+        self._neutral_masks: dict[str, torch.Tensor] | None = None
         if self._answers is None:
             why = (
                 "the scene has no ground truth"
@@ -138,6 +144,24 @@ class Evaluator:
         kwargs = {k: v for k, v in offered.items() if k in params}
         return make_metric(name, **kwargs)
 
+    def _answer(self, prompt: str) -> tuple[Any, Any, Any] | None:
+        """The prompt's answer (:func:`scene_answer`), rendered on first use."""
+        if self._answers is None:
+            return None
+        if prompt not in self._answers:
+            if self._neutral_masks is None:
+                with torch.no_grad():
+                    self._neutral_masks = self.scene.gt_masks(None, self.scene.eval_cameras)
+            self._answers[prompt] = scene_answer(
+                self.scene, self.prompt_set, prompt, self._neutral_masks
+            )
+        return self._answers[prompt]
+
+    def target_images(self, prompt: str) -> torch.Tensor | None:
+        """The prompt's true target renders ``(N, H, W, 3)`` at the held-out cameras, or None."""
+        answer = self._answer(prompt)
+        return None if answer is None else answer[0].permute(0, 2, 3, 1)
+
     def _eval_landmarks(self) -> torch.Tensor | None:
         if self.scene.gt is None:
             return None
@@ -151,8 +175,9 @@ class Evaluator:
             "neutral": self.neutral,
             "prompts": [prompt] * images.shape[0],
         }
-        if self._answers is not None and prompt in self._answers:
-            target, masks, expression = self._answers[prompt]
+        answer = self._answer(prompt)
+        if answer is not None:
+            target, masks, expression = answer
             batch.update(target=target, masks=masks, expression_targets=expression)
         if self._landmarks is not None:
             batch.update(landmarks=self._landmarks, neutral_landmarks=self._landmarks)
@@ -192,32 +217,43 @@ class Evaluator:
         return values, backends
 
 
-def scene_answers(scene: Scene, prompt_set: Any) -> dict[str, tuple[Any, Any, Any]] | None:
-    """Per prompt: (true target renders, regions-it-may-change mask, target AU vector).
+def scene_answer(
+    scene: Scene, prompt_set: Any, prompt: str, neutral_masks: dict[str, torch.Tensor]
+) -> tuple[Any, Any, Any] | None:
+    """(true target renders, regions-it-may-change mask, target AU vector) of ``prompt``
+    at the scene's held-out cameras, or None when the prompt set has no target for it.
 
-    The mask is the union, over the units the target activates, of their
-    regions (``scene.gt.unit_regions``) in the neutral and the target face.
-    ``None`` when the scene has no ground truth or the prompt set no targets.
+    The mask is the union, over the units the target activates, of their regions
+    (``scene.gt.unit_regions``) in the neutral face (``neutral_masks``, the true neutral
+    region masks at those cameras) and the target face.
     """
-    if scene.gt is None or not prompt_set.has_targets:
+    expression = prompt_set.target_vector(prompt, scene.au_names)
+    if expression is None:
         return None
     cameras = scene.eval_cameras
     with torch.no_grad():
-        neutral_masks = scene.gt_masks(None, cameras)
+        target = scene.render_gt(expression, cameras)
+        target_masks = scene.gt_masks(expression, cameras)
+    allowed = torch.zeros(len(cameras), cameras.height, cameras.width, dtype=torch.bool)
+    for unit, value in zip(scene.au_names, expression.tolist(), strict=True):
+        if value > 0:
+            for region in scene.gt.unit_regions(unit):
+                allowed |= neutral_masks[region].cpu() | target_masks[region].cpu()
+    return _chw(target), allowed[:, None].float(), expression
+
+
+def scene_answers(scene: Scene, prompt_set: Any) -> dict[str, tuple[Any, Any, Any]] | None:
+    """:func:`scene_answer` of every prompt that has one; ``None`` when the scene has no
+    ground truth or the prompt set no targets."""
+    if scene.gt is None or not prompt_set.has_targets:
+        return None
+    with torch.no_grad():
+        neutral_masks = scene.gt_masks(None, scene.eval_cameras)
     answers = {}
     for prompt in prompt_set.prompts:
-        expression = prompt_set.target_vector(prompt, scene.au_names)
-        if expression is None:
-            continue
-        with torch.no_grad():
-            target = scene.render_gt(expression, cameras)
-            target_masks = scene.gt_masks(expression, cameras)
-        allowed = torch.zeros(len(cameras), cameras.height, cameras.width, dtype=torch.bool)
-        for unit, value in zip(scene.au_names, expression.tolist(), strict=True):
-            if value > 0:
-                for region in scene.gt.unit_regions(unit):
-                    allowed |= neutral_masks[region].cpu() | target_masks[region].cpu()
-        answers[prompt] = (_chw(target), allowed[:, None].float(), expression)
+        answer = scene_answer(scene, prompt_set, prompt, neutral_masks)
+        if answer is not None:
+            answers[prompt] = answer
     return answers
 
 

@@ -14,7 +14,6 @@ from __future__ import annotations
 import contextlib
 import io
 import threading
-import warnings
 from typing import Any
 
 import torch
@@ -22,7 +21,11 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from facebench.metrics.base import FacebenchMetric, as_images, same_shape
-from facebench.metrics.instruments.lpips_weights import LPIPS_BACKBONES, require_lpips_backbone
+from facebench.metrics.instruments.lpips_weights import (
+    LPIPS_BACKBONES,
+    build_lpips,
+    require_lpips_backbone,
+)
 from facebench.registry import register_metric
 
 __all__ = ["GroundTruthLPIPS", "LPIPS", "load_lpips"]
@@ -47,15 +50,11 @@ def load_lpips(net: str = "alex", device: Any = None) -> torch.nn.Module:
     with _lock:
         if key in _models:
             return _models[key]
-        require_lpips_backbone(net)  # before lpips can reach for the network
-        from facebench.tv_compat import ensure_torchvision
-
-        ensure_torchvision()
-        import lpips
-
-        with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
-            warnings.simplefilter("ignore")  # torchvision's `pretrained=` deprecation
-            model = lpips.LPIPS(net=net, version="0.1", verbose=False)
+        require_lpips_backbone(net)  # one line naming what is missing and how to provide it
+        with contextlib.redirect_stdout(io.StringIO()):
+            # the backbone loaded with weights_only and checked against its recorded digest;
+            # torchvision's own (unpickling) loader is never called
+            model = build_lpips(net)
         model = model.to(dev).eval().requires_grad_(False)
         _models[key] = model
         return model

@@ -149,3 +149,22 @@ def test_a_damaged_instrument_is_not_prepared_and_is_rebuilt(tmp_path, monkeypat
     assert model.checkpoint("h") == path
     loaded = torch.load(path, weights_only=True)["state_dict"]["w"]
     assert torch.equal(loaded, torch.full((3,), 2))
+
+
+@pytest.mark.parametrize("damage", ["truncated", "text"])
+def test_a_damaged_scene_cache_is_moved_aside_and_regenerated(
+    tmp_path, monkeypatch, capsys, damage
+):
+    from facebench.datasets.synthface import load_synthface, resolve_config, scene_cache_path
+
+    monkeypatch.setenv("FACEBENCH_CACHE", str(tmp_path))
+    cfg = resolve_config("tiny,n_frames=8,resolution=32,n_eval=1")
+    clean = load_synthface(cfg)
+    path = scene_cache_path(cfg)
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2] if damage == "truncated" else b"not a scene\n")
+    again = load_synthface(cfg)
+    assert torch.equal(again.images, clean.images)
+    assert path.exists() and path.with_name(path.name + ".damaged").exists()
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "unreadable scene cache" in err[0] and "Traceback" not in err[0]
