@@ -96,8 +96,13 @@ def plots(rows: Any, label: Callable[[dict], str]) -> list[tuple[str, str, str, 
     import matplotlib
 
     matplotlib.use("Agg")  # off-screen, whatever the user's default backend
+    import pandas as pd
+
     rows = rows.copy()
     rows["_label"] = [label(r) for r in rows.to_dict("records")]
+    for column in {*SCORES, *QUALITY, "lpips", "time_s"} & set(rows.columns):
+        # a column read as text (an empty or non-numeric cell somewhere) plots as NaN there
+        rows[column] = pd.to_numeric(rows[column], errors="coerce")
     labels = list(dict.fromkeys(rows["_label"]))
     quality = next(
         (m for m in ("expression_r_precision", "clip_r_precision") if _present(rows, m)), None

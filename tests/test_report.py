@@ -220,3 +220,23 @@ def _iter_imgs(html: str):
     page = _Page()
     page.feed(html)
     return page.images
+
+
+def test_plots_take_metric_columns_read_as_text():
+    # a real capture's run can leave a metric all NaN or text in the CSV: it plots as NaN
+    import pandas as pd
+
+    from facebench.report_plots import plots
+
+    rows = pd.DataFrame(
+        {
+            "method": ["a", "b"],
+            "identity": ["nan", "n/a"],
+            "lpips": ["0.1", "0.2"],
+            "gt_psnr": [20.0, 21.0],
+            "time_s": [1.0, 2.0],
+            "expression_r_precision": [0.5, 0.6],
+        }
+    )
+    ids = [p[0] for p in plots(rows, lambda r: r["method"])]
+    assert ids == ["plot-metrics", "plot-tradeoff", "plot-time"]
