@@ -150,7 +150,7 @@ class CLIPNeRFMethod(ConfiguredMethod):
     # -- prepare -----------------------------------------------------------------------------
     def prepare(self, scene: Scene, ctx: RunContext) -> None:
         """Train or load the generator, then invert the scene's neutral frames (with the CLIP
-        term when ``ctx.extra["clip"]`` holds the run's CLIP adapter)."""
+        term and the mappers trained when ``ctx.extra["clip"]`` holds the run's CLIP adapter)."""
         self.load_generator(ctx)
         frames = self.neutral_frames(scene, self.config.invert.views)
         self.background = scene.background_rgb
@@ -159,6 +159,8 @@ class CLIPNeRFMethod(ConfiguredMethod):
             scene.images[idx], scene.cameras[idx], ctx.extra.get("clip")
         )
         self.train_cameras: Cameras = scene.cameras[torch.tensor(scene.fit_ids)].to(self.device)
+        if ctx.extra.get("clip") is not None and self.config.edit_mode == "mapper":
+            self.mappers(ctx.extra["clip"], ctx)  # trained here, not in the first edit's time
 
     @staticmethod
     def neutral_frames(scene: Scene, n: int) -> list[int]:
