@@ -15,8 +15,9 @@ Guidance ``oracle`` replaces CLIP by the prompt's true answer: on a scene with g
 truth (SynthFace), the same edit parameters are optimised with a photometric loss
 against the true target renders at the capture's *training* cameras (never the held-out
 views the suite scores; the squared error divided by the first step's, so it starts at 1
-like the CLIP loss and the regularisers keep their weights' meaning), so an oracle row says what the representation can show and the
-CLIP row's distance to it is the guidance's share. The learning rate decays
+like the CLIP loss and the regularisers keep their weights' meaning), so an oracle row
+says what the representation can show and the CLIP row's distance to it is the
+guidance's share. The learning rate decays
 exponentially from ``lr`` to ``lr_final`` at the last step (paper: 5e-4 -> 5e-5 over 7000
 steps; :func:`facebench.trainer.exp_decay_to_last`).
 

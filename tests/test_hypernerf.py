@@ -40,7 +40,9 @@ def toy():
 
 
 def tiny_config(**kw) -> ManipulatorConfig:
-    base = dataclasses.replace(manipulator_preset("smoke"), occupancy_resolution=0, steps=6)
+    base = dataclasses.replace(
+        manipulator_preset("smoke"), representation="hypernerf", occupancy_resolution=0, steps=6
+    )
     return dataclasses.replace(base, **kw)
 
 

@@ -4,9 +4,10 @@ Both are :class:`~facebench.methods.pac.PACMethod` with one latent code optimise
 CLIP loss instead of a PAC (``mode="single"``, from the neutral frame's code), stated as
 data (``base_overrides``):
 
-* ``hypernerf-i`` -- the scene manipulator (HyperNeRF-style, the same cached fit as ``pac``);
-* ``nerfies-i`` -- a deformation-only manipulator (``hyper_dim = 0``: no slicing network,
-  Nerfies), fitted and cached separately.
+* ``hypernerf-i`` -- ``pac``'s scene manipulator (the same cached fit);
+* ``nerfies-i`` -- a deformation-only manipulator (the HyperNeRF-style MLP model with
+  ``hyper_dim = 0``: an SE(3) warp, no slicing network, Nerfies), fitted and cached
+  separately.
 
 The third baseline, ``nerf-ft``, is :mod:`facebench.methods.nerf_ft`.
 """
@@ -36,7 +37,11 @@ class NerfiesI(PACMethod):
 
     name = "nerfies-i"
     variants: dict[str, dict[str, Any]] = {"full": {}, **EDIT_VARIANTS}
-    base_overrides: dict[str, Any] = {"mode": "single", "manipulator.hyper_dim": 0}
+    base_overrides: dict[str, Any] = {
+        "mode": "single",
+        "manipulator.representation": "hypernerf",
+        "manipulator.hyper_dim": 0,
+    }
 
 
 register_method("hypernerf-i", capabilities=HyperNeRFI.capabilities)(HyperNeRFI)

@@ -1,4 +1,10 @@
-"""FaceCLIPNeRF's *scene manipulator*: a HyperNeRF-style deformable NeRF over the shared core.
+"""FaceCLIPNeRF's *scene manipulator*: a deformable NeRF with per-frame latent codes.
+
+Two representations share one interface (``representation``): code-conditioned feature
+planes (:mod:`.planes`, the default: fast to fit on a CPU, and it renders every
+expression a SynthFace capture shows) and the paper's HyperNeRF-style MLP model described
+below (``representation="hypernerf"``; the ``nerfies-i`` baseline and pac's
+``mlp-manipulator`` variant).
 
 Shared by ``pac`` and the single-code baselines (``hypernerf-i``, ``nerfies-i``). Files:
 :mod:`.config` (settings and budget presets), :mod:`.model` (the network), :mod:`.render`
@@ -6,7 +12,7 @@ Shared by ``pac`` and the single-code baselines (``hypernerf-i``, ``nerfies-i``)
 (training), :mod:`.evaluate` (held-out PSNR, code gain), :mod:`.cache` (its entry in the
 scene-model cache, :class:`facebench.scene_cache.SceneModelCache`).
 
-Model (Park et al. 2021, "HyperNeRF"; FaceCLIPNeRF sec. 3.1):
+The HyperNeRF-style model (Park et al. 2021, "HyperNeRF"; FaceCLIPNeRF sec. 3.1):
 
 * per-frame **deformation codes** ``w_i`` (``code_dim``) and **appearance codes**
   ``a_i`` (``appearance_dim``), :class:`torch.nn.Embedding` tables;

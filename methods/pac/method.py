@@ -70,6 +70,8 @@ class PACMethod(ConfiguredMethod):
         "oracle": EDIT_VARIANTS["oracle"],
         "global-loss": EDIT_VARIANTS["global-loss"],
         "no-lipschitz": {"manipulator.lipschitz": False},
+        # the paper's HyperNeRF-style MLP manipulator instead of the feature planes
+        "mlp-manipulator": {"manipulator.representation": "hypernerf"},
         "no-tv": {"tv_weight": 0.0},
         "single-code": {"mode": "single"},
         "clip-init": {"pac_init": "clip"},
