@@ -19,13 +19,14 @@ an interrupted run resumes where it stopped. A method that generates faces from 
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import inspect
 import json
 import platform
 import random
 import re
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -85,6 +86,14 @@ class RunSummary:
     notes: list[str] = field(default_factory=list)
     csv_path: Path | None = None
     config_hash: str = ""  # the rows' config_hash (new and skipped rows alike)
+
+
+@contextlib.contextmanager
+def stage(progress: Progress, name: str) -> Iterator[None]:
+    """Report ``name`` as a one-step task (a start and an end line in a log)."""
+    progress(name, 0, 1)
+    yield
+    progress(name, 1, 1)
 
 
 def resolve_device(name: str) -> torch.device:
@@ -387,9 +396,10 @@ def run(options: RunOptions, progress: Progress = no_progress) -> RunSummary:
         options.overrides,
         needs=("fit_scene", "edit_text"),
     )
-    scene = load_scene(options.scene)
-    clip_spec = default_clip_spec(options.scene, options.clip)
-    clip = _load_clip(clip_spec, device, options.prepare_missing, progress)
+    with stage(progress, "load scene and CLIP"):
+        scene = load_scene(options.scene)
+        clip_spec = default_clip_spec(options.scene, options.clip)
+        clip = _load_clip(clip_spec, device, options.prepare_missing, progress)
 
     summary = RunSummary(csv_path=store.path)
     run_config = run_identity(options, method, clip_spec, clip.backend)
@@ -439,11 +449,12 @@ def run(options: RunOptions, progress: Progress = no_progress) -> RunSummary:
     # the fitted scene model's NAME@DIGEST (a method may not say; see facebench.method)
     scene_model = getattr(method, "scene_model_label", None)
     summary.notes.extend(_other_weights_note(present, [*labels, scene_model]))
-    with torch.no_grad():
+    with stage(progress, "render the unedited face"), torch.no_grad():
         neutral = method.render(scene.eval_cameras.to(device), None)
     if options.prepare_missing:
         _prepare_instruments(SUITES[options.suite], scene.gt is not None, progress)
-    evaluator = Evaluator(SUITES[options.suite], scene, prompt_set, clip, neutral, device)
+    with stage(progress, "load the metrics"):
+        evaluator = Evaluator(SUITES[options.suite], scene, prompt_set, clip, neutral, device)
     versions = _versions()
 
     for done, (prompt, seed) in enumerate(todo):

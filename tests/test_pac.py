@@ -219,10 +219,15 @@ def test_variants_and_configs():
         "oracle",
         "global-loss",
         "no-lipschitz",
+        "mlp-manipulator",
         "no-tv",
         "single-code",
         "clip-init",
     }
+    planes = PACMethod.create("full", "quick").config.manipulator
+    assert planes.representation == "planes"
+    mlp = PACMethod.create("mlp-manipulator", "quick").config.manipulator
+    assert mlp.representation == "hypernerf"
     assert PACMethod.create("full", "quick").config.edit.clip_loss == "directional"
     assert PACMethod.create("global-loss", "quick").config.edit.clip_loss == "global"
     assert PACMethod.create("oracle", "quick").config.edit.guidance == "oracle"
@@ -302,7 +307,10 @@ def test_pac_edit_reduces_clip_loss_and_is_deterministic(prepared, toy, tiny_cli
 
 def test_single_code_edit_reduces_clip_loss(prepared, toy, tiny_clip):
     m, cache = prepared
-    single = PACMethod(dataclasses.replace(m.config, mode="single"), CPU)
+    # the global loss: at the neutral code the directional loss compares a render with
+    # itself (a zero direction), and on the toy's weakly coded model it stays near 1
+    cfg = apply_overrides(m.config, {"mode": "single", "edit.clip_loss": "global"})
+    single = PACMethod(cfg, CPU)
     single.prepare(toy, RunContext(device=CPU, cache_dir=cache))  # same manipulator: loaded
     prompt = "closed eyes"
     before = _clip_loss(single, toy, tiny_clip, prompt)
@@ -435,3 +443,10 @@ def test_directional_loss_needs_the_unedited_renders():
         check_edit_config(EditConfig(guidance="teacher"))
     with pytest.raises(ValueError, match="clip_loss"):
         check_edit_config(EditConfig(clip_loss="local"))
+
+
+def test_anchor_frames_outside_the_scene_are_one_clear_error(prepared, toy):
+    m, cache = prepared
+    bad = PACMethod(dataclasses.replace(m.config, anchor_frames=(0, 99)), CPU)
+    with pytest.raises(FacebenchError, match=r"anchor_frames \[99\].*frames 0\.\.7"):
+        bad.prepare(toy, RunContext(device=CPU, cache_dir=cache))

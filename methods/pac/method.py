@@ -137,6 +137,11 @@ class PACMethod(ConfiguredMethod):
         self.train_cameras: Cameras = scene.cameras[torch.tensor(tr)].to(self.device)
         codes = self.model.deform_codes.weight.detach()
         gen = torch.Generator().manual_seed(self.config.manipulator.seed * 31 + 5)
+        bad = [f for f in self.config.anchor_frames if not 0 <= f < scene.n_frames]
+        if bad:
+            raise FacebenchError(
+                f"anchor_frames {bad}: the scene {scene.name!r} has frames 0..{scene.n_frames - 1}"
+            )
         explicit = tuple(cids[f] for f in self.config.anchor_frames)
         candidates = sorted({cids[f] for f in tr})
         features = None
