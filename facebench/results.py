@@ -45,9 +45,7 @@ class DamagedResultsError(FacebenchError):
 
 def _damaged(path: Path, line: int | None, what: str) -> DamagedResultsError:
     where = f"{path}, line {line}" if line else str(path)
-    return DamagedResultsError(
-        f"{where}: {what}; left unchanged (fix or move it)"
-    )
+    return DamagedResultsError(f"{where}: {what}; left unchanged (fix or move it)")
 
 
 def _decode(path: Path, data: bytes, start_line: int) -> str:
