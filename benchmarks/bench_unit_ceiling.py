@@ -17,9 +17,11 @@ scores balanced accuracy on the test split's identities -- the same split and th
 as ``quality.json``. A perfect reader of the rendered geometry cannot do much better
 than this classifier; SynthCLIP sees only a 64 px image of it.
 
-``FACEBENCH_BENCH_LIP_GAIN=G`` draws AU20 and AU23 G times stronger (their mouth-width
-and lip-thickness terms; the labels stay as they are): a what-if for SynthHead's data, not
-a change to it. Measured figures, with the machine they ran on: ``docs/instruments.md``.
+``FACEBENCH_BENCH_LIP_GAIN=G`` draws AU20 and AU23 G times stronger than SynthHead does
+(their mouth-width and lip-thickness terms; the labels stay as they are): a what-if, not a
+change to the data. SynthFace data version 2 draws them 1.5 times version 1's strength,
+the what-if that was measured at G = 1.5 on version 1. Measured figures, with the machine
+they ran on: ``docs/instruments.md``.
 
 ``pytest benchmarks/bench_unit_ceiling.py --benchmark-only -s`` (about 3 minutes on one
 core; nothing is rendered).
