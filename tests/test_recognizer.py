@@ -82,6 +82,10 @@ def test_prepare_save_load_round_trip_and_protocol(cache):
     assert torch.equal(a.emotion_probs, b.emotion_probs) and torch.equal(a.aus, b.aus)
     assert a.emotion_probs.shape == (5, 3) and len(a.emotion) == 5
     assert set(a.emotion) <= set(EMOTIONS)
+    # loaded once per process (a sweep worker scoring many rows), again when the file changes
+    assert rc.load_recognizer(config=cfg) is model
+    retrained = rc.prepare_recognizer(config=cfg, data=data, heldout=heldout, force=True)
+    assert retrained == path and rc.load_recognizer(config=cfg) is not model
     # quality.json holds the saved model's held-out scores
     quality = rc.evaluate_recognizer(model, heldout)
     written = json.loads((path.parent / "quality.json").read_text())

@@ -69,7 +69,22 @@ def save_recognizer(
     atomic_save({"state_dict": model.net.state_dict(), "meta": json.dumps(meta)}, path)
 
 
+_LOADED: dict[tuple[str, int, int, str], SynthFaceRecognizer] = {}
+"""Recognizers loaded by this process, by (checkpoint, its mtime and size, device): a sweep
+worker loads the instrument once, however many rows it scores."""
+
+
 def load_recognizer_from(path: Path, device: torch.device | str = "cpu") -> SynthFaceRecognizer:
+    """The recognizer in checkpoint ``path`` on ``device`` (shared per process until the file
+    changes)."""
+    stat = Path(path).stat()
+    key = (str(Path(path).resolve()), stat.st_mtime_ns, stat.st_size, str(torch.device(device)))
+    if key not in _LOADED:
+        _LOADED[key] = _load_recognizer_from(path, device)
+    return _LOADED[key]
+
+
+def _load_recognizer_from(path: Path, device: torch.device | str) -> SynthFaceRecognizer:
     ckpt = torch.load(path, map_location="cpu", weights_only=True)
     meta = json.loads(ckpt["meta"])
     cfg = meta["config"]
