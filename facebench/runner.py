@@ -396,10 +396,10 @@ def run(options: RunOptions, progress: Progress = no_progress) -> RunSummary:
         options.overrides,
         needs=("fit_scene", "edit_text"),
     )
-    with stage(progress, "load scene and CLIP"):
-        scene = load_scene(options.scene)
-        clip_spec = default_clip_spec(options.scene, options.clip)
-        clip = _load_clip(clip_spec, device, options.prepare_missing, progress)
+    # no stage line here: a bad scene or CLIP spec must be the only line on stderr
+    scene = load_scene(options.scene)
+    clip_spec = default_clip_spec(options.scene, options.clip)
+    clip = _load_clip(clip_spec, device, options.prepare_missing, progress)
 
     summary = RunSummary(csv_path=store.path)
     run_config = run_identity(options, method, clip_spec, clip.backend)

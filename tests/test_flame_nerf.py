@@ -107,8 +107,10 @@ def test_registered_with_capabilities_and_variants():
     from facebench.registry import METHODS
 
     entry = METHODS.get("flame-nerf")
-    assert set(entry.capabilities) == {"fit_scene", "edit_text", "reanimate"}
-    assert set(entry.obj.variants) == {"full", "no-spatial-prior"}
+    assert set(entry.capabilities) == {"fit_scene", "edit_text", "edit_oracle", "reanimate"}
+    assert set(entry.obj.variants) == {"full", "no-spatial-prior", "oracle", "global-loss"}
+    oracle = entry.obj.create("oracle", "smoke", torch.device("cpu")).config
+    assert oracle.edit.guidance == "oracle" and oracle.edit.clip_loss == "directional"
     cfg = entry.obj.create("no-spatial-prior", "smoke", torch.device("cpu")).config_dict()
     assert cfg["spatial_prior"] is False and cfg["variant"] == "no-spatial-prior"
 
@@ -169,7 +171,8 @@ def test_render_shapes_and_reanimation(fitted, scene):
 def test_cache_round_trip_loads_weights_only(fitted, scene, monkeypatch):
     m, cache = fitted
     files = sorted(p.name for p in m.cache_path.iterdir())
-    assert files == ["meta.json", "model.pt"]  # checkpoint removed after the fit
+    # the checkpoint is removed after the fit; the model's digest sits beside it
+    assert files == ["meta.json", "model.pt", "model.pt.sha256"]
     m2 = make()
 
     def no_training(*a, **k):
@@ -216,6 +219,7 @@ def test_resume_after_interruption_matches_uninterrupted_and_is_deterministic(
 
 def test_text_edit_lowers_clip_loss_with_tiny_random_clip(fitted, scene):
     from facebench.clip import load_clip
+    from facebench.methods.clip_edit import EditConfig
 
     m, _ = fitted
     clip = load_clip("tiny-random", device="cpu")
@@ -226,10 +230,11 @@ def test_text_edit_lowers_clip_loss_with_tiny_random_clip(fitted, scene):
     assert float(edit.expression.min()) >= lo and float(edit.expression.max()) <= hi
     cams = m.edit_cameras()
 
-    def clip_loss(e):
+    def clip_loss(e):  # the edit's loss: directional, from the neutral expression's renders
         with torch.no_grad():
             img = m.render_expression(cams, e).permute(0, 3, 1, 2)
-            return float(clip.global_loss(img, prompt))
+            src = m.render_expression(cams, m.neutral_expression()).permute(0, 3, 1, 2)
+            return float(clip.directional_loss(img, src, prompt, EditConfig().source_prompt))
 
     before, after = clip_loss(m.neutral_expression()), clip_loss(edit.expression)
     assert after < before, (before, after)
