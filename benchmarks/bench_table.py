@@ -1,28 +1,31 @@
 """FaceCLIPNeRF's Table 1 on the default SynthFace scene, and the combination-prompt claim.
 
 Runs the ``facebench run`` protocol (:func:`facebench.runner.run`, the same code as the
-CLI) for ``nerf-ft``, ``nerfies-i``, ``hypernerf-i`` and ``pac`` on ``emotions.txt`` and
-``descriptive.txt``, then reads the rows back::
+CLI) for ``nerf-ft``, ``nerfies-i``, ``hypernerf-i``, ``pac`` and ``flame-nerf`` on
+``emotions.txt`` and ``descriptive.txt``, each with its ``oracle`` variant (the same edit
+optimised toward the true target: the representation's ceiling), then reads the rows
+back::
 
     pytest benchmarks/bench_table.py --benchmark-only -s
 
 Rows go to ``FACEBENCH_BENCH_OUT`` (default ``<facebench cache>/bench_table``) and, as
 with ``facebench run``, rows already there with the same config hash are reused: the
-first run fits every scene model and edits 4 x 19 prompts (hours on a CPU), a re-run
+first run fits every scene model and edits 10 x 19 prompts (hours on a CPU), a re-run
 only reads. Point ``FACEBENCH_BENCH_OUT`` at a ``facebench run --out`` directory to
 tabulate runs made from the CLI.
 
 Environment: ``FACEBENCH_BENCH_BUDGET`` (``quick``), ``FACEBENCH_BENCH_CLIP``
 (``synthclip``; trained when missing), ``FACEBENCH_BENCH_SCENE``
 (``synthface:default``), ``FACEBENCH_BENCH_OUT``. A check of the harness (numbers not
-meaningful; 76 rows, about 25 minutes on a busy 2-core CPU): ``FACEBENCH_BENCH_BUDGET=smoke
-FACEBENCH_BENCH_CLIP=tiny-random FACEBENCH_BENCH_SCENE=synthface:tiny``.
+meaningful; 190 rows; 76 of them took about 25 minutes on a busy 2-core CPU):
+``FACEBENCH_BENCH_BUDGET=smoke FACEBENCH_BENCH_CLIP=tiny-random
+FACEBENCH_BENCH_SCENE=synthface:tiny``.
 
 ``extra_info``:
 
-* ``table``: per method and prompt set, the mean of expression R-precision (emotions),
-  AU error, CLIP R-precision, LPIPS vs the unedited render, identity, gt_psnr, gt_lpips
-  and the median seconds per prompt.
+* ``table``: per method (and ``method:oracle``) and prompt set, the mean of expression
+  R-precision (emotions), AU error, CLIP R-precision, LPIPS vs the unedited render,
+  identity, gt_psnr, gt_lpips and the median seconds per prompt.
 * ``combination``: on the *combination* prompts of ``descriptive.txt`` (targets that
   span two or more unit groups, which the scene never shows together), pac against each
   single-code baseline: mean gt_psnr (higher is better) and AU error (lower is better),
@@ -43,7 +46,8 @@ from facebench.paths import cache_dir
 
 CLIP_SPEC = os.environ.get("FACEBENCH_BENCH_CLIP", "synthclip")
 SCENE = os.environ.get("FACEBENCH_BENCH_SCENE", "synthface:default")
-METHODS = ("nerf-ft", "nerfies-i", "hypernerf-i", "pac")
+METHODS = ("nerf-ft", "nerfies-i", "hypernerf-i", "pac", "flame-nerf")
+VARIANTS = ("full", "oracle")
 SINGLE_CODE = ("nerfies-i", "hypernerf-i")
 PROMPT_SETS = ("emotions.txt", "descriptive.txt")
 COLUMNS = (
@@ -88,17 +92,20 @@ def test_table(benchmark, bench_threads, bench_budget):
     def run_all():
         for prompts in PROMPT_SETS:
             for method in METHODS:
-                summary = run(
-                    RunOptions(
-                        method=method,
-                        prompts=prompts,
-                        scene=SCENE,
-                        clip=CLIP_SPEC,
-                        out=out,
-                        budget=bench_budget,
+                for variant in VARIANTS:
+                    summary = run(
+                        RunOptions(
+                            method=method,
+                            prompts=prompts,
+                            scene=SCENE,
+                            clip=CLIP_SPEC,
+                            out=out,
+                            budget=bench_budget,
+                            variant=variant,
+                        )
                     )
-                )
-                hashes[(method, prompts)] = summary.config_hash
+                    name = method if variant == "full" else f"{method}:{variant}"
+                    hashes[(name, prompts)] = summary.config_hash
 
     benchmark.pedantic(run_all, rounds=1, iterations=1)
     rows = pd.read_csv(out / "leaderboard.csv")

@@ -37,6 +37,7 @@ import torch
 from torch import Tensor
 
 from facebench.clip import ClipAugment
+from facebench.config import ranged
 from facebench.errors import FacebenchError
 from facebench.render import Cameras
 from facebench.render.deform import so3_exp
@@ -60,7 +61,7 @@ class EditConfig:
     # lr: PAC weights or one latent code. On the default SynthFace scene (pac, 120
     # steps) 5e-3 with random crops barely moved the composition from its start; 3e-2
     # without crops reached the prompt's anchors.
-    steps: int = 120
+    steps: int = ranged(120, ge=0)  # 0: no edit (the unedited face, a known answer)
     lr: float = 3e-2
     lr_final: float = 3e-3
     views_per_step: int = 1

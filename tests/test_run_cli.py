@@ -187,11 +187,13 @@ def test_ablate_writes_every_variant_on_the_same_setup(workdir):
     out = workdir / "ablate"
     _cli(workdir, "ablate", "one.txt", "ablate")
     rows = pd.read_csv(out / "leaderboard.csv")
-    assert sorted(rows["variant"]) == ["clip-init", "full", "no-lipschitz", "no-tv", "single-code"]
-    assert set(rows["prompt"]) == {"a happy face"} and rows["config_hash"].nunique() == 5
+    variants = ["full", "clip-init", "global-loss", "mlp-manipulator", "no-lipschitz", "no-tv"]
+    variants += ["oracle", "single-code"]
+    assert sorted(rows["variant"]) == sorted(variants)
+    assert set(rows["prompt"]) == {"a happy face"} and rows["config_hash"].nunique() == 8
     main(["leaderboard", str(out)])
     summary = pd.read_csv(out / "leaderboard_summary.csv")
-    assert list(summary["variant"]) == ["full", "clip-init", "no-lipschitz", "no-tv", "single-code"]
+    assert list(summary["variant"]) == variants
 
 
 @pytest.mark.slow
@@ -256,7 +258,7 @@ def test_synthclip_by_hash_keys_rows_as_the_default_spec_did():
     backend = "synthclip:33e19bc6ca81"
     default = RunOptions(method="pac", prompts="emotions.txt")
     # the key of a default run is what it always was (existing leaderboards stay valid)
-    skip = {"force", "out", "overrides"}
+    skip = {"force", "out", "overrides", "only"}
     before = {
         "options": {k: str(v) for k, v in asdict(default).items() if k not in skip},
         "clip": "synthclip",
