@@ -37,8 +37,7 @@ SET_CASES = {
     "tv_weight=nan": "must be a finite number",
     "tv_weight=-1": "must be >= 0",
     "edit.lr=-1": "must be > 0",
-    "edit.steps=-5": "must be > 0",
-    "edit.steps=0": "must be > 0",
+    "edit.steps=-5": "must be >= 0",  # 0 is no edit: the unedited face
     "manipulator.steps=0": "must be > 0",
     "n_anchors=0": "must be > 0",
     "anchor_frames=0,-3": "must be >= 0",
