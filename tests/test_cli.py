@@ -159,7 +159,8 @@ def test_a_signal_mid_run_ends_with_one_line_and_its_exit_code(tmp_path, sig, co
     import time
 
     out = tmp_path / "out"
-    argv = ["facebench", "run", "--method", "pac", "--prompts", "emotions.txt"]
+    # --quiet: no progress lines in the piped stderr, so the signal's line is the only one
+    argv = ["facebench", "--quiet", "run", "--method", "pac", "--prompts", "emotions.txt"]
     argv += ["--budget", "smoke", "--scene", "synthface:tiny", "--clip", "tiny-random"]
     argv += ["--no-prepare", "--out", str(out)]
     env = {**os.environ, "FACEBENCH_CACHE": str(tmp_path / "cache")}
