@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import torch
 from torch import Tensor, nn
 
@@ -12,11 +10,9 @@ from facebench.render.deform import SE3Field
 from facebench.render.encoding import linear_window
 from facebench.render.lipschitz import lipschitz_loss
 
+from .codes import CodeFn, FrameCodedField
 from .config import ManipulatorConfig
 from .planes import CodePlanes
-
-CodeFn = Callable[[Tensor], Tensor]
-"""Position-conditional code: normalised observation points ``(P, 3)`` -> codes ``(P, C)``."""
 
 
 def _small_init(layer: nn.Linear, scale: float = 1e-4) -> None:
@@ -53,21 +49,12 @@ class TriPlane(nn.Module):
         return feats[..., 0].permute(2, 0, 1).reshape(x.shape[0], self.out_dim)
 
 
-class SceneManipulator(nn.Module):
+class SceneManipulator(FrameCodedField):
     """HyperNeRF-style deformable NeRF with per-frame codes (see the module docstring)."""
 
     def __init__(self, config: ManipulatorConfig, n_frames: int, aabb: Tensor):
-        super().__init__()
-        c = self.config = config
-        self.n_frames = int(n_frames)
-        aabb = torch.as_tensor(aabb, dtype=torch.float32).reshape(2, 3)
-        self.register_buffer("aabb", aabb.clone())
-        self.register_buffer("center", aabb.mean(0))
-        self.register_buffer("extent", ((aabb[1] - aabb[0]) / 2).max().reshape(()))
-        self.deform_codes = nn.Embedding(self.n_frames, c.code_dim)
-        nn.init.normal_(self.deform_codes.weight, 0.0, c.code_init_std)
-        self.appearance_codes = nn.Embedding(self.n_frames, max(c.appearance_dim, 0))
-        nn.init.normal_(self.appearance_codes.weight, 0.0, c.code_init_std)
+        super().__init__(config, n_frames, aabb)
+        c = config
         self.warp = SE3Field(
             c.code_dim,
             n_freqs=c.warp_freqs,
@@ -111,10 +98,6 @@ class SceneManipulator(nn.Module):
         self.register_buffer("hyper_alpha", torch.tensor(float(c.hyper_freqs)))
 
     # -- coordinates and schedules -----------------------------------------------------------
-    def normalize(self, points: Tensor) -> Tensor:
-        """World points -> the model's normalised frame (AABB centre at 0, longest half-side 1)."""
-        return (points - self.center) / self.extent
-
     def set_step(self, step: int, total: int) -> None:
         """Set the coarse-to-fine windows for training step ``step`` of ``total``."""
         c = self.config
@@ -187,24 +170,6 @@ class SceneManipulator(nn.Module):
         if self.config.density_activation == "exp":
             return torch.exp(raw.clamp(max=11.0) - 1.0)
         return nn.functional.softplus(raw - 1.0)
-
-    def field(
-        self, code: Tensor | CodeFn, appearance: Tensor
-    ) -> Callable[[Tensor, Tensor], tuple[Tensor, Tensor]]:
-        """A core ``field(points, directions)`` for one code (or code function) and appearance."""
-
-        def _field(points: Tensor, directions: Tensor) -> tuple[Tensor, Tensor]:
-            return self.query(points, directions, code, appearance)
-
-        return _field
-
-    def frames_field(
-        self, points: Tensor, directions: Tensor, frames: Tensor
-    ) -> tuple[Tensor, Tensor]:
-        """The field of many frames at once: each point with frame ``frames`` ``(P,)``'s codes
-        (a core field for ray bundles whose ``camera_indices`` are code ids)."""
-        code = self.deform_codes(frames)
-        return self.query(points, directions, code, self.appearance_codes(frames))
 
     def grid_parameters(self) -> list[nn.Parameter]:
         """The tri-plane tensor, when the template has one (its own learning-rate scale)."""

@@ -25,35 +25,23 @@ K-Planes' spatial smoothness).
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import torch
 from torch import Tensor, nn
 
 from facebench.render import PositionalEncoding, make_mlp
 
+from .codes import CodeFn, FrameCodedField
 from .config import ManipulatorConfig
-
-CodeFn = Callable[[Tensor], Tensor]
 
 _PAIRS = ((0, 1), (0, 2), (1, 2))
 
 
-class CodePlanes(nn.Module):
+class CodePlanes(FrameCodedField):
     """Per-frame codes blending basis feature planes, decoded by a small MLP."""
 
     def __init__(self, config: ManipulatorConfig, n_frames: int, aabb: Tensor):
-        super().__init__()
-        c = self.config = config
-        self.n_frames = int(n_frames)
-        aabb = torch.as_tensor(aabb, dtype=torch.float32).reshape(2, 3)
-        self.register_buffer("aabb", aabb.clone())
-        self.register_buffer("center", aabb.mean(0))
-        self.register_buffer("extent", ((aabb[1] - aabb[0]) / 2).max().reshape(()))
-        self.deform_codes = nn.Embedding(self.n_frames, c.code_dim)
-        nn.init.normal_(self.deform_codes.weight, 0.0, c.code_init_std)
-        self.appearance_codes = nn.Embedding(self.n_frames, max(c.appearance_dim, 0))
-        nn.init.normal_(self.appearance_codes.weight, 0.0, c.code_init_std)
+        super().__init__(config, n_frames, aabb)
+        c = config
         n_basis, ch = 1 + c.code_dim, c.plane_channels
         planes = []
         for res in c.plane_resolutions:
@@ -72,10 +60,6 @@ class CodePlanes(nn.Module):
         self.rgb_head = make_mlp(head_in, c.rgb_hidden, 1, 3)
 
     # -- schedules (none: the planes need no coarse-to-fine window) -----------------------------
-    def normalize(self, points: Tensor) -> Tensor:
-        """World points -> the model's normalised frame (AABB centre at 0, longest half-side 1)."""
-        return (points - self.center) / self.extent
-
     def set_step(self, step: int, total: int) -> None:
         """No schedule (the interface of :class:`.model.SceneManipulator`)."""
 
@@ -127,23 +111,6 @@ class CodePlanes(nn.Module):
         xn = self.normalize(points)
         code_v = code(xn) if callable(code) else code
         return torch.exp(self.trunk(self.features(xn, code_v))[:, 0].clamp(max=11.0) - 1.0)
-
-    def field(
-        self, code: Tensor | CodeFn, appearance: Tensor
-    ) -> Callable[[Tensor, Tensor], tuple[Tensor, Tensor]]:
-        """A core ``field(points, directions)`` for one code (or code function) and appearance."""
-
-        def _field(points: Tensor, directions: Tensor) -> tuple[Tensor, Tensor]:
-            return self.query(points, directions, code, appearance)
-
-        return _field
-
-    def frames_field(
-        self, points: Tensor, directions: Tensor, frames: Tensor
-    ) -> tuple[Tensor, Tensor]:
-        """The field of many frames at once (each point with frame ``frames`` ``(P,)``'s codes)."""
-        codes, appearance = self.deform_codes(frames), self.appearance_codes(frames)
-        return self.query(points, directions, codes, appearance)
 
     def regularizer(self) -> Tensor:
         """Total variation of every plane (``plane_tv_weight``) plus, with ``lipschitz``, the
