@@ -177,6 +177,9 @@ def default_clip_spec(scene_spec: str, clip: str | None) -> str:
 def run_key(options: RunOptions, clip_spec: str, clip_backend: str) -> dict[str, Any]:
     """The run options and CLIP model in a row's config hash (with the method config).
 
+    ``--seeds`` is not in it: seed ``s`` is a key column of its own, so ``--seeds 2``
+    after ``--seeds 1`` finds seed 0's row and computes only seed 1.
+
     Every spec of a registered CLIP backend (``facebench.registry.CLIP_BACKENDS``) -- for
     SynthCLIP: none on a SynthFace scene, ``synthclip``, ``synthclip:HASH`` -- is keyed as
     no ``--clip`` and the backend's name: the backend label, ``synthclip:HASH``, names the
@@ -185,7 +188,8 @@ def run_key(options: RunOptions, clip_spec: str, clip_backend: str) -> dict[str,
     """
     from facebench.registry import CLIP_BACKENDS
 
-    skip = {"force", "out", "overrides", "only"}  # overrides act through the method config
+    # overrides act through the method config; seeds is each row's own key column
+    skip = {"force", "out", "overrides", "only", "seeds"}
     keyed = {k: str(v) for k, v in asdict(options).items() if k not in skip}
     kind, sep, _ = clip_backend.partition(":")
     registered = bool(sep) and kind in CLIP_BACKENDS
@@ -201,10 +205,19 @@ def run_key(options: RunOptions, clip_spec: str, clip_backend: str) -> dict[str,
 
 
 def run_identity(
-    options: RunOptions, method: Any, clip_spec: str, clip_backend: str
+    options: RunOptions,
+    method: Any,
+    clip_spec: str,
+    clip_backend: str,
+    scene_key: str | None = None,
 ) -> dict[str, Any]:
-    """What a row's config hash is of: the method's config and :func:`run_key`."""
-    return {"method_config": method.config_dict(), **run_key(options, clip_spec, clip_backend)}
+    """What a row's config hash is of: the method's config, :func:`run_key` and the
+    scene's data (:meth:`Scene.key`, over everything a fit reads: a scene whose data
+    changed under the same spec, e.g. a new SynthFace data version, finds no old rows)."""
+    identity = {"method_config": method.config_dict(), **run_key(options, clip_spec, clip_backend)}
+    if scene_key is not None:
+        identity["scene_key"] = scene_key
+    return identity
 
 
 def create_method(
@@ -402,7 +415,7 @@ def run(options: RunOptions, progress: Progress = no_progress) -> RunSummary:
     clip = _load_clip(clip_spec, device, options.prepare_missing, progress)
 
     summary = RunSummary(csv_path=store.path)
-    run_config = run_identity(options, method, clip_spec, clip.backend)
+    run_config = run_identity(options, method, clip_spec, clip.backend, scene.key())
     chash = config_hash(run_config)
     summary.config_hash = chash
     base = {

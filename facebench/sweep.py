@@ -211,6 +211,7 @@ def plan(spec: SweepSpec, progress: Progress = no_progress) -> tuple[list[Group]
 
     from facebench.registry import DATASETS
     from facebench.runner import _load_clip, create_method, default_clip_spec, run_identity
+    from facebench.scene import load_scene
 
     if spec.seeds < 1:
         raise FacebenchError(f"--seeds {spec.seeds}: need at least 1")
@@ -229,6 +230,7 @@ def plan(spec: SweepSpec, progress: Progress = no_progress) -> tuple[list[Group]
     store = ResultStore(Path(spec.out) / "leaderboard.csv")
     cpu = torch.device("cpu")
     clips: dict[str, Any] = {}
+    scene_keys: dict[str, str] = {}  # a row's hash covers its scene's data (Scene.key)
     groups: list[Group] = []
     for options in grid:
         method = create_method(
@@ -243,7 +245,13 @@ def plan(spec: SweepSpec, progress: Progress = no_progress) -> tuple[list[Group]
         clip_spec = default_clip_spec(options.scene, options.clip)
         if clip_spec not in clips:
             clips[clip_spec] = _load_clip(clip_spec, cpu, options.prepare_missing, progress)
-        chash = config_hash(run_identity(options, method, clip_spec, clips[clip_spec].backend))
+        if options.scene not in scene_keys:
+            scene_keys[options.scene] = load_scene(options.scene).key()
+        chash = config_hash(
+            run_identity(
+                options, method, clip_spec, clips[clip_spec].backend, scene_keys[options.scene]
+            )
+        )
         base = {
             "method": options.method,
             "variant": options.variant,
