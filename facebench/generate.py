@@ -23,6 +23,7 @@ Rows already in the CSV are skipped (``--force`` recomputes), as in the scene pr
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import json
 import math
@@ -249,41 +250,42 @@ def run_generation(options: Any, progress: Progress = no_progress) -> Any:
     lm = landmarks(size) if landmarks is not None else None
     versions = _versions()
     render_name = f"{options.method}-{options.variant}" + (f"-{chash}" if overrides else "")
-    for done, (prompt, seed) in enumerate(todo):
-        progress("prompts", done, len(todo))
-        store.refresh()  # another run on this --out may have written the row meanwhile
-        if not options.force and store.has({**base, "prompt": prompt, "seed": seed}):
-            summary.skipped_rows += 1
-            continue
-        seed_row(seed, prompt)  # a row never depends on the rows before it
-        ctx = RunContext(device=device, cache_dir=cache_dir(), seed=seed, progress=progress)
-        with measure_cost(device) as cost:
-            faces = method.generate(prompt, clip, ctx)
-        values, backends = evaluator.score(prompt, faces, lm)
-        save_grid(out / "renders" / render_name / f"{slug(prompt)}-seed{seed}.png", list(faces))
-        row = {
-            **base,
-            "prompt": prompt,
-            "seed": seed,
-            "suite": suite_name,
-            **({"overrides": overrides} if overrides else {}),
-            **values,
-            **cost.as_row(),
-            "gen_s_per_face": cost.wall_s / max(faces.shape[0], 1),
-            "n_faces": int(faces.shape[0]),
-            "n_views": int(faces.shape[1]),
-            "train_s": float(getattr(method, "train_seconds", 0.0)),
-            **{f"backend_{k}": v for k, v in backends.items()},
-            "backend_generator": getattr(method, "model_label", "") or "",
-            "device": str(device),
-            "budget": options.budget,
-            **versions,
-            "timestamp": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        }
-        if store.append(row, replace=options.force):
-            summary.rows.append(row)
-        else:  # written by another run on this --out while this one computed it
-            summary.skipped_rows += 1
+    skipped = summary.skipped_rows
+    # each row under its claim (a lock file per row), as in facebench.runner.run
+    keys = [{**base, "prompt": p, "seed": s} for p, s in todo]
+    claimed = store.claimed(keys, force=options.force)
+    with contextlib.closing(claimed):
+        for done, key in enumerate(claimed):
+            prompt, seed = key["prompt"], key["seed"]
+            progress("prompts", done, len(todo))
+            seed_row(seed, prompt)  # a row never depends on the rows before it
+            ctx = RunContext(device=device, cache_dir=cache_dir(), seed=seed, progress=progress)
+            with measure_cost(device) as cost:
+                faces = method.generate(prompt, clip, ctx)
+            values, backends = evaluator.score(prompt, faces, lm)
+            save_grid(out / "renders" / render_name / f"{slug(prompt)}-seed{seed}.png", list(faces))
+            row = {
+                **base,
+                "prompt": prompt,
+                "seed": seed,
+                "suite": suite_name,
+                **({"overrides": overrides} if overrides else {}),
+                **values,
+                **cost.as_row(),
+                "gen_s_per_face": cost.wall_s / max(faces.shape[0], 1),
+                "n_faces": int(faces.shape[0]),
+                "n_views": int(faces.shape[1]),
+                "train_s": float(getattr(method, "train_seconds", 0.0)),
+                **{f"backend_{k}": v for k, v in backends.items()},
+                "backend_generator": getattr(method, "model_label", "") or "",
+                "device": str(device),
+                "budget": options.budget,
+                **versions,
+                "timestamp": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            }
+            if store.append(row, replace=options.force):
+                summary.rows.append(row)
+    summary.skipped_rows = skipped + len(todo) - len(summary.rows)
     progress("prompts", len(todo), len(todo))
     summary.notes.extend(evaluator.notes)
     return summary

@@ -16,14 +16,22 @@ One row per (method, variant, scene, prompt set, prompt, seed, config hash).
 - **One writer at a time.** Every write holds a lock file beside the CSV, re-reads
   what other processes appended meanwhile (only the new bytes), and removes stale
   temporaries a killed rewrite left behind.
+- **One computation per row.** A run computes a row only under that row's claim (an
+  ``flock`` on ``.leaderboard.csv.claims/<key digest>.lock``), and re-reads the CSV
+  after taking it: two runs on one folder split the rows instead of both computing
+  each (:meth:`ResultStore.claimed`). A claim is removed when its row is done; one a
+  killed run left holds no lock and is simply taken over.
 """
 
 from __future__ import annotations
 
+import contextlib
 import csv
+import hashlib
 import io
 import os
-from collections.abc import Iterable
+from collections import deque
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -206,6 +214,45 @@ def clean_temporaries(path: Path) -> list[Path]:
     return stale
 
 
+@contextlib.contextmanager
+def _claim(path: Path, wait: bool) -> Iterator[bool]:
+    """Hold an exclusive ``flock`` on ``path`` (created) for the block and remove the file
+    at its end; yields False at once, holding nothing, when another process holds it and
+    not ``wait``. Without ``fcntl`` (not POSIX) nothing is held and True is yielded."""
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - not POSIX: no claims
+        yield True
+        return
+    while True:
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+        except FileNotFoundError:  # another run removed the empty folder meanwhile
+            continue
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+            # the holder before us removes the file as it lets go: claim the file that
+            # is there now, not the removed one
+            if os.path.exists(path) and os.stat(path).st_ino == os.fstat(fd).st_ino:
+                break
+        except BlockingIOError:
+            os.close(fd)
+            yield False
+            return
+        except BaseException:
+            os.close(fd)
+            raise
+        os.close(fd)
+    try:
+        yield True
+    finally:
+        path.unlink(missing_ok=True)  # still held: nobody claims the removed file
+        os.close(fd)
+        with contextlib.suppress(OSError):  # the last claim out removes the folder
+            path.parent.rmdir()
+
+
 class ResultStore:
     """A results CSV with resume-by-key: ``has(row)``, ``get(row)``, ``append(row)``.
 
@@ -234,6 +281,35 @@ class ResultStore:
             return
         for row in new:
             self._by_key[row_key(row)] = row
+
+    @property
+    def claims(self) -> Path:
+        """The folder of per-row claims (:meth:`claimed`), beside the CSV."""
+        return self.path.with_name(f".{self.path.name}.claims")
+
+    def claimed(
+        self, key_rows: Sequence[dict[str, Any]], force: bool = False
+    ) -> Iterator[dict[str, Any]]:
+        """The rows of ``key_rows`` this process is to compute, one at a time, each with
+        its claim held until the next is asked for (close the iterator to let the last
+        go). A row whose key is in the CSV once its claim is taken is skipped (unless
+        ``force``). A row another process holds is put back and tried after the others;
+        the second time, this process waits for it -- then the holder has usually
+        written it, and it is skipped."""
+        queue = deque(key_rows)
+        deferred: set[tuple[str, ...]] = set()
+        while queue:
+            key_row = queue.popleft()
+            key = row_key(key_row)
+            name = hashlib.sha256("\0".join(key).encode()).hexdigest()[:32] + ".lock"
+            with _claim(self.claims / name, wait=key in deferred or not queue) as held:
+                if not held:
+                    deferred.add(key)
+                    queue.append(key_row)
+                    continue
+                self.refresh()  # another run may have written it before letting it go
+                if force or key not in self._by_key:
+                    yield key_row
 
     def has(self, key_row: dict[str, Any]) -> bool:
         return row_key(key_row) in self._by_key

@@ -7,7 +7,12 @@ held-out views, a 5-step fit, 1-step edits, the tiny random CLIP and the quick s
 
 from __future__ import annotations
 
-from dataclasses import replace
+import json
+import os
+import subprocess
+import sys
+import threading
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import pytest
@@ -80,6 +85,74 @@ def test_a_scene_whose_data_changed_finds_no_old_rows(workdir, monkeypatch):
     assert len(changed.rows) == 1 and changed.skipped_rows == 0
     assert changed.config_hash != first.config_hash
     assert len(read_rows(workdir / "scene_data" / "leaderboard.csv")) == 2
+
+
+def _key(prompt: str) -> dict:
+    return {"method": "pac", "variant": "full", "scene": "s", "prompt_set": "p",
+            "prompt": prompt, "seed": 0, "config_hash": "abc"}  # fmt: skip
+
+
+def test_a_claimed_row_is_put_back_then_waited_for_and_skipped_once_written(tmp_path):
+    from facebench.results import ResultStore
+
+    first, second = ResultStore(tmp_path / "lb.csv"), ResultStore(tmp_path / "lb.csv")
+    holder = first.claimed([_key("happy")])
+    assert next(holder)["prompt"] == "happy"  # the first run holds happy's claim
+    got: list[str] = []
+    waiter = threading.Thread(target=lambda: got.extend(k["prompt"] for k in second.claimed(
+        [_key("happy"), _key("sad")])))  # fmt: skip
+    waiter.start()
+    waiter.join(timeout=2)
+    assert waiter.is_alive() and got == ["sad"]  # sad first, then it waits for happy
+    first.append({**_key("happy"), "gt_psnr": 1.0})
+    holder.close()  # lets the claim go
+    waiter.join(timeout=10)
+    assert not waiter.is_alive() and got == ["sad"]  # happy was written meanwhile: skipped
+    assert not second.claims.exists()  # every claim file removed
+    assert list(ResultStore(tmp_path / "lb.csv").claimed([_key("happy")], force=True))
+
+
+# a child run that logs each row it scores (one line per computation) to argv[2]
+CHILD = """
+import json, sys
+from pathlib import Path
+from facebench import runner, suite
+
+log = sys.argv[2]
+score = suite.Evaluator.score
+
+def counted(self, prompt, images):
+    with open(log, "a") as fh:
+        fh.write(prompt + "\\n")
+    return score(self, prompt, images)
+
+suite.Evaluator.score = counted
+options = json.loads(sys.argv[1])
+options["out"] = Path(options["out"])
+options["overrides"] = tuple(options["overrides"])
+runner.run(runner.RunOptions(**options))
+"""
+
+
+def test_two_runs_on_one_out_compute_each_row_once(workdir):
+    from facebench.runner import run
+
+    run(_options(workdir, ["a smiling face"], "warm"))  # the scene model is fitted once
+    prompts = [f"a face number {i}" for i in range(6)]
+    options = asdict(_options(workdir, prompts, "shared"))
+    options.update(out=str(options["out"]), overrides=list(options["overrides"]))
+    log = workdir / "computed.log"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    argv = [sys.executable, "-c", CHILD, json.dumps(options), str(log)]
+    children = [subprocess.Popen(argv, env=env, stderr=subprocess.PIPE) for _ in range(2)]
+    for child in children:
+        _, err = child.communicate(timeout=120)
+        assert child.returncode == 0, err.decode()[-2000:]
+    computed = log.read_text().splitlines()
+    rows = read_rows(workdir / "shared" / "leaderboard.csv")
+    assert sorted(r["prompt"] for r in rows) == sorted(prompts)  # every row, once
+    assert sorted(computed) == sorted(prompts)  # and computed once, not by both runs
+    assert not (workdir / "shared" / ".leaderboard.csv.claims").exists()  # claims removed
 
 
 def test_a_prompt_that_looks_like_a_formula_is_kept_verbatim(workdir):
