@@ -29,6 +29,7 @@ The .npz holds float32 ``v_template (V,3)``, ``shapedirs (V,3,K)``,
 
 from __future__ import annotations
 
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -198,12 +199,28 @@ def _flame_arrays(raw: dict[str, Any], source: str) -> dict[str, np.ndarray]:
     return out
 
 
+def _read_npz(p: Path) -> dict[str, np.ndarray]:
+    """The arrays of an ``.npz``, read with ``allow_pickle=False``: an object array (which
+    only unpickling could read) or a file that is not an ``.npz`` is one line, and nothing
+    in it is unpickled."""
+    try:
+        with np.load(p, allow_pickle=False) as z:
+            return {k: z[k] for k in z.files}
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile) as exc:
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:160]
+        raise FacebenchError(
+            f"{p}: not a plain .npz of arrays ({first}); nothing in it was run -- give "
+            "the original .pkl (read safely) or an .npz of plain arrays"
+        ) from None
+
+
 def _read_landmark_file(path: str | Path) -> dict[str, np.ndarray]:
     p = Path(path)
     raw: dict[str, Any]
+    if not p.is_file():
+        raise FacebenchError(f"FLAME landmark file not found: {p}")
     if p.suffix == ".npz":
-        with np.load(p, allow_pickle=False) as z:
-            raw = {k: z[k] for k in z.files}
+        raw = _read_npz(p)
     else:
         raw = load_flame_pickle(p)
     out = {}
@@ -227,11 +244,7 @@ def read_flame_file(path: str | Path, landmarks: str | Path | None = None) -> di
             f"FLAME model file not found: {p} (download FLAME 2020 from flame.is.tue.mpg.de; "
             "facebench cannot ship it)"
         )
-    if p.suffix == ".npz":
-        with np.load(p, allow_pickle=False) as z:
-            raw: dict[str, Any] = {k: z[k] for k in z.files}
-    else:
-        raw = load_flame_pickle(p)
+    raw = _read_npz(p) if p.suffix == ".npz" else load_flame_pickle(p)
     arrays = _flame_arrays(raw, p.name)
     if landmarks is not None:
         arrays.update(_read_landmark_file(landmarks))
