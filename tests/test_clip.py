@@ -80,7 +80,7 @@ def test_cache_lookup_finds_hf_and_url_files(offline_home):
     assert clip_cache_status("ViT-B-32", "openai")[0] == snap / "open_clip_model.safetensors"
 
 
-def test_synthclip_missing_says_how_to_prepare(tmp_path, monkeypatch):
+def test_synthclip_missing_says_how_to_prepare(tmp_path, monkeypatch, no_shipped_weights):
     monkeypatch.setenv("FACEBENCH_CACHE", str(tmp_path))
     assert synthclip_checkpoint_path() is None
     with pytest.raises(MissingWeightsError) as info:

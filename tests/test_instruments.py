@@ -37,7 +37,9 @@ def test_instruments_are_registered_and_declared_by_metrics():
     assert runner.suite_instruments(["clip_score", "gt_psnr"]) == []
 
 
-def test_unprepared_instruments_have_no_label_and_say_how_to_prepare(tmp_path, monkeypatch):
+def test_unprepared_instruments_have_no_label_and_say_how_to_prepare(
+    tmp_path, monkeypatch, no_shipped_weights
+):
     monkeypatch.setenv("FACEBENCH_CACHE", str(tmp_path))
     for name in ("synthclip", "recognizer"):
         instrument = INSTRUMENTS.get(name).obj
@@ -107,7 +109,9 @@ def test_runner_provisions_lpips_on_first_use_only(monkeypatch, tmp_path):
     runner._prepare_instruments(["lpips"], False, progress)  # no traceback: the metric says why
 
 
-def test_runner_prepares_the_recognizer_only_on_ground_truth_scenes(tmp_path, monkeypatch):
+def test_runner_prepares_the_recognizer_only_on_ground_truth_scenes(
+    tmp_path, monkeypatch, no_shipped_weights
+):
     monkeypatch.setenv("FACEBENCH_CACHE", str(tmp_path))
     recognizer = INSTRUMENTS.get("recognizer").obj
     calls = []

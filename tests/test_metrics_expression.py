@@ -78,7 +78,7 @@ def test_au_error_is_mean_absolute_unit_error():
     assert per_unit["AU12"] == pytest.approx(0.75) and per_unit["AU43"] == pytest.approx(0.25)
 
 
-def test_recognizer_resolution(tmp_path, monkeypatch):
+def test_recognizer_resolution(tmp_path, monkeypatch, no_shipped_weights):
     monkeypatch.setenv("FACEBENCH_CACHE", str(tmp_path))
     monkeypatch.delenv("FACEBENCH_RECOGNIZER", raising=False)
 

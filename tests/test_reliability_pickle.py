@@ -158,9 +158,9 @@ def _checkpoint_loaders():
         read_meta(path)
 
     def synthclip_model(path):
-        from facebench.metrics.instruments.synthclip.model import build_model
+        from facebench.metrics.instruments.synthclip.cache import load_synthclip_from
 
-        build_model(checkpoint=path)
+        load_synthclip_from(path)
 
     def clip_file(path):
         from facebench.clip import TINY_ARCH, load_clip

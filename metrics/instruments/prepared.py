@@ -11,6 +11,12 @@ A prepared model lives in ``cache_dir()/<folder>/<config hash>/``::
     train_state.pt   the last periodic checkpoint while training (resume)
     .lock            held while one process prepares it
 
+The project's own trained weights of the default configs ship inside the package
+(:mod:`facebench.metrics.instruments.shipped`): a run uses them and trains nothing.
+A model trained here (``facebench prepare NAME --retrain``, or a config with no
+shipped weights) lives in the cache; a shipped config's cached model is used only
+when a spec asks for its digest (``NAME@DIGEST``).
+
 Its label, ``<prefix>:<config hash>@<weights digest>``, is read from the
 checkpoint without building the model (as the leaderboard's ``backend_*``
 columns name it). :class:`PreparedInstrument` puts one such model behind the
@@ -26,6 +32,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from facebench.method import Progress, no_progress
+from facebench.metrics.instruments.shipped import load_shipped, manifest, rounded, shipped_file
 from facebench.paths import (
     atomic_file,
     cache_damage,
@@ -35,7 +42,13 @@ from facebench.paths import (
     write_digest,
 )
 from facebench.threads import env_threads
-from facebench.weights import UNREADABLE, MissingWeightsError, WeightInfo, checkpoint_label
+from facebench.weights import (
+    UNREADABLE,
+    MissingWeightsError,
+    WeightInfo,
+    backend_label,
+    state_digest,
+)
 
 __all__ = [
     "CHECKPOINT",
@@ -145,9 +158,14 @@ class PreparedModel:
         """The cache directory of ``config`` (exists once prepared or in progress)."""
         return cache_dir() / self.folder / self.config_hash(config)
 
-    def checkpoint(self, config: HashedConfig | str | None = None) -> Path | None:
-        """The finished checkpoint of ``config``, or None when it has not been prepared;
-        :class:`MissingWeightsError` (naming the file and how to rebuild it) when damaged."""
+    def shipped(self, config: HashedConfig | str | None = None) -> Path | None:
+        """The package's shipped weights of ``config``, or None when none ship."""
+        return shipped_file(self.folder, self.config_hash(config))
+
+    def cached(self, config: HashedConfig | str | None = None) -> Path | None:
+        """The checkpoint of ``config`` trained on this machine, or None when it has not been
+        trained; :class:`MissingWeightsError` (naming the file and how to rebuild it) when
+        damaged."""
         path = self.directory(config) / CHECKPOINT
         if not path.is_file():
             return None
@@ -155,27 +173,65 @@ class PreparedModel:
         if why:
             raise MissingWeightsError(
                 f"{path}: {self.what}'s checkpoint is damaged ({why}); "
-                f"run `facebench prepare {self.folder}` to rebuild it"
+                f"run `facebench prepare {self.folder} --retrain` to rebuild it"
             )
         return path
+
+    def checkpoint(self, config: HashedConfig | str | None = None, digest: str = "") -> Path | None:
+        """The weights a run uses for ``config``: the shipped file, else the cached one (None
+        when neither exists). With ``digest``, whichever of the two has that weights digest
+        (:class:`MissingWeightsError` listing both when neither has)."""
+        shipped = self.shipped(config)
+        if not digest:
+            return shipped or self.cached(config)
+        found = {}
+        for path in (shipped, self.cached(config)):
+            if path is not None:
+                found[self.digest(path)] = path
+        if digest not in found:
+            have = ", ".join(f"{d} ({p})" for d, p in found.items()) or "none"
+            raise MissingWeightsError(
+                f"no {self.what} {self.name(config)}@{digest}: the weights of that config "
+                f"here are {have}; `facebench prepare {self.folder} --retrain` trains one"
+            )
+        return found[digest]
 
     @staticmethod
     def damage(path: Path) -> str | None:
         """Why the checkpoint at ``path`` is damaged, or None (:func:`cache_damage`)."""
-        return cache_damage(path, PreparedModel._load)
+        return cache_damage(path, PreparedModel.load)
 
     def name(self, config: HashedConfig | str | None = None) -> str:
         """The backend name of ``config`` (its label is this ``@DIGEST``)."""
         return f"{self.prefix}:{self.config_hash(config)}"
 
-    def label(self, config: HashedConfig | str | None = None) -> str:
-        """``NAME@DIGEST`` of the prepared model of ``config``, read from its checkpoint
-        without building the model (as loading it labels it); "" when not prepared,
-        ``NAME@unreadable`` when damaged."""
+    @staticmethod
+    def digest(path: Path) -> str:
+        """The weights digest of the checkpoint at ``path`` (:func:`state_digest` of what it
+        loads to), without building the model; :data:`UNREADABLE` when it does not load."""
         try:
-            return checkpoint_label(self.name(config), self.checkpoint(config))
+            return state_digest(PreparedModel.load(path)["state_dict"])
+        except Exception:  # a diagnostic must not crash; loading it for real says why
+            return UNREADABLE
+
+    def label(self, config: HashedConfig | str | None = None, digest: str = "") -> str:
+        """``NAME@DIGEST`` of the weights :meth:`checkpoint` picks for ``config``; "" when
+        there are none, ``NAME@unreadable`` when damaged."""
+        try:
+            path = self.checkpoint(config, digest)
         except MissingWeightsError:
             return f"{self.name(config)}@{UNREADABLE}"
+        return backend_label(self.name(config), self.digest(path)) if path else ""
+
+    def shipped_digest_of(self, path: Path, config: HashedConfig | str | None = None) -> str:
+        """The digest checkpoint ``path``'s weights would have once shipped (rounded to the
+        shipped file's dtype): equal to the shipped digest when a retrain reproduced it;
+        "" when ``config`` ships no weights."""
+        shipped = self.shipped(config)
+        if shipped is None:
+            return ""
+        state = self.load(path)["state_dict"]
+        return state_digest(rounded(state, manifest(shipped)["dtype"]))
 
     def prepare(
         self,
@@ -184,12 +240,15 @@ class PreparedModel:
         progress: Progress,
         build: Callable[[Path], Path],
     ) -> Path:
-        """The checkpoint of ``config_hash`` if it exists (and not ``force``), else
-        ``build(directory)`` under :func:`prepare_lock` -- re-checking after the wait, since
-        another process may have finished the same model meanwhile. ``force`` removes the
-        checkpoint, the resume state and the quality figures first."""
+        """The shipped or cached weights of ``config_hash`` if they exist (and not ``force``),
+        else ``build(directory)`` under :func:`prepare_lock` -- re-checking after the wait,
+        since another process may have finished the same model meanwhile. ``force`` (a
+        retrain) trains into the cache from scratch, removing the cached checkpoint, the
+        resume state and the quality figures first; the shipped weights stay as they are."""
         out = self.directory(config_hash)
         ckpt = out / CHECKPOINT
+        if not force and self.shipped(config_hash):
+            return self.shipped(config_hash)
         if ckpt.is_file() and not force and not self.damage(ckpt):
             return ckpt
         with prepare_lock(out, self.what, progress):
@@ -203,7 +262,7 @@ class PreparedModel:
                 for name in (CHECKPOINT, CHECKPOINT + ".sha256", TRAIN_STATE, QUALITY):
                     (out / name).unlink(missing_ok=True)
             state = out / TRAIN_STATE
-            if state.is_file() and cache_damage(state, self._load, record=False):
+            if state.is_file() and cache_damage(state, self.load, record=False):
                 move_aside(state)  # a resume state that does not load: start over
             out.mkdir(parents=True, exist_ok=True)
             path = build(out)
@@ -211,9 +270,13 @@ class PreparedModel:
             return path
 
     @staticmethod
-    def _load(path: Path) -> Any:
+    def load(path: Path) -> dict[str, Any]:
+        """``{"state_dict", "meta"}`` of a checkpoint: shipped safetensors (checked against its
+        manifest) or a cached ``checkpoint.pt`` (``weights_only=True``)."""
         import torch
 
+        if Path(path).suffix == ".safetensors":
+            return load_shipped(path)
         return torch.load(path, map_location="cpu", weights_only=True)
 
 
@@ -223,8 +286,9 @@ class PreparedInstrument:
 
     ``default_hash`` gives the config hash of the model a run uses (looked up at call
     time); ``train(progress=, force=)`` prepares it and returns its checkpoint path;
-    ``title`` and ``how_to`` make its ``facebench weights`` row. ``ground_truth_only``:
-    a run prepares it only for scenes with a SynthFace ground truth.
+    ``title`` and ``how_to`` make its ``facebench weights`` row; ``pin`` says how a run asks
+    for given weights (``{digest}`` filled in). ``ground_truth_only``: a run prepares it
+    only for scenes with a SynthFace ground truth.
     """
 
     model: PreparedModel
@@ -232,6 +296,7 @@ class PreparedInstrument:
     train: Callable[..., Path]
     title: str
     how_to: str
+    pin: str = ""
     ground_truth_only: bool = False
     optional: bool = False  # a failed preparation stops the run
 
@@ -242,6 +307,31 @@ class PreparedInstrument:
 
     def prepare(self, progress: Progress = no_progress, force: bool = False) -> Path:
         return self.train(progress=progress, force=force)
+
+    def describe(self, path: Path) -> str:
+        """What ``facebench prepare`` says of the weights at ``path`` it prepared: their label
+        and quality figures and, for a model trained here while weights ship, whether it
+        reproduced the shipped digest and how to use it."""
+        chash = self.default_hash()
+        what = self.model.what[0].upper() + self.model.what[1:]
+        label = backend_label(self.model.name(chash), self.model.digest(path))
+        shipped = self.model.shipped(chash)
+        if path == shipped:
+            return f"{what}: shipped weights {label} ({path}; quality in the .json beside it)"
+        lines = [f"{what}: trained {label} ({path}; quality in {QUALITY} beside it)"]
+        if shipped is not None:
+            theirs = manifest(shipped)
+            ours = self.model.shipped_digest_of(path, chash)
+            same = "matches" if ours == theirs["digest"] else "differs from"
+            lines.append(
+                f"rounded to {theirs['dtype']} as shipped, this model is @{ours}: it {same} "
+                f"the shipped {self.model.name(chash)}@{theirs['digest']}"
+            )
+            lines.append(
+                "runs keep using the shipped weights; to use this one: "
+                + self.pin.format(digest=self.model.digest(path), hash=chash)
+            )
+        return "\n".join(lines)
 
     def is_prepared(self) -> bool:
         try:

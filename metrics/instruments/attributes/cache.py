@@ -78,7 +78,7 @@ def save_attributes(
 
 
 def load_attributes_from(path: Path, device: torch.device | str = "cpu") -> AttributeClassifier:
-    ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    ckpt = PREPARED.load(path)
     meta = json.loads(ckpt["meta"])
     net = AttributeNet(meta["config"]["channels"])
     net.load_state_dict(ckpt["state_dict"])

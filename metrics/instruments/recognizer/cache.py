@@ -85,7 +85,12 @@ def load_recognizer_from(path: Path, device: torch.device | str = "cpu") -> Synt
 
 
 def _load_recognizer_from(path: Path, device: torch.device | str) -> SynthFaceRecognizer:
-    ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    return recognizer_from_checkpoint(PREPARED.load(path)).to(device)
+
+
+def recognizer_from_checkpoint(ckpt: dict) -> SynthFaceRecognizer:
+    """The recognizer (eval mode, on the CPU) a loaded checkpoint ``{"state_dict", "meta"}``
+    holds."""
     meta = json.loads(ckpt["meta"])
     cfg = meta["config"]
     net = RecognizerNet(len(meta["au_names"]), len(meta["emotions"]), cfg["channels"])
@@ -93,14 +98,17 @@ def _load_recognizer_from(path: Path, device: torch.device | str) -> SynthFaceRe
     model = SynthFaceRecognizer(net, meta["emotions"], meta["au_names"], cfg["image_size"])
     model.config_hash = str(meta.get("config_hash", ""))
     model.backend = backend_label(recognizer_name(model.config_hash), state_digest(net))
-    return model.to(device).eval()
+    return model.eval()
 
 
 def load_recognizer(
-    device: torch.device | str = "cpu", config: RecognizerConfig = DEFAULT_RECOGNIZER
+    device: torch.device | str = "cpu",
+    config: RecognizerConfig = DEFAULT_RECOGNIZER,
+    digest: str = "",
 ) -> SynthFaceRecognizer:
-    """The trained SynthFace recognizer; MissingWeightsError tells how to prepare it."""
-    path = recognizer_checkpoint_path(config)
+    """The trained SynthFace recognizer: the shipped weights, else the cached ones (``digest``
+    picks either by its weights digest); MissingWeightsError tells how to prepare it."""
+    path = PREPARED.checkpoint(config, digest)
     if path is None:
         raise MissingWeightsError(
             f"SynthFace expression recognizer is not prepared (no checkpoint in "
@@ -174,6 +182,7 @@ register_instrument(
         train=lambda progress=no_progress, force=False: prepare_recognizer(progress, force),
         title="expression recognizer (facebench-trained, SynthFace only)",
         how_to="run `facebench prepare recognizer`",
+        pin="FACEBENCH_RECOGNIZER=synthface@{digest}",
         ground_truth_only=True,  # valid for SynthFace renders only
     )
 )

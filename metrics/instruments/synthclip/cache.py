@@ -71,22 +71,31 @@ def save_checkpoint(model: torch.nn.Module, config: SynthCLIPConfig, path: Path,
 
 
 def load_synthclip(
-    device: torch.device | str = "cpu", config: SynthCLIPConfig = DEFAULT_CONFIG
+    device: torch.device | str = "cpu", config: SynthCLIPConfig = DEFAULT_CONFIG, digest: str = ""
 ) -> tuple[torch.nn.Module, Any, Any]:
-    """The trained SynthCLIP ``(model, preprocess, tokenizer)`` in eval mode on ``device``.
+    """The trained SynthCLIP ``(model, preprocess, tokenizer)`` in eval mode on ``device``:
+    the shipped weights, else the cached ones (``digest`` picks either by its weights digest).
 
     Raises :class:`MissingWeightsError` (telling the user to run
-    ``facebench prepare synthclip``) when it has not been trained.
+    ``facebench prepare synthclip``) when there are none.
     """
-    path = synthclip_checkpoint_path(config)
+    path = PREPARED.checkpoint(config, digest)
     if path is None:
         raise MissingWeightsError(MISSING_MESSAGE.format(where=synthclip_dir(config)))
-    model, preprocess, tokenizer = build_model(config, checkpoint=path)
+    return load_synthclip_from(path, config, device)
+
+
+def load_synthclip_from(
+    path: Path, config: SynthCLIPConfig = DEFAULT_CONFIG, device: torch.device | str = "cpu"
+) -> tuple[torch.nn.Module, Any, Any]:
+    """SynthCLIP ``(model, preprocess, tokenizer)`` of ``config`` with the weights in ``path``
+    (shipped safetensors or a cached checkpoint), in eval mode on ``device``."""
+    model, preprocess, tokenizer = build_model(config, PREPARED.load(path)["state_dict"])
     return model.to(device).eval(), preprocess, tokenizer
 
 
 def load_cached_synthclip(
-    config_hash: str, device: torch.device | str = "cpu"
+    config_hash: str, device: torch.device | str = "cpu", digest: str = ""
 ) -> tuple[torch.nn.Module, Any, Any]:
     """A prepared SynthCLIP by its config hash -- the default's, or an earlier default
     still in the cache -- as ``(model, preprocess, tokenizer)`` in eval mode.
@@ -95,7 +104,7 @@ def load_cached_synthclip(
     only the current default can be trained (:func:`load_synthclip` says how).
     """
     if config_hash == DEFAULT_CONFIG.hash():
-        return load_synthclip(device, DEFAULT_CONFIG)
+        return load_synthclip(device, DEFAULT_CONFIG, digest)
     directory = PREPARED.directory(config_hash)
     path, spec = directory / CHECKPOINT, directory / OPEN_CLIP_CONFIG
     if not (path.is_file() and spec.is_file()):
@@ -111,14 +120,13 @@ def load_cached_synthclip(
         raise MissingWeightsError(
             f"SynthCLIP {config_hash}: {spec} has no readable model config ({exc!r:.80})"
         ) from exc
-    model, preprocess, tokenizer = build_model(SynthCLIPConfig(model=model_cfg), checkpoint=path)
-    return model.to(device).eval(), preprocess, tokenizer
+    path = PREPARED.checkpoint(config_hash, digest)
+    return load_synthclip_from(path, SynthCLIPConfig(model=model_cfg), device)
 
 
 def read_meta(path: Path) -> dict[str, Any]:
     """The ``meta`` record of a SynthCLIP checkpoint (steps, timings, config hash)."""
-    ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    return json.loads(ckpt.get("meta", "{}"))
+    return json.loads(PREPARED.load(path).get("meta", "{}"))
 
 
 def prepare_synthclip(
@@ -197,23 +205,25 @@ def _prepare_synthclip(
 
 
 class SynthCLIPBackend:
-    """``--clip synthclip`` (the default config, trained on first use) or
-    ``synthclip:CONFIG_HASH`` (an earlier SynthCLIP still in the cache)."""
+    """``--clip synthclip`` (the default config's shipped weights), ``synthclip:CONFIG_HASH``
+    (an earlier SynthCLIP still in the cache) or ``synthclip:CONFIG_HASH@DIGEST`` (the
+    weights with that digest: the shipped ones or a retrained model in the cache)."""
 
     instrument = "synthclip"  # prepares the bare spec's weights
 
     def check(self, spec: str, arg: str | None) -> str:
-        if arg is not None and not re.fullmatch(r"[0-9a-f]{12}", arg):
+        if arg is not None and not re.fullmatch(r"[0-9a-f]{12}(@[0-9a-f]{12})?", arg):
             raise FacebenchError(
-                f"CLIP spec {spec!r}: 'synthclip:' takes a SynthCLIP config hash, 12 hex digits "
-                f"(the part before '@' in a row's backend, e.g. "
+                f"CLIP spec {spec!r}: 'synthclip:' takes a SynthCLIP config hash, 12 hex digits, "
+                f"and optionally '@' and a weights digest (a row's backend, e.g. "
                 f"synthclip:{DEFAULT_CONFIG.hash()})"
             )
         return arg or ""
 
     def load(self, arg: str) -> tuple[torch.nn.Module, Any, str]:
-        chash = arg or DEFAULT_CONFIG.hash()
-        model, _, tokenizer = load_cached_synthclip(chash)  # says how to prepare it
+        chash, _, digest = arg.partition("@")
+        chash = chash or DEFAULT_CONFIG.hash()
+        model, _, tokenizer = load_cached_synthclip(chash, digest=digest)  # says how to prepare
         return model, tokenizer, synthclip_name(chash)
 
 
@@ -227,5 +237,6 @@ register_instrument(
         train=lambda progress=no_progress, force=False: prepare_synthclip(progress, force),
         title="synthclip (facebench-trained, SynthFace only)",
         how_to="run `facebench prepare synthclip` (about 14 min on 2 idle CPU cores)",
+        pin="--clip synthclip:{hash}@{digest}",
     )
 )

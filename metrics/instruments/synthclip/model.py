@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -50,8 +49,10 @@ def register_model_config(config: SynthCLIPConfig = DEFAULT_CONFIG) -> str:
     return name
 
 
-def build_model(config: SynthCLIPConfig = DEFAULT_CONFIG, checkpoint: Path | None = None):
-    """``(model, preprocess, tokenizer)`` for ``config``; random weights unless ``checkpoint``.
+def build_model(config: SynthCLIPConfig = DEFAULT_CONFIG, state: dict | None = None):
+    """``(model, preprocess, tokenizer)`` for ``config``; random weights unless ``state``
+    (a state dict, as :meth:`~facebench.metrics.instruments.prepared.PreparedModel.load`
+    reads a checkpoint).
 
     Random weights are for training and unit tests only. ``preprocess`` is
     open_clip's eval transform (PIL in, tensor out); ``tokenizer`` is the
@@ -62,13 +63,11 @@ def build_model(config: SynthCLIPConfig = DEFAULT_CONFIG, checkpoint: Path | Non
     quiet = logging.getLogger().level
     logging.getLogger().setLevel(logging.ERROR)  # open_clip warns about "random init"
     try:
-        model, _, preprocess = open_clip.create_model_and_transforms(
-            name,
-            pretrained=str(checkpoint) if checkpoint is not None else None,
-            weights_only=True,
-        )
+        model, _, preprocess = open_clip.create_model_and_transforms(name)
     finally:
         logging.getLogger().setLevel(quiet)
+    if state is not None:
+        model.load_state_dict(state)
     tokenizer = open_clip.get_tokenizer(name)
     return model, preprocess, tokenizer
 
