@@ -80,6 +80,8 @@ def test_built_wheel_installs_subpackages_inside_facebench(tmp_path):
         any(n.startswith("facebench/datasets/prompts/") for n in names)
         or not (REPO / "datasets" / "prompts").exists()
     ), "shipped prompt files missing from the wheel"
+    for shipped in (REPO / "metrics" / "instruments" / "weights").iterdir():
+        assert f"facebench/metrics/instruments/weights/{shipped.name}" in names, shipped.name
     assert any(n.endswith("entry_points.txt") for n in names)
 
     env_dir = tmp_path / "venv"
