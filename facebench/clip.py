@@ -44,6 +44,7 @@ from facebench.weights import (
     MissingWeightsError,
     WeightInfo,
     backend_label,
+    checkpoint_problem,
     state_digest,
     weight_probe,
 )
@@ -253,6 +254,12 @@ def _build(spec: ClipSpec, device: torch.device, download: bool | None) -> ClipA
             raise MissingWeightsError(
                 f"CLIP spec {spec.text!r}: checkpoint file {path} does not exist; "
                 f"give an existing open_clip checkpoint for {spec.arch}"
+            )
+        problem = checkpoint_problem(path)
+        if problem is not None:
+            raise FacebenchError(
+                f"CLIP spec {spec.text!r}: {path} {problem}; "
+                f"give an open_clip checkpoint for {spec.arch}"
             )
         try:
             model = _quiet_create(open_clip, spec.arch, pretrained=str(path), weights_only=True)

@@ -120,6 +120,36 @@ class _ArrayUnpickler(RestrictedUnpickler):
         super().__init__(file, numpy_array_globals(), _refuse_non_array)
 
 
+def checkpoint_problem(path: Path | str) -> str | None:
+    """Why the file at ``path`` cannot be a weights file -- torch's zip format (or an
+    ``.npz``), a pickle (torch's legacy format), a ``.npy`` or safetensors -- in words
+    ("is empty", "is text, not a checkpoint", ...), or None when it may be one. Read from
+    its first bytes (and a zip's directory), before any loader sees it, so a wrong file
+    is named plainly instead of by a loader's internal error."""
+    import zipfile
+
+    path = Path(path)
+    try:
+        size = path.stat().st_size
+        with open(path, "rb") as fh:
+            head = fh.read(512)
+    except OSError as exc:
+        return f"cannot be read ({exc.strerror or type(exc).__name__})"
+    if size == 0:
+        return "is empty"
+    if head.startswith(b"PK\x03\x04"):
+        return None if zipfile.is_zipfile(path) else "is a zip archive cut short"
+    if head.startswith((b"\x80", b"\x93NUMPY")) or path.suffix == ".safetensors":
+        return None  # a pickle (checked by its loader), a .npy, safetensors
+    if size >= 9 and head[8:9] == b"{":  # safetensors: 8-byte header size, JSON header
+        return None
+    try:
+        head.decode("utf-8")
+    except UnicodeDecodeError:
+        return "is not a checkpoint (neither a zip archive nor a pickle)"
+    return "is text, not a checkpoint"
+
+
 def _refuse_non_array(ref: str | None) -> pickle.UnpicklingError:
     what = ref if ref is not None else "a persistent id"
     return pickle.UnpicklingError(f"refusing to unpickle {what}: only numpy arrays")

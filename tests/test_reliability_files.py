@@ -97,3 +97,70 @@ def test_convert_with_a_landmark_npz_that_needs_unpickling(tmp_path, capsys, cas
     assert main(["convert", str(src), str(dst), "--landmarks", str(emb)]) == 0
     with np.load(dst, allow_pickle=False) as z:
         assert z["lmk_vertex_ids"].tolist() == [0, 1, 2]
+
+
+def _text(path: Path) -> None:
+    path.write_text("hello world, this is a text file\n")  # torch read its magic as 544502645
+
+
+def _empty(path: Path) -> None:
+    path.write_bytes(b"")
+
+
+def _truncated_zip(path: Path) -> None:
+    torch.save({"w": torch.zeros(256)}, path)
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+
+
+def _binary(path: Path) -> None:
+    path.write_bytes(bytes(range(256)) * 4)
+
+
+CLIP_FILES = {
+    "text": (_text, "is text, not a checkpoint"),
+    "empty": (_empty, "is empty"),
+    "truncated zip": (_truncated_zip, "is a zip archive cut short"),
+    "binary": (_binary, "neither a zip archive nor a pickle"),
+}
+
+
+SCENE = "synthface:tiny,n_eval=2,resolution=32,n_frames=20"  # made once for the module
+
+
+@pytest.fixture(scope="module")
+def module_cache(tmp_path_factory):
+    return tmp_path_factory.mktemp("cache")
+
+
+@pytest.mark.parametrize("case", list(CLIP_FILES))
+def test_a_clip_file_that_is_no_checkpoint_is_one_line(
+    tmp_path, capsys, monkeypatch, module_cache, case
+):
+    from facebench import cli
+
+    make, words = CLIP_FILES[case]
+    weights = tmp_path / "weights.pt"
+    make(weights)
+    monkeypatch.setenv("FACEBENCH_CACHE", str(module_cache))
+    out = tmp_path / "out"
+    argv = ["run", "--method", "pac", "--prompts", "emotions.txt", "--scene", SCENE]
+    with pytest.raises(SystemExit) as info:
+        cli.main([*argv, "--clip", f"RN50:{weights}", "--no-prepare", "--out", str(out)])
+    line = _one_line(capsys.readouterr().err)
+    assert info.value.code == 2
+    assert str(weights) in line and words in line and "RN50" in line, line
+    assert not out.exists()  # (the scene was loaded, and cached, before the CLIP)
+
+
+def test_checkpoint_problem_lets_real_formats_through(tmp_path):
+    from facebench.weights import checkpoint_problem
+
+    torch.save({"w": torch.zeros(2)}, tmp_path / "zip.pt")
+    torch.save({"w": torch.zeros(2)}, tmp_path / "legacy.pt", _use_new_zipfile_serialization=False)
+    np.save(tmp_path / "a.npy", np.zeros(2))
+    np.savez(tmp_path / "b.npz", a=np.zeros(2))
+    header = b'{"w":{"dtype":"F32","shape":[1],"data_offsets":[0,4]}}'
+    (tmp_path / "c.bin").write_bytes(len(header).to_bytes(8, "little") + header + b"\0" * 4)
+    for name in ("zip.pt", "legacy.pt", "a.npy", "b.npz", "c.bin"):
+        assert checkpoint_problem(tmp_path / name) is None, name
+    assert checkpoint_problem(tmp_path / "missing.pt").startswith("cannot be read")
