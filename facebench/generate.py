@@ -183,6 +183,7 @@ def run_generation(options: Any, progress: Progress = no_progress) -> Any:
         _versions,
         create_method,
         default_clip_spec,
+        preflight_metrics,
         resolve_device,
         run_identity,
         seed_row,
@@ -233,6 +234,7 @@ def run_generation(options: Any, progress: Progress = no_progress) -> Any:
         summary.notes.append("every row is already in the leaderboard (use --force to recompute)")
         return summary
 
+    preflight_metrics(SUITES[suite_name])  # damaged metric weights: before any work
     out = Path(options.out)
     overrides = " ".join(options.overrides)
     run_dir = out / "runs" / f"{options.method}-{options.variant}-{chash}"

@@ -347,6 +347,20 @@ def _instrument_labels(suite: Sequence[str]) -> list[str]:
     return [label for instrument in suite_instruments(suite) if (label := instrument.label())]
 
 
+def preflight_metrics(suite: Sequence[str]) -> None:
+    """Each ``suite`` metric's optional ``preflight()`` (a classmethod of the registered
+    class): weights a metric will load that are present but damaged -- an LPIPS backbone
+    that fails its digest -- stop the run here, in one line, before any fit. Weights that
+    are absent are left to :func:`_prepare_instruments`."""
+    from facebench.registry import METRICS
+
+    for metric in dict.fromkeys(suite):
+        if metric in METRICS:
+            check = getattr(METRICS.get(metric).obj, "preflight", None)
+            if check is not None:
+                check()
+
+
 def _prepare_instruments(suite: Sequence[str], ground_truth: bool, progress: Progress) -> None:
     """Prepare the ``suite``'s missing instruments on first use: those valid on SynthFace
     renders only when the scene has a ``ground_truth``. An ``optional`` one that cannot be
@@ -449,6 +463,7 @@ def run(options: RunOptions, progress: Progress = no_progress) -> RunSummary:
         summary.notes.append("every row is already in the leaderboard (use --force to recompute)")
         return summary
 
+    preflight_metrics(SUITES[options.suite])  # damaged metric weights: before any work
     overrides = " ".join(options.overrides)
     if overrides:
         run_config["overrides"] = list(options.overrides)

@@ -24,6 +24,7 @@ from facebench.metrics.base import FacebenchMetric, as_images, same_shape
 from facebench.metrics.instruments.lpips_weights import (
     LPIPS_BACKBONES,
     build_lpips,
+    lpips_backbone_path,
     require_lpips_backbone,
 )
 from facebench.registry import register_metric
@@ -72,6 +73,14 @@ def _lpips_version() -> str:
 class _LPIPSBase(FacebenchMetric):
     higher_is_better = False
     instruments = ("lpips",)  # the runner provisions its backbone
+
+    @classmethod
+    def preflight(cls, net: str = "alex") -> None:
+        """A run's check before any fit: a backbone that is present but fails its check
+        (damaged, replaced, a planted pickle) is one line now, not after the fit. An absent
+        one is left to the runner, which provisions it (or skips LPIPS with a note)."""
+        if lpips_backbone_path(net).is_file():
+            require_lpips_backbone(net)
 
     def __init__(self, net: str = "alex", device: Any = None, batch_size: int = 16, **kw: Any):
         super().__init__(**kw)

@@ -164,3 +164,49 @@ def test_checkpoint_problem_lets_real_formats_through(tmp_path):
     for name in ("zip.pt", "legacy.pt", "a.npy", "b.npz", "c.bin"):
         assert checkpoint_problem(tmp_path / name) is None, name
     assert checkpoint_problem(tmp_path / "missing.pt").startswith("cannot be read")
+
+
+def _lpips_truncated(path: Path) -> None:
+    torch.save({"features.0.weight": torch.ones(64, 3, 11, 11)}, path)
+    path.write_bytes(path.read_bytes()[:-100])
+
+
+def _lpips_other_tensors(path: Path) -> None:
+    torch.save({"features.0.weight": torch.ones(64, 3, 11, 11)}, path)  # loads; wrong digest
+
+
+def _lpips_text(path: Path) -> None:
+    path.write_text("not weights\n")
+
+
+LPIPS_FILES = {
+    "truncated": _lpips_truncated,
+    "other tensors": _lpips_other_tensors,
+    "text": _lpips_text,
+}
+
+
+@pytest.mark.parametrize("case", list(LPIPS_FILES))
+def test_a_damaged_lpips_backbone_stops_the_run_before_the_fit(
+    tmp_path, capsys, monkeypatch, module_cache, case
+):
+    from facebench import cli
+    from facebench.metrics.instruments.lpips_weights import lpips_backbone_path
+
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    monkeypatch.setenv("FACEBENCH_CACHE", str(module_cache))
+    backbone = lpips_backbone_path("alex")
+    assert backbone.is_relative_to(tmp_path)
+    backbone.parent.mkdir(parents=True)
+    LPIPS_FILES[case](backbone)
+    damaged = backbone.read_bytes()
+    out = tmp_path / "out"
+    argv = ["run", "--method", "pac", "--prompts", "emotions.txt", "--scene", SCENE]
+    argv += ["--clip", "tiny-random", "--budget", "smoke", "--suite", "scene", "--out", str(out)]
+    with pytest.raises(SystemExit) as info:
+        cli.main(argv)
+    line = _one_line(capsys.readouterr().err)
+    assert info.value.code == 2
+    assert "LPIPS alex backbone" in line and str(backbone) in line, line
+    assert not (module_cache / "scene_manipulator").exists()  # no fit started
+    assert not out.exists() and backbone.read_bytes() == damaged  # nothing written or "fixed"
