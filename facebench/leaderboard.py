@@ -98,6 +98,32 @@ def aggregate(rows: pd.DataFrame) -> pd.DataFrame:
     return table.reset_index(drop=True)
 
 
+FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+"""How a spreadsheet cell that it would run as a formula starts (OWASP, CSV injection)."""
+
+
+def spreadsheet_safe(table: pd.DataFrame) -> pd.DataFrame:
+    """``table`` with every text cell a spreadsheet would run as a formula -- one starting
+    with ``= + - @``, a tab or a carriage return that is not a number -- prefixed with
+    ``'``. For the summary CSV, which is made to be opened in a spreadsheet; the
+    per-prompt ``leaderboard.csv`` keeps every value verbatim (it is data, keyed by them)."""
+
+    def safe(value: object) -> object:
+        if not isinstance(value, str) or not value.startswith(FORMULA_START):
+            return value
+        try:
+            float(value)
+            return value  # a negative number written as text
+        except ValueError:
+            return "'" + value
+
+    out = table.copy()
+    for column in out.columns:
+        if not pd.api.types.is_numeric_dtype(out[column]):
+            out[column] = out[column].map(safe)
+    return out
+
+
 def to_markdown(table: pd.DataFrame, metrics: list[str] | None = None) -> str:
     """A Markdown table with ``mean ± std`` cells for the headline metrics present; rows of
     another suite than the scene protocol's (``suite`` column, e.g. ``generation``) follow in
@@ -155,7 +181,8 @@ def _what_sets_apart(table: pd.DataFrame) -> list[str]:
 
 
 def write_leaderboard(directory: Path) -> tuple[Path, Path, pd.DataFrame]:
-    """Read ``DIR/leaderboard.csv``; write ``DIR/leaderboard_summary.{csv,md}``."""
+    """Read ``DIR/leaderboard.csv``; write ``DIR/leaderboard_summary.{csv,md}`` (the CSV's
+    text cells made safe to open in a spreadsheet: :func:`spreadsheet_safe`)."""
     directory = Path(directory)
     source = directory / "leaderboard.csv"
     if not os.path.lexists(source):
@@ -179,7 +206,7 @@ def write_leaderboard(directory: Path) -> tuple[Path, Path, pd.DataFrame]:
     md_path = directory / "leaderboard_summary.md"
     try:
         with atomic_file(csv_path, "w", newline="") as fh:
-            table.to_csv(fh, index=False)
+            spreadsheet_safe(table).to_csv(fh, index=False)
         with atomic_file(md_path, "w") as fh:
             fh.write(to_markdown(table))
     except OSError as exc:

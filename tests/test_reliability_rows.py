@@ -164,3 +164,22 @@ def test_a_prompt_that_looks_like_a_formula_is_kept_verbatim(workdir):
     assert [r["prompt"] for r in rows] == prompts == [r["prompt"] for r in summary.rows]
     raw = (workdir / "formula" / "leaderboard.csv").read_text(encoding="utf-8")
     assert "'=cmd" not in raw and "=cmd|" in raw  # stored as written, no escape added
+
+
+def test_the_summary_csv_escapes_formulas_and_the_leaderboard_keeps_them(tmp_path):
+    import pandas as pd
+
+    from facebench.leaderboard import write_leaderboard
+    from facebench.results import ResultStore
+
+    store = ResultStore(tmp_path / "leaderboard.csv")
+    evil = "=cmd|'/c calc'!A1"
+    for i, name in enumerate([evil, "@SUM(A1)", "-x", "plain"]):
+        row = {**_key(f"p{i}"), "prompt_set": name, "prompt": evil, "clip_score": -0.5}
+        store.append(row)
+    csv_path, _, table = write_leaderboard(tmp_path)
+    raw = pd.read_csv(csv_path, dtype=str, keep_default_na=False)
+    assert sorted(raw["prompt_set"]) == ["'-x", "'=cmd|'/c calc'!A1", "'@SUM(A1)", "plain"]
+    assert set(raw["clip_score_mean"]) == {"-0.5"}  # numbers untouched
+    assert evil in set(table["prompt_set"])  # the table the report shows is not escaped
+    assert [r["prompt"] for r in read_rows(store.path)] == [evil] * 4  # stored verbatim
