@@ -177,8 +177,9 @@ def default_clip_spec(scene_spec: str, clip: str | None) -> str:
 def run_key(options: RunOptions, clip_spec: str, clip_backend: str) -> dict[str, Any]:
     """The run options and CLIP model in a row's config hash (with the method config).
 
-    ``--seeds`` is not in it: seed ``s`` is a key column of its own, so ``--seeds 2``
-    after ``--seeds 1`` finds seed 0's row and computes only seed 1.
+    ``--seeds`` does not change it (it is keyed as its default, 1): seed ``s`` is a key
+    column of its own, so ``--seeds 2`` after ``--seeds 1`` finds seed 0's row and
+    computes only seed 1.
 
     Every spec of a registered CLIP backend (``facebench.registry.CLIP_BACKENDS``) -- for
     SynthCLIP: none on a SynthFace scene, ``synthclip``, ``synthclip:HASH`` -- is keyed as
@@ -188,9 +189,11 @@ def run_key(options: RunOptions, clip_spec: str, clip_backend: str) -> dict[str,
     """
     from facebench.registry import CLIP_BACKENDS
 
-    # overrides act through the method config; seeds is each row's own key column
-    skip = {"force", "out", "overrides", "only", "seeds"}
+    skip = {"force", "out", "overrides", "only"}  # overrides act through the method config
     keyed = {k: str(v) for k, v in asdict(options).items() if k not in skip}
+    # the seed is each row's own key column: --seeds is hashed as its default, so rows
+    # made with the default keep the hash they had when --seeds was hashed
+    keyed["seeds"] = str(RunOptions.seeds)
     kind, sep, _ = clip_backend.partition(":")
     registered = bool(sep) and kind in CLIP_BACKENDS
     if registered:
