@@ -57,6 +57,11 @@ def test_features_are_the_product_of_code_blended_planes(toy):
     assert f.shape == (5, 1)
     assert f[:, 0].tolist() == pytest.approx([float(expected)] * 5, rel=1e-5)
     assert torch.allclose(f, per_point)
+    # random planes: one code blends the planes before sampling, per-point codes after;
+    # bilinear sampling is linear, so both give the same features
+    with torch.no_grad():
+        m.planes[0].normal_()
+        assert torch.allclose(m.features(x, w), m.features(x, w.expand(5, 2)), atol=1e-5)
     # a code function (a PAC) gives each point its own code
     codes = torch.randn(5, 2)
     s_fn, _ = m.query(x, torch.ones(5, 3) / 3**0.5, lambda xn: codes, m.appearance_codes.weight[0])

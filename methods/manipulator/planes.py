@@ -75,19 +75,34 @@ class CodePlanes(FrameCodedField):
     # -- field ---------------------------------------------------------------------------------
     def features(self, xn: Tensor, code: Tensor) -> Tensor:
         """Plane features ``(P, plane_channels * n_resolutions)`` of normalised points ``xn``
-        under codes ``code`` ``(P, C)`` or ``(C,)``."""
+        under codes ``code`` ``(P, C)`` or ``(C,)``.
+
+        Bilinear sampling is linear, so one code (an unedited or single-code render) blends
+        the basis planes first and samples ``plane_channels`` channels instead of
+        ``(1 + C)`` times as many.
+        """
         n_basis, ch = 1 + self.config.code_dim, self.config.plane_channels
-        code_p = code.expand(xn.shape[0], -1) if code.dim() == 1 else code
-        weights = torch.cat([code_p.new_ones(xn.shape[0], 1), code_p], dim=-1)  # (P, 1 + C)
-        coords = torch.stack([xn[:, list(pair)] for pair in _PAIRS])[:, :, None, :]  # (3,P,1,2)
+        # (3, P, 1, 2): the xy, xz and yz coordinates of every point (slices, no gather)
+        coords = torch.stack([xn[:, 0:2], xn[:, 0:3:2], xn[:, 1:3]])[:, :, None, :]
         out = []
         for planes in self.planes:
-            s = nn.functional.grid_sample(
-                planes, coords.to(planes.dtype), mode="bilinear", align_corners=True
-            )  # (3, (1 + C) * ch, P, 1)
-            s = s[..., 0].reshape(3, n_basis, ch, -1)
-            blended = torch.einsum("kbcp,pb->kpc", s, weights.to(s.dtype))  # (3, P, ch)
-            out.append(blended[0] * blended[1] * blended[2])
+            grid = coords.to(planes.dtype)
+            if code.dim() == 1:
+                basis = planes.reshape(3, n_basis, ch, *planes.shape[-2:])
+                blended = basis[:, 0] + torch.einsum("kbchw,b->kchw", basis[:, 1:], code)
+                s = nn.functional.grid_sample(
+                    blended, grid, mode="bilinear", align_corners=True
+                )  # (3, ch, P, 1)
+                f = s[..., 0].transpose(1, 2)  # (3, P, ch)
+            else:
+                s = nn.functional.grid_sample(
+                    planes, grid, mode="bilinear", align_corners=True
+                )  # (3, (1 + C) * ch, P, 1)
+                s = s[..., 0].reshape(3, n_basis, ch, -1)
+                f = s[:, 0].transpose(1, 2) + torch.einsum(
+                    "kbcp,pb->kpc", s[:, 1:], code.to(s.dtype)
+                )  # (3, P, ch)
+            out.append(f[0] * f[1] * f[2])
         return torch.cat(out, dim=-1)
 
     def query(
