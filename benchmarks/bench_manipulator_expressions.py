@@ -13,7 +13,9 @@ the strongest expression per set of active action units):
   strongly the segment's own units read in ``gt_train`` (the ground-truth training
   image), ``code_train`` (the manipulator's render of that frame with its own codes),
   and at five held-out cameras ``gt_novel`` / ``code_novel`` (the frame's deformation
-  code with the neutral appearance code): mean intensities in [0, 1].
+  code with the neutral appearance code) / ``codes_novel`` (the frame's deformation and
+  appearance codes: what of the expression the appearance code carries): mean
+  intensities in [0, 1].
 
 The manipulator is fitted when not cached. ``FACEBENCH_BENCH_FIT_SET`` (space-separated
 ``KEY=VALUE`` overrides, e.g. ``representation=hypernerf``) picks another config.
@@ -92,11 +94,13 @@ def test_manipulator_expression_reads(benchmark, default_scene, bench_threads, b
                 row = {"frame": f, "captured": captured(f, own[0])}
                 if recognizer is not None:
                     novel = render_cameras(model, cams, code, neutral_app, bg, occupancy)
+                    both = render_cameras(model, cams, code, w_a[cids[f]], bg, occupancy)
                     row.update(
                         gt_train=read(scene.images[f : f + 1], units),
                         code_train=read(own, units),
                         gt_novel=read(scene.render_gt(scene.expressions[f], cams), units),
                         code_novel=read(novel, units),
+                        codes_novel=read(both, units),
                     )
                 rows["+".join(scene.au_names[u] for u in units)] = row
         return rows
