@@ -23,7 +23,6 @@ Rows already in the CSV are skipped (``--force`` recomputes), as in the scene pr
 
 from __future__ import annotations
 
-import contextlib
 import inspect
 import json
 import math
@@ -181,12 +180,12 @@ def run_generation(options: Any, progress: Progress = no_progress) -> Any:
         _load_clip,
         _prepare_instruments,
         _versions,
+        claimed_rows,
         create_method,
         default_clip_spec,
         preflight_metrics,
         resolve_device,
         run_identity,
-        seed_row,
         slug,
     )
     from facebench.suite import SUITES
@@ -253,40 +252,33 @@ def run_generation(options: Any, progress: Progress = no_progress) -> Any:
     versions = _versions()
     render_name = f"{options.method}-{options.variant}" + (f"-{chash}" if overrides else "")
     skipped = summary.skipped_rows
-    # each row under its claim (a lock file per row), as in facebench.runner.run
-    keys = [{**base, "prompt": p, "seed": s} for p, s in todo]
-    claimed = store.claimed(keys, force=options.force)
-    with contextlib.closing(claimed):
-        for done, key in enumerate(claimed):
-            prompt, seed = key["prompt"], key["seed"]
-            progress("prompts", done, len(todo))
-            seed_row(seed, prompt)  # a row never depends on the rows before it
-            ctx = RunContext(device=device, cache_dir=cache_dir(), seed=seed, progress=progress)
-            with measure_cost(device) as cost:
-                faces = method.generate(prompt, clip, ctx)
-            values, backends = evaluator.score(prompt, faces, lm)
-            save_grid(out / "renders" / render_name / f"{slug(prompt)}-seed{seed}.png", list(faces))
-            row = {
-                **base,
-                "prompt": prompt,
-                "seed": seed,
-                "suite": suite_name,
-                **({"overrides": overrides} if overrides else {}),
-                **values,
-                **cost.as_row(),
-                "gen_s_per_face": cost.wall_s / max(faces.shape[0], 1),
-                "n_faces": int(faces.shape[0]),
-                "n_views": int(faces.shape[1]),
-                "train_s": float(getattr(method, "train_seconds", 0.0)),
-                **{f"backend_{k}": v for k, v in backends.items()},
-                "backend_generator": getattr(method, "model_label", "") or "",
-                "device": str(device),
-                "budget": options.budget,
-                **versions,
-                "timestamp": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-            }
-            if store.append(row, replace=options.force):
-                summary.rows.append(row)
+    for prompt, seed in claimed_rows(store, base, todo, options.force, progress):
+        ctx = RunContext(device=device, cache_dir=cache_dir(), seed=seed, progress=progress)
+        with measure_cost(device) as cost:
+            faces = method.generate(prompt, clip, ctx)
+        values, backends = evaluator.score(prompt, faces, lm)
+        save_grid(out / "renders" / render_name / f"{slug(prompt)}-seed{seed}.png", list(faces))
+        row = {
+            **base,
+            "prompt": prompt,
+            "seed": seed,
+            "suite": suite_name,
+            **({"overrides": overrides} if overrides else {}),
+            **values,
+            **cost.as_row(),
+            "gen_s_per_face": cost.wall_s / max(faces.shape[0], 1),
+            "n_faces": int(faces.shape[0]),
+            "n_views": int(faces.shape[1]),
+            "train_s": float(getattr(method, "train_seconds", 0.0)),
+            **{f"backend_{k}": v for k, v in backends.items()},
+            "backend_generator": getattr(method, "model_label", "") or "",
+            "device": str(device),
+            "budget": options.budget,
+            **versions,
+            "timestamp": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        }
+        if store.append(row, replace=options.force):
+            summary.rows.append(row)
     summary.skipped_rows = skipped + len(todo) - len(summary.rows)
     progress("prompts", len(todo), len(todo))
     summary.notes.extend(evaluator.notes)

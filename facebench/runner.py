@@ -145,6 +145,23 @@ def seed_row(seed: int, prompt: str) -> None:
     random.seed(value)
 
 
+def claimed_rows(
+    store: Any, base: dict[str, Any], todo: list[tuple[str, int]], force: bool, progress: Progress
+) -> Iterator[tuple[str, int]]:
+    """``(prompt, seed)`` of each row to compute, each under its claim (a lock file per row
+    in ``store``): another run on the same ``--out`` computes other rows meanwhile, and a row
+    it wrote while this one waited is skipped. Reports progress and seeds each row
+    (:func:`seed_row`) before yielding it."""
+    keys = [{**base, "prompt": p, "seed": s} for p, s in todo]
+    claimed = store.claimed(keys, force=force)
+    with contextlib.closing(claimed):
+        for done, key in enumerate(claimed):
+            prompt, seed = key["prompt"], key["seed"]
+            progress("prompts", done, len(todo))
+            seed_row(seed, prompt)  # a row never depends on the rows before it
+            yield prompt, seed
+
+
 def generates_text(method: str) -> bool:
     """Whether ``method`` is a text-to-face generator (declares ``generate_text`` and no
     ``fit_scene``): ``run`` hands it to :func:`facebench.generate.run_generation`."""
@@ -488,53 +505,45 @@ def run(options: RunOptions, progress: Progress = no_progress) -> RunSummary:
         evaluator = Evaluator(SUITES[options.suite], scene, prompt_set, clip, neutral, device)
     versions = _versions()
 
-    # each row under its claim (a lock file per row): another run on this --out computes
-    # other rows meanwhile, and a row it wrote while this one waited is skipped
-    keys = [{**base, "prompt": p, "seed": s} for p, s in todo]
-    claimed = store.claimed(keys, force=options.force)
-    with contextlib.closing(claimed):
-        for done, key in enumerate(claimed):
-            prompt, seed = key["prompt"], key["seed"]
-            progress("prompts", done, len(todo))
-            seed_row(seed, prompt)
-            ctx = RunContext(
-                device=device,
-                cache_dir=cache_dir(),
-                seed=seed,
-                progress=progress,
-                force=options.force,
-                oracle=prompt_oracle(scene, prompt_set, prompt),
-            )
-            with measure_cost(device) as cost:
-                edit = method.edit(prompt, clip, ctx)
-                with torch.no_grad():
-                    images = method.render(scene.eval_cameras.to(device), edit)
-            values, backends = evaluator.score(prompt, images)
-            stem = f"{slug(prompt)}-seed{seed}"
-            render_name = f"{options.method}-{options.variant}" + (f"-{chash}" if overrides else "")
-            render_dir = out / "renders" / render_name
-            save_grid(render_dir / f"{stem}.png", [neutral, images])
-            save_turntable(render_dir / f"{stem}.gif", images)
-            target = target_image(out, options.scene, prompt_set.name, prompt)
-            truth = evaluator.target_images(prompt) if not target.exists() else None
-            if truth is not None:  # the report's ground-truth column
-                save_grid(target, [truth])
-            row = {
-                **base,
-                "prompt": prompt,
-                "seed": seed,
-                **({"overrides": overrides} if overrides else {}),
-                **values,
-                **cost.as_row(),
-                **{f"backend_{k}": v for k, v in backends.items()},
-                **({"backend_scene_model": scene_model} if scene_model else {}),
-                "device": str(device),
-                "budget": options.budget,
-                **versions,
-                "timestamp": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-            }
-            if store.append(row, replace=options.force):
-                summary.rows.append(row)
+    for prompt, seed in claimed_rows(store, base, todo, options.force, progress):
+        ctx = RunContext(
+            device=device,
+            cache_dir=cache_dir(),
+            seed=seed,
+            progress=progress,
+            force=options.force,
+            oracle=prompt_oracle(scene, prompt_set, prompt),
+        )
+        with measure_cost(device) as cost:
+            edit = method.edit(prompt, clip, ctx)
+            with torch.no_grad():
+                images = method.render(scene.eval_cameras.to(device), edit)
+        values, backends = evaluator.score(prompt, images)
+        stem = f"{slug(prompt)}-seed{seed}"
+        render_name = f"{options.method}-{options.variant}" + (f"-{chash}" if overrides else "")
+        render_dir = out / "renders" / render_name
+        save_grid(render_dir / f"{stem}.png", [neutral, images])
+        save_turntable(render_dir / f"{stem}.gif", images)
+        target = target_image(out, options.scene, prompt_set.name, prompt)
+        truth = evaluator.target_images(prompt) if not target.exists() else None
+        if truth is not None:  # the report's ground-truth column
+            save_grid(target, [truth])
+        row = {
+            **base,
+            "prompt": prompt,
+            "seed": seed,
+            **({"overrides": overrides} if overrides else {}),
+            **values,
+            **cost.as_row(),
+            **{f"backend_{k}": v for k, v in backends.items()},
+            **({"backend_scene_model": scene_model} if scene_model else {}),
+            "device": str(device),
+            "budget": options.budget,
+            **versions,
+            "timestamp": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        }
+        if store.append(row, replace=options.force):
+            summary.rows.append(row)
     summary.skipped_rows = len(present) + len(todo) - len(summary.rows)
     progress("prompts", len(todo), len(todo))
     summary.notes.extend(evaluator.notes)
