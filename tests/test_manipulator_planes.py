@@ -100,6 +100,26 @@ def test_gradients_reach_codes_and_planes_and_regulariser_terms(toy):
         build_manipulator(planes_config(representation="voxels"), 4, toy.aabb)
 
 
+@pytest.mark.parametrize("scale", [0.0, 0.5])
+def test_code_kept_out_of_the_density_moves_the_colour_only(toy, scale):
+    m = build_manipulator(planes_config(plane_code_density=scale), 4, toy.aabb)
+    with torch.no_grad():
+        for p in m.planes:
+            p.normal_()
+    pts, dirs = torch.rand(6, 3) - 0.5, torch.ones(6, 3) / 3**0.5
+    app = m.appearance_codes.weight[0]
+    a, b = torch.zeros(m.config.code_dim), torch.randn(m.config.code_dim)
+    (s_a, c_a), (s_b, c_b) = m.query(pts, dirs, a, app), m.query(pts, dirs, b, app)
+    assert (torch.equal(s_a, s_b)) == (scale == 0.0)  # at 0 the density ignores the code
+    assert not torch.allclose(c_a, c_b)  # the colour follows the code
+    # the density branch sees scale x code: the same density as the scaled code's
+    h = m.trunk(m.features(m.normalize(pts), b * scale))
+    assert torch.allclose(m.density(pts, b), torch.exp(h[:, 0].clamp(max=11.0) - 1.0))
+    code = b.clone().requires_grad_(True)
+    m.query(pts, dirs, code, app)[1].sum().backward()
+    assert code.grad.abs().sum() > 0
+
+
 def test_planes_fit_the_toy_scene_and_its_codes_carry_the_frames(toy, tmp_path):
     cfg = planes_config(
         steps=150, frames_per_step=3, rays_per_frame=96, lr=1e-2, lr_final=2e-3, eval_frames=0

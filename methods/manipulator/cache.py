@@ -18,9 +18,18 @@ from .fit import TRAINER_VERSION, FitResult, _build, fit_manipulator
 from .model import SceneManipulator
 
 
+# config fields added after fits were cached, with the value that reproduces those fits:
+# at that value a field stays out of the key, so the fits cached before it keep theirs
+ADDED_FIELDS = {"plane_code_density": 1.0}
+
+
 def fit_hash(config: ManipulatorConfig) -> str:
     """The cache key of a fit: its config and :data:`TRAINER_VERSION`."""
-    return config_hash({"config": config, "trainer": TRAINER_VERSION})
+    fields = dataclasses.asdict(config)
+    for name, value in ADDED_FIELDS.items():
+        if fields.get(name) == value:
+            fields.pop(name)
+    return config_hash({"config": fields, "trainer": TRAINER_VERSION})
 
 
 def manipulator_cache(root: Path | str, scene: Scene, config: ManipulatorConfig) -> SceneModelCache:

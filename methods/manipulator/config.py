@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from facebench.config import apply_overrides
+from facebench.config import apply_overrides, ranged
 
 
 @dataclass
@@ -60,6 +60,10 @@ class ManipulatorConfig:
     plane_geo_features: int = 15
     plane_tv_weight: float = 1e-3
     plane_code_weight: float = 1e-4
+    # how much of a code reaches the density branch: 1 the whole code (geometry and colour
+    # move); 0 none (the code changes colour only, on the base geometry, which every view
+    # shares); between, a scaled code for the density and the whole one for the colour
+    plane_code_density: float = ranged(1.0, ge=0.0, le=1.0)
     pos_freqs: int = 8
     view_freqs: int = 2
     use_viewdirs: bool = True

@@ -16,7 +16,10 @@ convergence in pure PyTorch (K-Planes, Fridovich-Keil et al. 2023; EG3D's tri-pl
 
 The code acts on features linearly and on density and colour through the decoder, so
 each region of the face (eyelids, lips, jaw) has its own basis features that a code
-turns on or off, and a per-point code (PAC) composes regions. How strongly a code can
+turns on or off, and a per-point code (PAC) composes regions. ``plane_code_density`` < 1
+keeps (part of) the code out of the density: the density branch sees the scaled code,
+and the colour head also gets the features of the whole code, so at 0 an expression
+is a change of colour on the base geometry that every view shares. How strongly a code can
 move the field is bounded by the norm of the basis planes ``B_1..B_C``: their squared
 mean is this model's Lipschitz regulariser (``lipschitz`` on; weight
 ``plane_code_weight``), beside a total-variation prior on every plane (``plane_tv_weight``,
@@ -56,6 +59,9 @@ class CodePlanes(FrameCodedField):
         feat = ch * len(c.plane_resolutions)
         self.trunk = make_mlp(feat, c.plane_hidden, c.plane_depth, c.plane_geo_features + 1)
         head_in = c.plane_geo_features + c.appearance_dim
+        # a code kept (partly) out of the density reaches the colour head directly
+        self.split = c.plane_code_density < 1.0
+        head_in += feat if self.split else 0
         head_in += self.view_enc.out_dim if self.view_enc is not None else 0
         self.rgb_head = make_mlp(head_in, c.rgb_hidden, 1, 3)
 
@@ -111,9 +117,11 @@ class CodePlanes(FrameCodedField):
         """``(sigma (P,), rgb (P, 3))`` at world ``points`` (as the HyperNeRF model's query)."""
         xn = self.normalize(points)
         code_v = code(xn) if callable(code) else code
-        h = self.trunk(self.features(xn, code_v))
+        h = self.trunk(self.features(xn, self.density_code(code_v)))
         sigma = torch.exp(h[:, 0].clamp(max=11.0) - 1.0)
         feats = [h[:, 1:]]
+        if self.split:
+            feats.append(self.features(xn, code_v))
         if self.view_enc is not None:
             feats.append(self.view_enc(directions))
         if self.config.appearance_dim > 0:
@@ -125,7 +133,16 @@ class CodePlanes(FrameCodedField):
         """Density ``(P,)`` only (occupancy updates)."""
         xn = self.normalize(points)
         code_v = code(xn) if callable(code) else code
-        return torch.exp(self.trunk(self.features(xn, code_v))[:, 0].clamp(max=11.0) - 1.0)
+        h = self.trunk(self.features(xn, self.density_code(code_v)))
+        return torch.exp(h[:, 0].clamp(max=11.0) - 1.0)
+
+    def density_code(self, code: Tensor) -> Tensor:
+        """The code the density branch sees: ``plane_code_density`` times ``code`` (at 0,
+        one zero code: the base planes alone, sampled once)."""
+        scale = self.config.plane_code_density
+        if not self.split:
+            return code
+        return code * scale if scale > 0 else code.new_zeros(code.shape[-1])
 
     def regularizer(self) -> Tensor:
         """Total variation of every plane (``plane_tv_weight``) plus, with ``lipschitz``, the
