@@ -17,7 +17,6 @@ from .config import ManipulatorConfig
 from .fit import TRAINER_VERSION, FitResult, _build, fit_manipulator
 from .model import SceneManipulator
 
-
 # config fields added after fits were cached, with the value that reproduces those fits:
 # at that value a field stays out of the key, so the fits cached before it keep theirs
 ADDED_FIELDS = {"plane_code_density": 1.0}
