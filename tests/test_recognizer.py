@@ -91,3 +91,19 @@ def test_prepare_save_load_round_trip_and_protocol(cache):
     written = json.loads((path.parent / "quality.json").read_text())
     for key in ("n_images", "n_emotion_images", "emotion_accuracy", "au_mae"):
         assert written[key] == pytest.approx(quality[key]), key
+
+
+def test_random_blur_is_a_gaussian_blur_of_each_image_with_its_own_sigma():
+    import torchvision.transforms.functional as TF
+
+    from facebench.metrics.instruments.synthclip.train import random_blur
+
+    x = torch.rand(4, 3, 16, 16, generator=torch.Generator().manual_seed(1))
+    y = random_blur(x, 1.5, torch.Generator().manual_seed(0))
+    sigmas = torch.rand(4, generator=torch.Generator().manual_seed(0)) * 1.5
+    for i, s in enumerate(sigmas.tolist()):
+        ref = TF.gaussian_blur(x[i : i + 1], kernel_size=9, sigma=s)
+        # the same away from the border (torchvision reflects, random_blur replicates)
+        assert torch.allclose(ref[..., 4:-4, 4:-4], y[i : i + 1, :, 4:-4, 4:-4], atol=1e-6)
+    assert torch.equal(random_blur(x, 0.0, torch.Generator()), x)
+    assert y.mean().item() == pytest.approx(x.mean().item(), abs=1e-3)  # blurring keeps mass

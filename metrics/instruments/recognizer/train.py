@@ -20,7 +20,7 @@ from facebench.metrics.instruments.prepared import TRAIN_STATE, TrainResult
 from facebench.metrics.instruments.recognizer.config import RecognizerConfig
 from facebench.metrics.instruments.recognizer.model import RecognizerNet, SynthFaceRecognizer, _prep
 from facebench.metrics.instruments.synthclip.data import load_faces
-from facebench.metrics.instruments.synthclip.train import augment
+from facebench.metrics.instruments.synthclip.train import augment, random_blur
 from facebench.trainer import fit_loop, warmup_cosine
 
 
@@ -69,7 +69,8 @@ def train_recognizer(
         idx = perm[k * config.batch_size : (k + 1) * config.batch_size]
         g = torch.Generator().manual_seed(config.seed * 7_919 + step)
         x = data.images[idx].permute(0, 3, 1, 2).float() / 255.0
-        x = _prep(augment(x, config.max_shift, g, config.flip), config.image_size)
+        x = random_blur(augment(x, config.max_shift, g, config.flip), config.max_blur, g)
+        x = _prep(x, config.image_size)
         au_logits, emo_logits = net(x)
         au_loss = nn.functional.binary_cross_entropy_with_logits(au_logits, data.aus[idx].float())
         labels = data.emotion[idx]

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 from facebench.method import Progress, no_progress
 from facebench.metrics.instruments.prepared import TRAIN_STATE, TrainResult
@@ -98,6 +98,26 @@ def augment(
         mirror = torch.rand(b, generator=generator) < 0.5
         out = torch.where(mirror[:, None, None, None], out.flip(-1), out)
     return out
+
+
+def random_blur(images: Tensor, max_sigma: float, generator: torch.Generator) -> Tensor:
+    """Each of ``(B, C, H, W)`` images blurred by a Gaussian of its own sigma, drawn uniformly
+    from ``[0, max_sigma]`` pixels (separable, edge-replicated; sigma near 0 leaves it as it
+    is). Renders of a fitted scene are never as sharp as the ground truth, and an
+    instrument must read the expression, not the sharpness."""
+    if max_sigma <= 0:
+        return images
+    b, c, h, w = images.shape
+    sigma = (torch.rand(b, generator=generator) * max_sigma).clamp_min(1e-3)
+    r = max(1, math.ceil(2.5 * max_sigma))
+    x = torch.arange(-r, r + 1, dtype=images.dtype)
+    k = torch.exp(-(x**2) / (2 * sigma.to(images.dtype)[:, None] ** 2))
+    k = (k / k.sum(-1, keepdim=True)).repeat_interleave(c, 0).to(images.device)  # (B*C, K)
+    out = nn.functional.pad(images.reshape(1, b * c, h, w), (r, r, 0, 0), mode="replicate")
+    out = nn.functional.conv2d(out, k[:, None, None, :], groups=b * c)
+    out = nn.functional.pad(out, (0, 0, r, r), mode="replicate")
+    out = nn.functional.conv2d(out, k[:, None, :, None], groups=b * c)
+    return out.reshape(b, c, h, w)
 
 
 def _tokens(texts: Sequence[str], tokenizer: Any, memo: dict[str, Tensor]) -> Tensor:
