@@ -17,11 +17,11 @@ def test_config_hashes_and_cache_paths_are_pinned(tmp_path, monkeypatch):
     monkeypatch.setenv("FACEBENCH_CACHE", str(tmp_path))
     assert sc.DEFAULT_CONFIG.hash() == "9de657e6c99f"
     assert sc.DEFAULT_CONFIG.model_name == "SynthCLIP-7753d11f1f"
-    assert rc.DEFAULT_RECOGNIZER.hash() == "24c001a84871"
+    assert rc.DEFAULT_RECOGNIZER.hash() == "e622199580a6"
     assert sc.synthclip_dir() == tmp_path / "synthclip" / "9de657e6c99f"
-    assert rc.recognizer_dir() == tmp_path / "recognizer" / "24c001a84871"
+    assert rc.recognizer_dir() == tmp_path / "recognizer" / "e622199580a6"
     assert sc.synthclip_name("9de657e6c99f") == "synthclip:9de657e6c99f"
-    assert rc.recognizer_name("24c001a84871") == "recognizer:synthface:24c001a84871"
+    assert rc.recognizer_name("e622199580a6") == "recognizer:synthface:e622199580a6"
 
 
 def test_instruments_are_registered_and_declared_by_metrics():
