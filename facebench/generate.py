@@ -185,6 +185,7 @@ def run_generation(options: Any, progress: Progress = no_progress) -> Any:
         default_clip_spec,
         preflight_metrics,
         resolve_device,
+        row_key,
         run_identity,
         slug,
     )
@@ -212,13 +213,7 @@ def run_generation(options: Any, progress: Progress = no_progress) -> Any:
     summary = RunSummary(csv_path=store.path)
     run_config = run_identity(options, method, clip_spec, clip.backend)
     chash = summary.config_hash = config_hash({**run_config, "suite": suite_name})
-    base = {
-        "method": options.method,
-        "variant": options.variant,
-        "scene": GENERATION_SCENE,
-        "prompt_set": prompt_set.name,
-        "config_hash": chash,
-    }
+    base = row_key(options, GENERATION_SCENE, prompt_set.name, chash)
     todo = []
     for seed in range(options.seeds):
         for prompt in prompt_set.prompts:

@@ -145,6 +145,17 @@ def seed_row(seed: int, prompt: str) -> None:
     random.seed(value)
 
 
+def row_key(options: Any, scene: str, prompt_set: str, chash: str) -> dict[str, Any]:
+    """The key columns a run's rows share (a row adds its prompt and seed)."""
+    return {
+        "method": options.method,
+        "variant": options.variant,
+        "scene": scene,
+        "prompt_set": prompt_set,
+        "config_hash": chash,
+    }
+
+
 def claimed_rows(
     store: Any, base: dict[str, Any], todo: list[tuple[str, int]], force: bool, progress: Progress
 ) -> Iterator[tuple[str, int]]:
@@ -452,13 +463,7 @@ def run(options: RunOptions, progress: Progress = no_progress) -> RunSummary:
     run_config = run_identity(options, method, clip_spec, clip.backend, scene.key())
     chash = config_hash(run_config)
     summary.config_hash = chash
-    base = {
-        "method": options.method,
-        "variant": options.variant,
-        "scene": options.scene,
-        "prompt_set": prompt_set.name,
-        "config_hash": chash,
-    }
+    base = row_key(options, options.scene, prompt_set.name, chash)
     todo, present = [], []  # rows to compute; rows already in the CSV (skipped)
     for seed in range(options.seeds):
         for prompt in prompt_set.prompts:

@@ -210,7 +210,13 @@ def plan(spec: SweepSpec, progress: Progress = no_progress) -> tuple[list[Group]
     import torch
 
     from facebench.registry import DATASETS
-    from facebench.runner import _load_clip, create_method, default_clip_spec, run_identity
+    from facebench.runner import (
+        _load_clip,
+        create_method,
+        default_clip_spec,
+        row_key,
+        run_identity,
+    )
     from facebench.scene import load_scene
 
     if spec.seeds < 1:
@@ -252,13 +258,7 @@ def plan(spec: SweepSpec, progress: Progress = no_progress) -> tuple[list[Group]
                 options, method, clip_spec, clips[clip_spec].backend, scene_keys[options.scene]
             )
         )
-        base = {
-            "method": options.method,
-            "variant": options.variant,
-            "scene": options.scene,
-            "prompt_set": prompt_set.name,
-            "config_hash": chash,
-        }
+        base = row_key(options, options.scene, prompt_set.name, chash)
         cells = [(p, s) for s in range(options.seeds) for p in prompt_set.prompts]
         todo = [(p, s) for p, s in cells if not store.has({**base, "prompt": p, "seed": s})]
         groups.append(Group(options, chash, prompt_set.name, todo, len(cells) - len(todo)))
