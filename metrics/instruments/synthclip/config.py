@@ -98,6 +98,11 @@ class SynthCLIPConfig:
     warmup: int = 50
     max_shift: int = 3
     flip: bool = True
+    # each training image blurred by a Gaussian of sigma ~ U(0, max_blur) pixels, as the
+    # recognizer's. Off by default: at 1.5 the model read 1 px blurred true renders far
+    # better (emotion retrieval 0.975 against 0.525) but sharp ones worse (per-unit mean
+    # 0.864 against 0.957, descriptive retrieval 0.73 against 0.875): docs/instruments.md
+    max_blur: float = 0.0
     caption_augment: bool = True
     # share of full (identity + expression) captions; the rest are expression-only. With
     # half full captions the contrastive loss was met by hair/eye/skin colours and the
@@ -127,6 +132,8 @@ class SynthCLIPConfig:
         """Everything that changes the trained weights (``checkpoint_every`` does not)."""
         d = dataclasses.asdict(self)
         d.pop("checkpoint_every")
+        if not d["max_blur"]:  # added later: off keeps earlier models' hashes
+            d.pop("max_blur")
         if not d["unit_phrase_weight"]:  # added later: off keeps earlier models' hashes
             d.pop("unit_phrase_weight")
         else:

@@ -240,7 +240,7 @@ def train_clip(
         )
         g = torch.Generator().manual_seed(config.seed * 7_919 + step)
         images = data.images[idx].permute(0, 3, 1, 2).float() / 255.0
-        images = augment(images, config.max_shift, g, config.flip)
+        images = random_blur(augment(images, config.max_shift, g, config.flip), config.max_blur, g)
         images = normalize_images(images, size)
         text = _tokens(caps, tokenizer, tokens_all)
         image_features = model.encode_image(images, normalize=True)
