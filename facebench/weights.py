@@ -97,20 +97,30 @@ UNREADABLE = "unreadable"
 """The digest :func:`checkpoint_label` gives a checkpoint file it cannot read."""
 
 
-def checkpoint_label(backend: str, path: Path | None) -> str:
-    """``backend@DIGEST`` of a facebench checkpoint file (``{"state_dict": ..., "meta": ...}``,
-    loaded with ``weights_only=True``) -- the digest :func:`state_digest` gives the loaded
-    model, without building it; "" when ``path`` is None, ``backend@unreadable``
-    (:data:`UNREADABLE`) if it fails."""
+def checkpoint_digest(path: Path, load: Any = None) -> str:
+    """The :func:`state_digest` of the ``state_dict`` a facebench checkpoint file loads to
+    (``{"state_dict": ..., "meta": ...}``; ``load(path)`` reads it, by default
+    ``torch.load(weights_only=True)``), without building the model; :data:`UNREADABLE`
+    if it fails."""
     import torch
 
+    try:
+        if load is None:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+        else:
+            state = load(path)
+        return state_digest(state["state_dict"])
+    except Exception:  # a diagnostic must not crash; loading it for real says why
+        return UNREADABLE
+
+
+def checkpoint_label(backend: str, path: Path | None) -> str:
+    """``backend@DIGEST`` of a facebench checkpoint file (:func:`checkpoint_digest`, the digest
+    :func:`state_digest` gives the loaded model); "" when ``path`` is None,
+    ``backend@unreadable`` (:data:`UNREADABLE`) if it fails."""
     if path is None:
         return ""
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)["state_dict"]
-    except Exception:  # a diagnostic must not crash; loading it for real says why
-        return f"{backend}@{UNREADABLE}"
-    return backend_label(backend, state_digest(state))
+    return backend_label(backend, checkpoint_digest(path))
 
 
 class _ArrayUnpickler(RestrictedUnpickler):

@@ -47,6 +47,7 @@ from facebench.weights import (
     MissingWeightsError,
     WeightInfo,
     backend_label,
+    checkpoint_digest,
     state_digest,
 )
 
@@ -207,12 +208,9 @@ class PreparedModel:
 
     @staticmethod
     def digest(path: Path) -> str:
-        """The weights digest of the checkpoint at ``path`` (:func:`state_digest` of what it
-        loads to), without building the model; :data:`UNREADABLE` when it does not load."""
-        try:
-            return state_digest(PreparedModel.load(path)["state_dict"])
-        except Exception:  # a diagnostic must not crash; loading it for real says why
-            return UNREADABLE
+        """The weights digest of the checkpoint at ``path`` (shipped or cached), without
+        building the model; :data:`UNREADABLE` when it does not load."""
+        return checkpoint_digest(path, PreparedModel.load)
 
     def label(self, config: HashedConfig | str | None = None, digest: str = "") -> str:
         """``NAME@DIGEST`` of the weights :meth:`checkpoint` picks for ``config``; "" when
@@ -247,8 +245,9 @@ class PreparedModel:
         resume state and the quality figures first; the shipped weights stay as they are."""
         out = self.directory(config_hash)
         ckpt = out / CHECKPOINT
-        if not force and self.shipped(config_hash):
-            return self.shipped(config_hash)
+        shipped = self.shipped(config_hash)
+        if shipped is not None and not force:
+            return shipped
         if ckpt.is_file() and not force and not self.damage(ckpt):
             return ckpt
         with prepare_lock(out, self.what, progress):
@@ -314,7 +313,8 @@ class PreparedInstrument:
         reproduced the shipped digest and how to use it."""
         chash = self.default_hash()
         what = self.model.what[0].upper() + self.model.what[1:]
-        label = backend_label(self.model.name(chash), self.model.digest(path))
+        digest = self.model.digest(path)
+        label = backend_label(self.model.name(chash), digest)
         shipped = self.model.shipped(chash)
         if path == shipped:
             return f"{what}: shipped weights {label} ({path}; quality in the .json beside it)"
@@ -329,7 +329,7 @@ class PreparedInstrument:
             )
             lines.append(
                 "runs keep using the shipped weights; to use this one: "
-                + self.pin.format(digest=self.model.digest(path), hash=chash)
+                + self.pin.format(digest=digest, hash=chash)
             )
         return "\n".join(lines)
 

@@ -1,4 +1,4 @@
-"""Ship the trained default instruments into the package (a maintainers' step: ``nox -s ship``).
+"""Ship the trained default instruments into the package (a maintainers' step).
 
 Reads the default config's cached checkpoint of each named instrument (trained with
 ``facebench prepare NAME --retrain``), writes it to the package's ``weights/`` folder
@@ -30,8 +30,8 @@ def _synthclip() -> tuple[PreparedModel, str, str, Callable[[dict], dict]]:
         evaluate_quality,
     )
 
-    def evaluate(state: dict[str, Any]) -> dict[str, Any]:
-        model, _, _ = build_model(DEFAULT_CONFIG, state)
+    def evaluate(ckpt: dict[str, Any]) -> dict[str, Any]:
+        model, _, _ = build_model(DEFAULT_CONFIG, ckpt["state_dict"])
         return evaluate_quality(model.eval(), DEFAULT_CONFIG)
 
     return PREPARED, DEFAULT_CONFIG.hash(), "float16", evaluate
@@ -47,9 +47,8 @@ def _recognizer() -> tuple[PreparedModel, str, str, Callable[[dict], dict]]:
     )
     from facebench.metrics.instruments.recognizer.cache import recognizer_from_checkpoint
 
-    def evaluate(state: dict[str, Any]) -> dict[str, Any]:
-        ckpt = PREPARED.load(PREPARED.cached(DEFAULT_RECOGNIZER))
-        model = recognizer_from_checkpoint({"state_dict": state, "meta": ckpt["meta"]})
+    def evaluate(ckpt: dict[str, Any]) -> dict[str, Any]:
+        model = recognizer_from_checkpoint(ckpt)
         quality = evaluate_recognizer(model, render_expression_data(DEFAULT_RECOGNIZER, "test"))
         quality["gt_prompt_renders"] = evaluate_on_prompt_renders(model, DEFAULT_RECOGNIZER)
         return quality

@@ -14,7 +14,7 @@ on another CPU). The package's ``weights/`` folder holds, per instrument config:
 
 Loading checks the file against its manifest's sha256 first and reads it with
 safetensors (no pickle). :func:`ship` writes both files from a trained checkpoint
-(``nox -s ship``).
+(``python -m facebench.metrics.instruments.ship``).
 """
 
 from __future__ import annotations
@@ -58,23 +58,30 @@ def load_shipped(path: Path) -> dict[str, Any]:
             f"{path}: shipped weights do not match their manifest's sha256 "
             "(a damaged install: reinstall facebench)"
         )
-    state = {}
     with safe_open(str(path), framework="pt") as fh:
         meta = (fh.metadata() or {}).get("meta", "{}")
-        for key in fh.keys():
-            t = fh.get_tensor(key)
-            state[key] = t.float() if t.is_floating_point() else t
+        state = _float32({key: fh.get_tensor(key) for key in fh.keys()})
     return {"state_dict": state, "meta": meta}
+
+
+def _cast(state: dict[str, Any], dtype: str) -> dict[str, Any]:
+    """``state`` with its float tensors in ``dtype`` (``"float16"``, ``"float32"``)."""
+    import torch
+
+    to = getattr(torch, dtype)
+    return {k: v.to(to) if v.is_floating_point() else v for k, v in state.items()}
+
+
+def _float32(state: dict[str, Any]) -> dict[str, Any]:
+    """``state`` with its float tensors in float32, as models load them."""
+    return _cast(state, "float32")
 
 
 def rounded(state: dict[str, Any], dtype: str) -> dict[str, Any]:
     """``state`` with its float tensors rounded to ``dtype`` and back to float32: the weights
     a shipped file of that dtype holds (a retrained model's digest, compared with the shipped
     one, is taken of this)."""
-    import torch
-
-    to = getattr(torch, dtype)
-    return {k: v.to(to).float() if v.is_floating_point() else v for k, v in state.items()}
+    return _float32(_cast(state, dtype))
 
 
 def ship(
@@ -88,22 +95,17 @@ def ship(
 ) -> Path:
     """Write ``checkpoint`` (``{"state_dict", "meta"}``) as shipped weights in ``dtype``, with
     a manifest holding its digest and the held-out quality ``evaluate`` recomputes from the
-    shipped tensors (beside ``trained_quality``, the full-precision model's). Returns the
-    safetensors path."""
-    import torch
+    shipped tensors, given as a checkpoint ``{"state_dict", "meta"}`` (beside
+    ``trained_quality``, the full-precision model's). Returns the safetensors path."""
     from safetensors.torch import save
 
-    to = getattr(torch, dtype)
-    tensors = {
-        k: (v.to(to) if v.is_floating_point() else v).contiguous()
-        for k, v in checkpoint["state_dict"].items()
-    }
+    tensors = {k: v.contiguous() for k, v in _cast(checkpoint["state_dict"], dtype).items()}
     root = root or SHIPPED_DIR
     root.mkdir(parents=True, exist_ok=True)
     path = root / f"{folder}-{config_hash}.safetensors"
     with atomic_file(path, "wb") as fh:
         fh.write(save(tensors, metadata={"meta": checkpoint.get("meta", "{}")}))
-    loaded = {k: v.float() if v.is_floating_point() else v for k, v in tensors.items()}
+    loaded = _float32(tensors)
     record = {
         "instrument": folder,
         "config_hash": config_hash,
@@ -112,7 +114,7 @@ def ship(
         "bytes": path.stat().st_size,
         "dtype": dtype,
         "parameters": sum(v.numel() for v in tensors.values()),
-        "quality_shipped": evaluate(loaded),
+        "quality_shipped": evaluate({"state_dict": loaded, "meta": checkpoint.get("meta", "{}")}),
         "quality_trained": trained_quality,
         "meta": json.loads(checkpoint.get("meta", "{}")),
     }
