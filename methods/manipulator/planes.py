@@ -36,8 +36,6 @@ from facebench.render import PositionalEncoding, make_mlp
 from .codes import CodeFn, FrameCodedField
 from .config import ManipulatorConfig
 
-_PAIRS = ((0, 1), (0, 2), (1, 2))
-
 
 class CodePlanes(FrameCodedField):
     """Per-frame codes blending basis feature planes, decoded by a small MLP."""
@@ -117,8 +115,7 @@ class CodePlanes(FrameCodedField):
         """``(sigma (P,), rgb (P, 3))`` at world ``points`` (as the HyperNeRF model's query)."""
         xn = self.normalize(points)
         code_v = code(xn) if callable(code) else code
-        h = self.trunk(self.features(xn, self.density_code(code_v)))
-        sigma = torch.exp(h[:, 0].clamp(max=11.0) - 1.0)
+        h, sigma = self.trunk_and_density(xn, code_v)
         feats = [h[:, 1:]]
         if self.split:
             feats.append(self.features(xn, code_v))
@@ -133,8 +130,13 @@ class CodePlanes(FrameCodedField):
         """Density ``(P,)`` only (occupancy updates)."""
         xn = self.normalize(points)
         code_v = code(xn) if callable(code) else code
-        h = self.trunk(self.features(xn, self.density_code(code_v)))
-        return torch.exp(h[:, 0].clamp(max=11.0) - 1.0)
+        return self.trunk_and_density(xn, code_v)[1]
+
+    def trunk_and_density(self, xn: Tensor, code: Tensor) -> tuple[Tensor, Tensor]:
+        """The trunk's output ``(P, 1 + geo)`` at normalised points ``xn`` under ``code`` (the
+        density branch's share of it) and the density ``(P,)`` it gives."""
+        h = self.trunk(self.features(xn, self.density_code(code)))
+        return h, torch.exp(h[:, 0].clamp(max=11.0) - 1.0)
 
     def density_code(self, code: Tensor) -> Tensor:
         """The code the density branch sees: ``plane_code_density`` times ``code`` (at 0,
