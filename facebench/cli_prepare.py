@@ -112,6 +112,9 @@ def video_cmd(
         help="Focal length / the frame's long side, when known (kept fixed); default: "
         "estimated by COLMAP, or 0.72 (a phone's main lens) with --static-camera.",
     ),
+    seed: int = typer.Option(
+        0, "--seed", help="COLMAP's random seed (with the thread count it fixes the poses)."
+    ),
 ) -> None:
     """Import a face video as a Nerfies capture: frames, poses, face crop, 68 landmarks.
 
@@ -140,6 +143,7 @@ def video_cmd(
             max_frames=max_frames,
             static_camera=static_camera,
             focal=focal,
+            seed=seed,
             progress=progress,
         )
     typer.echo(f"wrote {scene.summary()} -> {out} [nerfies]")

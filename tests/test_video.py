@@ -67,6 +67,16 @@ def test_moving_camera_poses_match_the_rendering_cameras(synth_video, tmp_path):
     assert torch.all((forward * -centres).sum(-1) > 0.9 * centres.norm(dim=-1))
 
 
+@pytest.mark.slow
+def test_a_seed_and_a_thread_count_fix_the_poses(synth_video, tmp_path):
+    video, _ = synth_video
+    first = import_video(video, tmp_path / "a", size=64, seed=3)
+    again = import_video(video, tmp_path / "b", size=64, seed=3)
+    assert torch.equal(first.cameras.c2w, again.cameras.c2w)
+    record = json.loads((tmp_path / "a" / "video.json").read_text())
+    assert record["colmap"] == {"seed": 3, "threads": 1}
+
+
 def test_static_camera_is_one_shared_camera(synth_video, tmp_path):
     video, _ = synth_video
     scene = import_video(video, tmp_path / "static", size=96, static_camera=True, focal=FOCAL)

@@ -123,10 +123,13 @@ def detect_faces(frames: list[np.ndarray], progress: StageProgress = _quiet) -> 
 
 
 def colmap_poses(
-    frames: list[np.ndarray], workdir: Path, focal_px: float | None = None
+    frames: list[np.ndarray], workdir: Path, focal_px: float | None = None, seed: int = 0
 ) -> tuple[np.ndarray, np.ndarray, dict]:
     """COLMAP SfM: ``(registered (N,) bool, c2w (N, 3, 4), {"f", "cx", "cy"})``. A known
-    ``focal_px`` is kept fixed (a short, narrow-angle video constrains the focal poorly)."""
+    ``focal_px`` is kept fixed (a short, narrow-angle video constrains the focal poorly).
+    COLMAP's RANSAC and mapper draw from a PRNG seeded with ``seed`` and run on torch's
+    thread count, so a seed and a thread count fix the poses (unseeded runs on all cores
+    differed by several degrees)."""
     import pycolmap
     from PIL import Image
 
@@ -139,16 +142,30 @@ def colmap_poses(
     db = workdir / "database.db"
     reader = pycolmap.ImageReaderOptions()
     reader.camera_model = "SIMPLE_PINHOLE"
-    mapper = pycolmap.IncrementalPipelineOptions()
+    threads = torch.get_num_threads()
+    pycolmap.set_random_seed(seed)
+    extraction = pycolmap.FeatureExtractionOptions(num_threads=threads)
+    matching = pycolmap.FeatureMatchingOptions(num_threads=threads)
+    verification = pycolmap.TwoViewGeometryOptions()
+    verification.ransac.random_seed = seed
+    mapper = pycolmap.IncrementalPipelineOptions(num_threads=threads, random_seed=seed)
+    mapper.mapper.random_seed = seed
     if focal_px is not None:
         height, width = frames[0].shape[:2]
         reader.camera_params = f"{focal_px},{width / 2},{height / 2}"
         mapper.ba_refine_focal_length = False
     cpu = pycolmap.Device.cpu
     pycolmap.extract_features(
-        db, images, camera_mode=pycolmap.CameraMode.SINGLE, reader_options=reader, device=cpu
+        db,
+        images,
+        camera_mode=pycolmap.CameraMode.SINGLE,
+        reader_options=reader,
+        extraction_options=extraction,
+        device=cpu,
     )
-    pycolmap.match_exhaustive(db, device=cpu)
+    pycolmap.match_exhaustive(
+        db, matching_options=matching, verification_options=verification, device=cpu
+    )
     recs = pycolmap.incremental_mapping(db, images, workdir / "sparse", options=mapper)
     if not recs:
         raise FacebenchError("camera poses failed: COLMAP registered no frames")
@@ -205,6 +222,7 @@ def import_video(
     focal: float | None = None,
     crop: float = 2.0,
     val_every: int = 10,
+    seed: int = 0,
     progress: StageProgress = _quiet,
 ) -> Scene:
     """Write ``video`` as a Nerfies capture at ``out``; returns the scene (see the module).
@@ -233,7 +251,7 @@ def import_video(
         else:
             focal_px = focal * max(width, height) if focal else None
             progress("camera poses (COLMAP)", 0, 1)
-            keep, c2w, intr = colmap_poses(frames, work / "colmap", focal_px)
+            keep, c2w, intr = colmap_poses(frames, work / "colmap", focal_px, seed)
             progress("camera poses (COLMAP)", 1, 1)
             if keep.sum() < max(2, len(frames) / 2):
                 raise FacebenchError(
@@ -304,6 +322,7 @@ def import_video(
                 "source": str(video),
                 "frames": [int(i) for i in ids],
                 "static_camera": static_camera,
+                "colmap": {"seed": seed, "threads": torch.get_num_threads()},
                 "crop": {"x0": x0, "y0": y0, "side": side, "frame_size": [width, height]},
                 "camera": {"model": "pinhole" if static_camera else "SIMPLE_PINHOLE", **intr},
                 "world_from_colmap": {"centre": centre.tolist(), "scale": 1 / radius},
