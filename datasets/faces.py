@@ -169,6 +169,12 @@ class FaceSample:
     caption: str
 
 
+def face_identity(identity_id: int, seed: int = 0) -> Identity:
+    """Identity ``identity_id`` of the set with ``seed`` (any id >= 0: ids beyond a set's
+    ``n_identities`` are faces no model trained on that set has seen)."""
+    return Identity.sample(np.random.default_rng([4242, seed, identity_id]))
+
+
 @register_dataset(
     "synthface-faces",
     capabilities=("image_text", "identity_splits", "expressions"),
@@ -237,7 +243,7 @@ class SynthFaceFaces:
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
     def identity(self, identity_id: int) -> Identity:
-        return Identity.sample(np.random.default_rng([4242, self.seed, identity_id]))
+        return face_identity(identity_id, self.seed)
 
     def sample(self, index: int) -> FaceSample:
         """Parameters of item ``index`` (cheap; nothing is rendered)."""

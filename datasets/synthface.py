@@ -40,6 +40,7 @@ import numpy as np
 import torch
 
 from facebench.config import apply_overrides
+from facebench.datasets.faces import face_identity
 from facebench.datasets.facs import AU_NAMES, GROUPS, au_index
 from facebench.datasets.synthface_truth import SynthFaceTruth
 from facebench.datasets.synthhead import FRONT_Z, REGIONS, Backdrop, Identity, SynthHead
@@ -65,6 +66,9 @@ __all__ = [
 #: Bump when generation changes, so stale caches are not reused.
 SYNTHFACE_VERSION = 3  # 3: AU20 and AU23 drawn 1.5x stronger
 
+#: Config fields added after scenes were cached, with the default that leaves a key as it was.
+ADDED_FIELDS = {"face_id": -1}
+
 TARGET = (0.0, -0.1, 0.25)  # where the cameras look (between nose and mouth)
 
 
@@ -78,6 +82,7 @@ class SynthFaceConfig:
     n_eval: int = 24
     seed: int = 0
     identity_seed: int = -1  # -1: the canonical default identity
+    face_id: int = -1  # >= 0: synthface-faces' identity of that id instead (see identity())
     fov_deg: float = 30.0
     distance: float = 4.2
     yaw_deg: float = 22.0  # amplitude of the left-right handheld sweep
@@ -101,6 +106,10 @@ class SynthFaceConfig:
             raise FacebenchError(f"synthface fov_deg {self.fov_deg} out of range (0, 180)")
         if self.identity_seed < -1:
             raise FacebenchError("synthface identity_seed must be -1 (default face) or >= 0")
+        if self.face_id < -1:
+            raise FacebenchError("synthface face_id must be -1 (off) or a synthface-faces id >= 0")
+        if self.face_id >= 0 and self.identity_seed >= 0:
+            raise FacebenchError("synthface: give identity_seed or face_id, not both")
         unknown = [g for g in self.groups if g not in GROUPS]
         if unknown or not self.groups:
             raise FacebenchError(
@@ -109,12 +118,20 @@ class SynthFaceConfig:
         return self
 
     def identity(self) -> Identity:
+        """The head: ``face_id`` of ``synthface-faces`` (seed 0; the identities category
+        models train on), else ``identity_seed``'s, else the canonical default face."""
+        if self.face_id >= 0:
+            return face_identity(self.face_id)
         if self.identity_seed < 0:
             return Identity()
         return Identity.sample(np.random.default_rng([1234, self.identity_seed]))
 
     def key(self) -> str:
-        blob = json.dumps({"v": SYNTHFACE_VERSION, "config": asdict(self)}, sort_keys=True)
+        config = asdict(self)
+        for name, default in ADDED_FIELDS.items():  # so older scenes keep their cache keys
+            if config[name] == default:
+                del config[name]
+        blob = json.dumps({"v": SYNTHFACE_VERSION, "config": config}, sort_keys=True)
         return hashlib.sha256(blob.encode()).hexdigest()[:20]
 
 

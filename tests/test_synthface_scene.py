@@ -157,6 +157,22 @@ def test_generation_is_deterministic_and_cached(cache):
     assert scene_cache_path(c) != path
 
 
+def test_face_id_scene_shows_that_category_identity(cache):
+    from facebench.datasets.faces import SynthFaceFaces
+
+    faces = SynthFaceFaces("test", n_identities=40)
+    held_out = faces.identity_ids[0]
+    config = resolve_config(f"tiny,n_frames=8,face_id={held_out}")
+    assert config.identity() == faces.identity(held_out)
+    assert config.identity() != resolve_config("tiny").identity()
+    # the field stays out of the keys of scenes that do not use it
+    assert resolve_config("default").key() == "21802f2e3bf61702758a"
+    a = load_synthface(config)
+    b = load_synthface(resolve_config("tiny,n_frames=8"))
+    assert torch.equal(a.cameras.c2w, b.cameras.c2w) and torch.equal(a.expressions, b.expressions)
+    assert (a.images - b.images).abs().mean() > 0.01  # another face on the same path
+
+
 def test_bad_specs_are_one_line_errors(cache):
     cases = {
         "synthface:nope": "unknown synthface scene 'nope'",
@@ -164,6 +180,7 @@ def test_bad_specs_are_one_line_errors(cache):
         "synthface:tiny,colour=3": "bad synthface option",
         "synthface:tiny,resolution=8": "out of range",
         "synthface:tiny,groups=smile|frown": "groups",
+        "synthface:tiny,face_id=3,identity_seed=2": "not both",
         "no/such/capture": "unknown scene 'no/such/capture'",
         "": "empty scene spec",
     }
