@@ -120,6 +120,29 @@ def test_code_kept_out_of_the_density_moves_the_colour_only(toy, scale):
     assert code.grad.abs().sum() > 0
 
 
+def test_frontal_code_planes_move_only_the_xy_plane(toy):
+    m = build_manipulator(planes_config(code_planes="xy"), 4, toy.aabb)
+    with torch.no_grad():
+        for p in m.planes:
+            p.normal_()
+    # points on one line of constant (x, y): their xy-plane sample is shared, so a code
+    # moves all of them by one factor (times each point's own xz / yz base features)
+    xn = torch.zeros(5, 3)
+    xn[:, 2] = torch.linspace(-0.8, 0.8, 5)
+    code = torch.randn(m.config.code_dim)
+    zero = torch.zeros_like(code)
+    ratio = m.features(xn, code) / m.features(xn, zero)
+    assert torch.allclose(ratio, ratio[:1].expand_as(ratio), rtol=1e-4, atol=1e-5)
+    everywhere = build_manipulator(planes_config(), 4, toy.aabb)
+    everywhere.load_state_dict(m.state_dict())
+    moved = everywhere.features(xn, code) / everywhere.features(xn, zero)
+    assert not torch.allclose(moved, moved[:1].expand_as(moved), rtol=1e-2)
+    # one code blended first equals the same code per point
+    assert torch.allclose(m.features(xn, code), m.features(xn, code.expand(5, -1)), atol=1e-5)
+    with pytest.raises(ValueError, match="code_planes"):
+        build_manipulator(planes_config(code_planes="z"), 4, toy.aabb)
+
+
 def test_planes_fit_the_toy_scene_and_its_codes_carry_the_frames(toy, tmp_path):
     cfg = planes_config(
         steps=150, frames_per_step=3, rays_per_frame=96, lr=1e-2, lr_final=2e-3, eval_frames=0

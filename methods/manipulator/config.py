@@ -8,6 +8,9 @@ from typing import Any
 from facebench.config import apply_overrides, ranged
 
 
+#: The choices of ``ManipulatorConfig.code_planes``.
+CODE_PLANES = ("xyz", "xy")
+
 @dataclass
 class ManipulatorConfig:
     """Scene-manipulator architecture, sampling and training settings.
@@ -64,6 +67,10 @@ class ManipulatorConfig:
     # move); 0 none (the code changes colour only, on the base geometry, which every view
     # shares); between, a scaled code for the density and the whole one for the colour
     plane_code_density: float = ranged(1.0, ge=0.0, le=1.0)
+    # which planes a code moves: "xyz" all three; "xy" only the frontal plane, so an
+    # expression is a change of the face as seen from the front, the same along each
+    # viewing ray's depth (a prior for expressions seen from a narrow arc)
+    code_planes: str = "xyz"  # one of CODE_PLANES
     pos_freqs: int = 8
     view_freqs: int = 2
     use_viewdirs: bool = True

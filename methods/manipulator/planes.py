@@ -34,7 +34,7 @@ from torch import Tensor, nn
 from facebench.render import PositionalEncoding, make_mlp
 
 from .codes import CodeFn, FrameCodedField
-from .config import ManipulatorConfig
+from .config import CODE_PLANES, ManipulatorConfig
 
 
 class CodePlanes(FrameCodedField):
@@ -62,6 +62,11 @@ class CodePlanes(FrameCodedField):
         head_in += feat if self.split else 0
         head_in += self.view_enc.out_dim if self.view_enc is not None else 0
         self.rgb_head = make_mlp(head_in, c.rgb_hidden, 1, 3)
+        if c.code_planes not in CODE_PLANES:
+            raise ValueError(f"code_planes {c.code_planes!r}: choose one of {CODE_PLANES}")
+        # (3, 1, 1): which of the xy, xz, yz planes the code bases move
+        mask = torch.tensor([1.0, float(c.code_planes == "xyz"), float(c.code_planes == "xyz")])
+        self.register_buffer("code_mask", mask[:, None, None], persistent=False)
 
     # -- schedules (none: the planes need no coarse-to-fine window) -----------------------------
     def set_step(self, step: int, total: int) -> None:
@@ -93,7 +98,8 @@ class CodePlanes(FrameCodedField):
             grid = coords.to(planes.dtype)
             if code.dim() == 1:
                 basis = planes.reshape(3, n_basis, ch, *planes.shape[-2:])
-                blended = basis[:, 0] + torch.einsum("kbchw,b->kchw", basis[:, 1:], code)
+                moved = torch.einsum("kbchw,b->kchw", basis[:, 1:], code)
+                blended = basis[:, 0] + moved * self.code_mask[..., None]
                 s = nn.functional.grid_sample(
                     blended, grid, mode="bilinear", align_corners=True
                 )  # (3, ch, P, 1)
@@ -103,9 +109,8 @@ class CodePlanes(FrameCodedField):
                     planes, grid, mode="bilinear", align_corners=True
                 )  # (3, (1 + C) * ch, P, 1)
                 s = s[..., 0].reshape(3, n_basis, ch, -1)
-                f = s[:, 0].transpose(1, 2) + torch.einsum(
-                    "kbcp,pb->kpc", s[:, 1:], code.to(s.dtype)
-                )  # (3, P, ch)
+                moved = torch.einsum("kbcp,pb->kpc", s[:, 1:], code.to(s.dtype))
+                f = s[:, 0].transpose(1, 2) + moved * self.code_mask  # (3, P, ch)
             out.append(f[0] * f[1] * f[2])
         return torch.cat(out, dim=-1)
 
