@@ -7,9 +7,9 @@ from typing import Any
 
 from facebench.config import apply_overrides, ranged
 
-
 #: The choices of ``ManipulatorConfig.code_planes``.
 CODE_PLANES = ("xyz", "xy")
+
 
 @dataclass
 class ManipulatorConfig:
