@@ -17,7 +17,8 @@ loads with ``targets=None`` (ground-truth metrics are then skipped).
 
 Resolution of ``name_or_path``: an existing path (relative to the working
 directory, or absolute) wins; otherwise the shipped prompt set of that name
-(``emotions``, ``emotions.txt``, ``descriptive``, ``descriptive.txt``).
+(``emotions``, ``descriptive``, ``attributes`` -- with or without ``.txt``; ``attributes``
+names hair, eye and skin colours and face shapes, and has no target expressions).
 
 :func:`load_prompts` is registered as the dataset ``prompts`` (capability
 ``prompts``): the runner loads ``--prompts`` through the registry.
