@@ -232,7 +232,14 @@ def run_cmd(
     clip: ClipOpt = None,
     seeds: SeedsOpt = 1,
     out: OutOpt = "runs",
-    suite: Annotated[str, typer.Option("--suite", help="Metric suite name.")] = "scene",
+    suite: Annotated[
+        str | None,
+        typer.Option(
+            "--suite",
+            help="Metric suite name [default: the method's own protocol: generation for a "
+            "text-to-face generator, else scene].",
+        ),
+    ] = None,
     variant: VariantOpt = "full",
     budget: BudgetOpt = "quick",
     device: DeviceOpt = "auto",
@@ -251,6 +258,10 @@ def run_cmd(
       facebench run --method pac --variant no-tv --prompts my_prompts.txt --clip ViT-B-32:openai
 
       facebench run --method pac --prompts emotions.txt --set edit.steps=600 --set tv_weight=0.1
+
+      facebench run --method tg3dface --prompts attributes.txt
+
+      facebench run --method tg3dface --suite scene --prompts emotions.txt
 
     Progress goes to stderr: bars on a terminal, plain lines (each stage's start and end, every
     ~10 % of a long loop) when stderr is a file; `facebench --quiet run ...` prints none.

@@ -170,7 +170,7 @@ class GenerationEvaluator:
 
 def run_generation(options: Any, progress: Progress = no_progress) -> Any:
     """Run the generation protocol for ``options`` (:class:`facebench.runner.RunOptions`;
-    its ``suite`` ``scene``, the default, means ``generation``)."""
+    its ``suite`` unset or ``scene`` means ``generation``)."""
     from facebench.artifacts import save_grid
     from facebench.cost import measure_cost
     from facebench.registry import DATASETS
@@ -191,7 +191,7 @@ def run_generation(options: Any, progress: Progress = no_progress) -> Any:
     )
     from facebench.suite import SUITES
 
-    suite_name = "generation" if options.suite == "scene" else options.suite
+    suite_name = "generation" if options.suite in (None, "scene") else options.suite
     if not 1 <= options.seeds <= MAX_SEEDS:
         raise FacebenchError(f"--seeds {options.seeds}: choose 1 to {MAX_SEEDS}")
     if suite_name not in SUITES:

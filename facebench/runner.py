@@ -14,7 +14,9 @@ The protocol, per (method, variant, scene, prompt set, prompt, seed):
 
 Rows whose key is already in the CSV are skipped (``force`` recomputes), so
 an interrupted run resumes where it stopped. A method that generates faces from text
-(``generate_text``, no scene) runs the generation protocol instead (:mod:`facebench.generate`).
+(``generate_text``) runs the generation protocol instead (:mod:`facebench.generate`) when
+``--suite`` is unset (each method's own protocol) or ``generation``, or when it declares no
+``fit_scene``; ``--suite scene`` runs a method that declares both on the scene protocol.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ import platform
 import random
 import re
 from collections.abc import Iterator, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -65,7 +67,7 @@ class RunOptions:
     clip: str | None = None
     seeds: int = 1
     out: Path = Path("runs")
-    suite: str = "scene"
+    suite: str | None = None  # None: the method's own protocol (see generates_text)
     budget: str = "quick"
     variant: str = "full"
     force: bool = False
@@ -173,15 +175,19 @@ def claimed_rows(
             yield prompt, seed
 
 
-def generates_text(method: str) -> bool:
-    """Whether ``method`` is a text-to-face generator (declares ``generate_text`` and no
-    ``fit_scene``): ``run`` hands it to :func:`facebench.generate.run_generation`."""
+def generates_text(method: str, suite: str | None = None) -> bool:
+    """Whether ``run`` hands ``method`` with ``--suite suite`` to
+    :func:`facebench.generate.run_generation`: it declares ``generate_text``, and either no
+    ``fit_scene`` or a suite that asks for generation (none -- the method's own protocol --
+    or ``generation``)."""
     from facebench.registry import METHODS
 
     if method not in METHODS:
         return False  # create_method names the unknown method
     caps = METHODS.get(method).capabilities
-    return "generate_text" in caps and "fit_scene" not in caps
+    if "generate_text" not in caps:
+        return False
+    return "fit_scene" not in caps or suite in (None, "generation")
 
 
 def default_clip_spec(scene_spec: str, clip: str | None) -> str:
@@ -219,6 +225,9 @@ def run_key(options: RunOptions, clip_spec: str, clip_backend: str) -> dict[str,
 
     skip = {"force", "out", "overrides", "only"}  # overrides act through the method config
     keyed = {k: str(v) for k, v in asdict(options).items() if k not in skip}
+    # an unset --suite is keyed as "scene", its default before it could be unset, so rows
+    # keep their hash (the protocol's suite is in each row: the generation rows key it too)
+    keyed["suite"] = str(options.suite or "scene")
     # the seed is each row's own key column: --seeds is hashed as its default, so rows
     # made with the default keep the hash they had when --seeds was hashed
     keyed["seeds"] = str(RunOptions.seeds)
@@ -423,10 +432,11 @@ def _versions() -> dict[str, str]:
 
 def run(options: RunOptions, progress: Progress = no_progress) -> RunSummary:
     """Run the benchmark protocol; see the module docstring."""
-    if generates_text(options.method):  # text-to-face generators: the generation protocol
+    if generates_text(options.method, options.suite):  # the generation protocol
         from facebench.generate import run_generation
 
         return run_generation(options, progress)
+    options = replace(options, suite=options.suite or "scene")
     from facebench.artifacts import save_grid, save_turntable
     from facebench.cost import measure_cost
     from facebench.registry import DATASETS
