@@ -34,7 +34,7 @@ from facebench.errors import CaptureError, FacebenchError
 from facebench.registry import DATASETS
 from facebench.render.cameras import Cameras
 
-__all__ = ["DEFAULT_SCENE", "GroundTruth", "Scene", "load_scene", "neutral_frame"]
+__all__ = ["DEFAULT_SCENE", "GroundTruth", "Scene", "load_scene", "neutral_frame", "neutral_frames"]
 
 #: The scene ``facebench run`` uses when none is given.
 DEFAULT_SCENE = "synthface:default"
@@ -284,6 +284,21 @@ def neutral_frame(scene: Any) -> int:
         if zero:
             return int(zero[0])
     return tr[0]
+
+
+def neutral_frames(scene: Scene, n: int) -> list[int]:
+    """Up to ``n`` neutral training frames spread over the capture (the neutral frame
+    alone when the scene has no expression parameters): what a method that inverts a
+    scene's face into a category model's latent space (CLIP-NeRF, TG-3DFace) fits."""
+    first = neutral_frame(scene)
+    if scene.expressions is None:
+        return [first]
+    expr = torch.as_tensor(scene.expressions).reshape(scene.n_frames, -1)
+    zero = [f for f in scene.fit_ids if float(expr[f].abs().max()) == 0]
+    if len(zero) <= n:
+        return zero or [first]
+    pick = torch.linspace(0, len(zero) - 1, n).round().long().tolist()
+    return [zero[i] for i in pick]
 
 
 def load_scene(spec: str, **overrides: Any) -> Scene:

@@ -25,7 +25,7 @@ from facebench.errors import FacebenchError
 from facebench.method import ConfiguredMethod, RunContext
 from facebench.registry import DATASETS, register_method
 from facebench.render import Cameras, RenderConfig
-from facebench.scene import Scene, neutral_frame
+from facebench.scene import Scene, neutral_frames
 
 from .config import CLIPNERF_PRESETS, CLIPNeRFConfig
 from .invert import Inversion, invert, rotate_cameras
@@ -162,19 +162,7 @@ class CLIPNeRFMethod(ConfiguredMethod):
         if ctx.extra.get("clip") is not None and self.config.edit_mode == "mapper":
             self.mappers(ctx.extra["clip"], ctx)  # trained here, not in the first edit's time
 
-    @staticmethod
-    def neutral_frames(scene: Scene, n: int) -> list[int]:
-        """Up to ``n`` neutral training frames spread over the capture (the neutral frame
-        alone when the scene has no expression parameters)."""
-        first = neutral_frame(scene)
-        if scene.expressions is None:
-            return [first]
-        expr = torch.as_tensor(scene.expressions).reshape(scene.n_frames, -1)
-        zero = [f for f in scene.fit_ids if float(expr[f].abs().max()) == 0]
-        if len(zero) <= n:
-            return zero or [first]
-        pick = torch.linspace(0, len(zero) - 1, n).round().long().tolist()
-        return [zero[i] for i in pick]
+    neutral_frames = staticmethod(neutral_frames)  # the scene's neutral frames to invert
 
     def invert_images(self, images: Tensor, cameras: Cameras, clip: Any = None) -> Inversion:
         """Codes and view correction of ``images (V, H, W, 3)`` of one face at ``cameras``."""

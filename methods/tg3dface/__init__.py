@@ -15,17 +15,23 @@ No code for the paper is public; this is facebench's reference implementation.
   phrases.
 * **Inference** (:mod:`.method`): directional classifier guidance -- each face's style is
   moved along the CLIP direction from a reference prompt ("a photo of a face") to the prompt.
+* Editing and inversion (:mod:`.method`, :mod:`.invert`): a generated face re-conditioned
+  on another text (same noise); images inverted into a style ``w`` (and a pose when the
+  camera is unknown); the scene protocol -- a SynthFace scene's neutral frames inverted,
+  the style moved along a prompt's text direction, rendered at the scene's cameras.
 * Variants: ``full``, ``no-contrastive``, ``no-part-align``, ``no-directional``, and ``2d``
   (the same networks rendering the image directly, the camera pose added to the style: the
   2D baseline for multi-view consistency).
 
 The generation protocol (:mod:`facebench.generate`) runs it: ``facebench run --method
-tg3dface --prompts descriptive.txt``.
+tg3dface --prompts descriptive.txt``; ``--suite scene`` runs the scene protocol instead.
 """
 
-from .config import TG3DFACE_PRESETS, TG3DFACE_VARIANTS, DataConfig, TG3DFaceConfig
+from .cameras import orbit_cameras, view_cameras
+from .config import TG3DFACE_PRESETS, TG3DFACE_VARIANTS, DataConfig, InvertConfig, TG3DFaceConfig
+from .invert import Inversion, invert_images
 from .losses import info_nce, part_alignment_loss, region_boxes, region_phrases
-from .method import TG3DFaceMethod, view_cameras
+from .method import TG3DFaceEdit, TG3DFaceMethod, check_frame
 from .networks import Discriminator, Generator
 from .train import TG3DFaceModel, load_pairs, train_hash, train_model
 
@@ -35,11 +41,17 @@ __all__ = [
     "DataConfig",
     "Discriminator",
     "Generator",
+    "InvertConfig",
+    "Inversion",
     "TG3DFaceConfig",
+    "TG3DFaceEdit",
     "TG3DFaceMethod",
     "TG3DFaceModel",
+    "check_frame",
     "info_nce",
+    "invert_images",
     "load_pairs",
+    "orbit_cameras",
     "part_alignment_loss",
     "region_boxes",
     "region_phrases",

@@ -22,6 +22,20 @@ class DataConfig:
 
 
 @dataclass
+class InvertConfig:
+    """Inversion of posed images into a style ``w`` (and a pose when the camera is unknown)."""
+
+    steps: int = 150  # Adam steps
+    lr: float = 0.03  # on w
+    pose_lr: float = 0.03  # on yaw and pitch (radians), unknown cameras only
+    max_angle: float = 60.0  # degrees: the pose is kept within +-max_angle
+    clip_weight: float = 0.0  # weight of 1 - cos(CLIP image embeddings) beside the MSE
+    n_noises: int = 8  # w starts at the mean style of this many noises with the reference text
+    views: int = 4  # neutral frames of a scene the scene protocol inverts (known cameras)
+    seed: int = 0
+
+
+@dataclass
 class TG3DFaceConfig:
     """Everything that changes a ``tg3dface`` generator or its generations."""
 
@@ -63,6 +77,11 @@ class TG3DFaceConfig:
     guidance_lr: float = 0.03
     guidance_weight: float = 1.0
     reference_prompt: str = "a photo of a face"
+    # editing an inverted face (the scene protocol): w moves by the text direction
+    # style(z, text(prompt)) - style(z, text(reference)), averaged over edit_noises noises
+    edit_noises: int = 8
+    edit_strength: float = 1.0
+    invert: InvertConfig = field(default_factory=InvertConfig)
     # the generation protocol
     views: tuple[float, ...] = (-30.0, -15.0, 0.0, 15.0, 30.0)  # yaw of the fixed views
     n_per_prompt: int = 4  # faces per prompt and seed
@@ -94,6 +113,8 @@ TG3DFACE_PRESETS: dict[str, dict[str, Any]] = {
         batch_size=4,
         checkpoint_every=2,
         guidance_steps=2,
+        edit_noises=2,
+        **{"invert.steps": 4, "invert.n_noises": 2, "invert.views": 2},
         views=(-20.0, 0.0, 20.0),
         n_per_prompt=2,
     ),
@@ -117,6 +138,7 @@ TG3DFACE_PRESETS: dict[str, dict[str, Any]] = {
         r1_gamma=1.0,
         guidance_steps=50,
         n_per_prompt=16,
+        **{"invert.steps": 500},
     ),
 }
 """Per budget, the fields that differ from :class:`TG3DFaceConfig`'s defaults (``quick``)."""

@@ -1,26 +1,33 @@
-"""The ``tg3dface`` method: train (or load) the generator, generate faces from text with
-directional classifier guidance, render them from fixed views."""
+"""The ``tg3dface`` method: train (or load) the generator; generate faces from text with
+directional classifier guidance; edit a generated face's text; invert images into a style
+(and pose); and the scene protocol -- invert a scene's neutral frames, move the inverted
+style along the text direction of a prompt, render it at the scene's cameras."""
 
 from __future__ import annotations
 
-import math
 import zlib
+from dataclasses import dataclass
 from typing import Any
 
 import torch
+import torch.nn.functional as F
+from torch import Tensor
 
+from facebench.errors import FacebenchError
 from facebench.method import BUDGETS, ConfiguredMethod, RunContext
 from facebench.paths import cache_dir
 from facebench.registry import register_method
-from facebench.render import Cameras, look_at
+from facebench.render import Cameras
+from facebench.scene import Scene, neutral_frames
 
+from .cameras import view_cameras
 from .config import MODES, TG3DFACE_PRESETS, TG3DFACE_VARIANTS, TG3DFaceConfig
+from .invert import Inversion, invert_images
 from .networks import HEAD_CENTRE
 from .train import ModelCache, TG3DFaceModel, load_pairs, train_hash, train_model
 
-__all__ = ["TG3DFaceMethod", "view_cameras"]
+__all__ = ["TG3DFaceEdit", "TG3DFaceMethod", "check_frame", "view_cameras"]
 
-CAMERA_DISTANCE = 4.2  # synthface-faces' mean camera distance
 # SynthHead's average-identity landmarks: eye centres, nose tip, mouth corners (world units)
 LANDMARKS_3D = torch.tensor(
     [
@@ -31,31 +38,34 @@ LANDMARKS_3D = torch.tensor(
         [-0.192, -0.4172, 0.8501],
     ]
 )
-FOV_DEG = 30.0
 
 
-def view_cameras(yaws: tuple[float, ...], size: int, pitch: float = 0.0) -> Cameras:
-    """Cameras at ``yaws`` (degrees) around the head, at the training data's distance and
-    field of view, ``size`` px."""
-    target = torch.tensor(HEAD_CENTRE, dtype=torch.float64)
-    p = math.radians(pitch)
-    eyes = torch.stack(
-        [
-            target
-            + CAMERA_DISTANCE
-            * torch.tensor(
-                [
-                    math.cos(p) * math.sin(math.radians(y)),
-                    math.sin(p),
-                    math.cos(p) * math.cos(math.radians(y)),
-                ],
-                dtype=torch.float64,
-            )
-            for y in yaws
-        ]
-    )
-    c2w = look_at(eyes, target.expand(len(yaws), 3)).float()
-    return Cameras.from_fov(c2w, size, size, FOV_DEG)
+@dataclass
+class TG3DFaceEdit:
+    """An edit of the inverted face: its style ``w`` ``(1, w_dim)``."""
+
+    prompt: str
+    w: Tensor
+    meaningful: bool = True
+
+
+def check_frame(cameras: Cameras, near: float, far: float, box: float) -> None:
+    """Raise :class:`FacebenchError` unless ``cameras`` are in TG-3DFace's frame: each optical
+    axis passes within ``box`` of the head centre, at a depth between ``near`` and ``far``
+    (SynthFace scenes are: they share SynthHead's world frame with the training pairs)."""
+    c2w = cameras.c2w.double()
+    centre = torch.tensor(HEAD_CENTRE, dtype=c2w.dtype, device=c2w.device)
+    to_head = centre - c2w[:, :, 3]
+    forward = c2w[:, :, 2]  # OpenCV: +z looks into the scene
+    depth = (to_head * forward).sum(-1)
+    off_axis = (to_head - depth[:, None] * forward).norm(dim=-1)
+    if bool((off_axis > box).any() | (depth < near).any() | (depth > far).any()):
+        raise FacebenchError(
+            "tg3dface edits scenes in SynthHead's world frame (the SynthFace scenes): this "
+            f"scene's cameras do not look at the head centre {HEAD_CENTRE} from {near}-{far} "
+            f"units (largest off-axis distance {float(off_axis.max()):.2f}, depths "
+            f"{float(depth.min()):.2f}-{float(depth.max()):.2f})"
+        )
 
 
 @register_method(
@@ -66,7 +76,7 @@ class TG3DFaceMethod(ConfiguredMethod):
     """TG-3DFace (Yu et al., ICCV 2023) at facebench scale (see the package docstring)."""
 
     name = "tg3dface"
-    capabilities = ("train_pairs", "generate_text")
+    capabilities = ("train_pairs", "generate_text", "fit_scene", "edit_text")
     config_cls = TG3DFaceConfig
     presets = {b: TG3DFACE_PRESETS[b] for b in BUDGETS}
     variants = TG3DFACE_VARIANTS
@@ -78,6 +88,7 @@ class TG3DFaceMethod(ConfiguredMethod):
         self.model: TG3DFaceModel | None = None
         self.model_label: str | None = None
         self.train_seconds: float = 0.0
+        self.inversion: Inversion | None = None
 
     @property
     def faces_per_prompt(self) -> int:
@@ -143,11 +154,20 @@ class TG3DFaceMethod(ConfiguredMethod):
         self.train_seconds = float(meta.get("train_seconds", 0.0))
         return self.model
 
-    def _noise(self, prompt: str, ctx: RunContext) -> torch.Tensor:
+    def _noise(self, prompt: str, ctx: RunContext, n: int | None = None) -> Tensor:
         g = ctx.generator(zlib.crc32(prompt.encode()))
-        return torch.randn(self.faces_per_prompt, self.config.z_dim, generator=g).to(self.device)
+        n = self.faces_per_prompt if n is None else n
+        return torch.randn(n, self.config.z_dim, generator=g).to(self.device)
 
-    def generate(self, prompt: str, clip: Any, ctx: RunContext) -> torch.Tensor:
+    def _text(self, clip: Any, prompt: str) -> Tensor:
+        return clip.encode_text([prompt]).float().to(self.device)
+
+    def _require(self) -> TG3DFaceModel:
+        if self.model is None:
+            raise RuntimeError("tg3dface: call prepare_generator (or prepare) first")
+        return self.model
+
+    def generate(self, prompt: str, clip: Any, ctx: RunContext) -> Tensor:
         """``(N, M, H, W, 3)`` renders in [0, 1]: ``N = n_per_prompt`` faces for ``prompt``
         (noise from the run seed), each from the ``M`` fixed views (``views`` yaws).
 
@@ -155,17 +175,26 @@ class TG3DFaceMethod(ConfiguredMethod):
         to minimise CLIP's directional loss between its frontal render and that of the
         reference prompt's face from the same noise (the direction prompt - reference).
         """
-        if self.model is None:
-            raise RuntimeError("tg3dface: call prepare_generator first")
-        cfg, gen = self.config, self.model.generator
-        z = self._noise(prompt, ctx)
-        n = z.shape[0]
-        size = gen.output_size
-        text = clip.encode_text([prompt]).float().to(self.device).expand(n, -1)
+        return self._faces(self._noise(prompt, ctx), prompt, clip)
+
+    def edit_generated(self, prompt: str, target_prompt: str, clip: Any, ctx: RunContext):
+        """Text-guided editing of a generated face: the faces :meth:`generate` draws for
+        ``prompt`` (the same noise), conditioned on ``target_prompt`` instead (and guided
+        toward it with ``directional``); ``(N, M, H, W, 3)`` as :meth:`generate`. Editing a
+        prompt to itself gives exactly ``generate(prompt)``."""
+        return self._faces(self._noise(prompt, ctx), target_prompt, clip)
+
+    def _faces(self, z: Tensor, prompt: str, clip: Any) -> Tensor:
+        cfg, gen = self.config, self._require().generator
+        n, size = z.shape[0], gen.output_size
         with torch.no_grad():
-            w = gen.style(z, text)
+            w = gen.style(z, self._text(clip, prompt).expand(n, -1))
         if cfg.directional and cfg.guidance_steps > 0:
-            w = self._guide(w, z, prompt, clip, size)
+            front = view_cameras((0.0,), size).to(self.device)[torch.zeros(n, dtype=torch.long)]
+            with torch.no_grad():
+                ref_text = self._text(clip, cfg.reference_prompt).expand(n, -1)
+                ref = gen.render(gen.style(z, ref_text), front)
+            w = self._guide(w, ref, front, prompt, clip)
         cams = view_cameras(self.view_yaws, size).to(self.device)
         m = len(cams)
         with torch.no_grad():
@@ -173,18 +202,17 @@ class TG3DFaceMethod(ConfiguredMethod):
             images = gen.render(w.repeat_interleave(m, dim=0), cams[idx])
         return images.permute(0, 2, 3, 1).reshape(n, m, size, size, 3).clamp(0, 1)
 
-    def _guide(self, w: torch.Tensor, z: torch.Tensor, prompt: str, clip: Any, size: int):
-        cfg, gen = self.config, self.model.generator
-        n = w.shape[0]
-        front = view_cameras((0.0,), size).to(self.device)[torch.zeros(n, dtype=torch.long)]
-        with torch.no_grad():
-            ref_text = clip.encode_text([cfg.reference_prompt]).float().to(self.device)
-            ref = gen.render(gen.style(z, ref_text.expand(n, -1)), front)
+    def _guide(self, w: Tensor, ref: Tensor, cams: Cameras, prompt: str, clip: Any) -> Tensor:
+        """Directional classifier guidance: an offset of ``w`` (``(1 or B, w_dim)``, one per
+        style) found by ``guidance_steps`` Adam steps on CLIP's directional loss between the
+        renders of ``w + offset`` at ``cams`` (B) and ``ref`` (B, 3, S, S), along the text
+        direction reference prompt -> ``prompt``."""
+        cfg, gen = self.config, self._require().generator
         delta = torch.zeros_like(w, requires_grad=True)
         opt = torch.optim.Adam([delta], lr=cfg.guidance_lr)
         with torch.enable_grad():
             for _ in range(cfg.guidance_steps):
-                img = gen.render(w + delta, front)
+                img = gen.render((w + delta).expand(len(cams), -1), cams)
                 loss = (
                     cfg.guidance_weight
                     * clip.directional_loss(img, ref, prompt, cfg.reference_prompt)
@@ -194,3 +222,94 @@ class TG3DFaceMethod(ConfiguredMethod):
                 loss.backward()
                 opt.step()
         return (w + delta).detach()
+
+    # -- inversion (single-view reconstruction) ----------------------------------------------
+    def mean_style(self, clip: Any) -> Tensor:
+        """``(1, w_dim)``: the mean style of ``invert.n_noises`` noises (seeded by
+        ``invert.seed``) with the reference prompt's text -- where inversion starts."""
+        cfg, gen = self.config, self._require().generator
+        g = torch.Generator().manual_seed(cfg.invert.seed)
+        z = torch.randn(cfg.invert.n_noises, cfg.z_dim, generator=g).to(self.device)
+        with torch.no_grad():
+            text = self._text(clip, cfg.reference_prompt).expand(len(z), -1)
+            return gen.style(z, text).mean(0, keepdim=True)
+
+    def invert(
+        self, image: Tensor, clip: Any, ctx: RunContext, cameras: Cameras | None = None
+    ) -> Inversion:
+        """Invert ``image`` ``(H, W, 3)`` (or several posed frames of one face, ``(V, H, W,
+        3)``) in [0, 1]: the style ``w`` and, when ``cameras`` is None, each image's pose
+        (yaw, pitch in degrees; from frontal); with ``cameras``, ``w`` only (see
+        :mod:`.invert`)."""
+        gen = self._require().generator
+        images = image[None] if image.dim() == 3 else image
+        return invert_images(
+            gen, images.to(self.device), self.mean_style(clip), self.config.invert, cameras, clip
+        )
+
+    # -- the scene protocol ------------------------------------------------------------------
+    @property
+    def scene_model_label(self) -> str | None:
+        """The generator's ``tg3dface:<hash>@<digest>`` (None before prepare)."""
+        return self.model_label
+
+    def prepare(self, scene: Scene, ctx: RunContext) -> None:
+        """Train or load the generator for the run's CLIP (``ctx.extra["clip"]``), then invert
+        the scene's neutral training frames (up to ``invert.views``) with their cameras."""
+        clip = ctx.extra.get("clip")
+        if clip is None:
+            raise FacebenchError("tg3dface conditions on a CLIP model: the run gives none")
+        self.device = torch.device(ctx.device)
+        cfg = self.config
+        check_frame(scene.cameras, cfg.near, cfg.far, cfg.box)
+        self.prepare_generator(clip, ctx)
+        idx = torch.tensor(neutral_frames(scene, cfg.invert.views))
+        self.inversion = self.invert(scene.images[idx], clip, ctx, scene.cameras[idx])
+
+    def _inverted(self) -> Inversion:
+        if self.inversion is None:
+            raise RuntimeError("tg3dface: call prepare(scene, ctx) before edit/render")
+        return self.inversion
+
+    def text_direction(self, prompt: str, clip: Any, ctx: RunContext) -> Tensor:
+        """``(1, w_dim)``: ``style(z, text(prompt)) - style(z, text(reference))`` averaged over
+        ``edit_noises`` noises (drawn from the run seed and the prompt)."""
+        gen = self._require().generator
+        z = self._noise(prompt, ctx, self.config.edit_noises)
+        with torch.no_grad():
+            t = self._text(clip, prompt).expand(len(z), -1)
+            r = self._text(clip, self.config.reference_prompt).expand(len(z), -1)
+            return (gen.style(z, t) - gen.style(z, r)).mean(0, keepdim=True)
+
+    def edit(self, prompt: str, clip: Any, ctx: RunContext) -> TG3DFaceEdit:
+        """The inverted style moved by ``edit_strength`` x the prompt's text direction, then
+        (``directional``) guided along the CLIP direction reference -> prompt between renders
+        of the edit and of the inverted face at the inverted frames' cameras."""
+        cfg, inv = self.config, self._inverted()
+        w = inv.w + cfg.edit_strength * self.text_direction(prompt, clip, ctx)
+        if cfg.directional and cfg.guidance_steps > 0:
+            gen = self._require().generator
+            with torch.no_grad():
+                ref = gen.render(inv.w.expand(len(inv.cameras), -1), inv.cameras)
+            w = self._guide(w, ref, inv.cameras, prompt, clip)
+        return TG3DFaceEdit(prompt, w, bool(getattr(clip, "meaningful", True)))
+
+    @torch.no_grad()
+    def render(self, cameras: Cameras, edit: TG3DFaceEdit | None = None) -> Tensor:
+        """``(N, H, W, 3)`` in [0, 1]: the edit (or the inverted face when None) at
+        ``cameras`` (square images; rendered at the generator's size, resized to theirs)."""
+        gen = self._require().generator
+        w = edit.w if edit is not None else self._inverted().w
+        h, wd = int(cameras.height), int(cameras.width)
+        if h != wd:
+            raise FacebenchError(f"tg3dface renders square images; the cameras are {wd}x{h}")
+        size = gen.output_size
+        cams = cameras.resized(height=gen.cfg.image_size).to(self.device)
+        out = []
+        for i in range(0, len(cams), 16):  # bounded memory for many cameras
+            part = cams[i : i + 16]
+            out.append(gen.render(w.expand(len(part), -1), part))
+        rgb = torch.cat(out)
+        if size != h:
+            rgb = F.interpolate(rgb, size=(h, wd), mode="bilinear", antialias=size > h)
+        return rgb.permute(0, 2, 3, 1).clamp(0, 1)

@@ -53,6 +53,9 @@ INFERENCE_FIELDS = (
     "views",
     "n_per_prompt",
     "checkpoint_every",
+    "edit_noises",
+    "edit_strength",
+    "invert",
 )
 
 
