@@ -6,10 +6,13 @@ Run (generators and mappers are trained once and cached in the facebench cache):
 
 ``FACEBENCH_CLIPNERF_BENCH``: ``reduced`` (default; the ``quick`` preset with
 :data:`REDUCED` on top, so that the whole module runs in about 10 minutes on one
-core), or a budget name (``quick`` trains for about 35 minutes per generator on one
-core). ``FACEBENCH_BENCH_THREADS`` (default 1) sets torch's threads. The CLIP is
-``$FACEBENCH_BENCH_CLIP`` (default ``tiny-random``: latencies are real, edit
-directions are not meaningful).
+core, on ``synthface:tiny``), or a budget name (``quick`` trains for about 17 minutes
+per generator on one core, on ``synthface:default``, the scene rows are scored on).
+``FACEBENCH_CLIPNERF_VARIANTS`` (space-separated; default all four) limits the variants
+prepared: ``"full optimize"`` trains one generator (``optimize`` shares ``full``'s), and
+the comparisons that need the others are skipped. ``FACEBENCH_BENCH_THREADS`` (default
+1) sets torch's threads. The CLIP is ``$FACEBENCH_BENCH_CLIP`` (default ``tiny-random``:
+latencies are real, edit directions are not meaningful).
 
 What is measured (``extra_info``, also printed with ``-s``):
 
@@ -64,7 +67,11 @@ REDUCED = {
     "invert.views": 2,
     "optimize_steps": 30,
 }
-EVAL = torch.arange(0, 24, 4)  # 6 of synthface:tiny's 24 eval cameras
+VARIANTS = os.environ.get(
+    "FACEBENCH_CLIPNERF_VARIANTS", "full adversarial no-disentangle optimize"
+).split()
+SCENE = "synthface:tiny" if MODE == "reduced" else "synthface:default"
+EVAL = torch.arange(0, 24, 4)  # 6 of the scene's 24 eval cameras
 RESULTS: dict[str, dict] = {}
 
 
@@ -89,7 +96,7 @@ def clip():
 def scene():
     from facebench.scene import load_scene
 
-    return load_scene("synthface:tiny")
+    return load_scene(SCENE)
 
 
 @pytest.fixture(scope="module")
@@ -101,7 +108,7 @@ def ctx():
 def prepared(bench_threads, scene, ctx):
     """Methods by variant, generators trained or loaded, the scene inverted."""
     out = {}
-    for variant in ("full", "adversarial", "no-disentangle", "optimize"):
+    for variant in VARIANTS:
         m = _method(variant)
         t0 = time.perf_counter()
         m.prepare(scene, ctx)
@@ -122,10 +129,12 @@ def test_edit_latency(benchmark, prepared, clip, ctx, scene):
         return [m.edit(p, clip, ctx).latency_s for p in PROMPTS]
 
     lat = benchmark.pedantic(run, rounds=3, iterations=1)
-    opt, _ = prepared["optimize"]
-    t0 = time.perf_counter()
-    edit = opt.edit(PROMPTS[0], clip, ctx)
-    opt_s = time.perf_counter() - t0
+    opt_s, opt_steps = float("nan"), 0
+    if "optimize" in prepared:
+        opt, _ = prepared["optimize"]
+        t0 = time.perf_counter()
+        opt_steps = len(opt.edit(PROMPTS[0], clip, ctx).history)
+        opt_s = time.perf_counter() - t0
     cam = scene.eval_cameras[torch.tensor([0])]
     t0 = time.perf_counter()
     m.render(cam, m.edit(PROMPTS[1], clip, ctx))
@@ -133,7 +142,7 @@ def test_edit_latency(benchmark, prepared, clip, ctx, scene):
     info = {
         "mapper_ms_per_prompt": 1000 * max(lat),
         "optimize_s_per_prompt": opt_s,
-        "optimize_steps": len(edit.history),
+        "optimize_steps": opt_steps,
         "render_64px_s": render_s,
         "clip": clip.label,
     }
@@ -142,30 +151,48 @@ def test_edit_latency(benchmark, prepared, clip, ctx, scene):
     assert max(lat) < 0.05  # the paper's speed claim: one forward pass
 
 
-def _heldout_psnr(m) -> float:
-    """Invert held-out identities' neutral faces from two views, PSNR at the other views."""
+def _lpips(images: torch.Tensor, truth: torch.Tensor) -> float:
+    """Mean LPIPS (facebench's ``lpips`` metric) of ``(N, H, W, 3)`` images."""
+    from facebench.metrics.perceptual import LPIPS
+
+    metric = LPIPS()
+    metric.update(images.permute(0, 3, 1, 2), truth.permute(0, 3, 1, 2))
+    return float(metric.compute()["lpips"])
+
+
+def _heldout_scores(m) -> tuple[float, float]:
+    """Invert held-out identities' neutral faces from two views: PSNR and LPIPS at the
+    other views."""
     test = m.category_set("test")
-    scores = []
+    scores, lpips = [], []
     for i in range(test.n_identities):
         idx = ((test.identity_index == i) & (test.expression_index == 0)).nonzero().reshape(-1)
         if len(idx) < 3:
             continue
         fit, held = idx[:2], idx[2:]
         m.inversion = m.invert_images(test.images[fit], test.cameras[fit])
-        scores.append(psnr(m.render(test.cameras[held]), test.images[held]))
-    return sum(scores) / max(len(scores), 1)
+        rendered = m.render(test.cameras[held])
+        scores.append(psnr(rendered, test.images[held]))
+        lpips.append(_lpips(rendered, test.images[held]))
+    n = max(len(scores), 1)
+    return sum(scores) / n, sum(lpips) / n
 
 
 def test_inversion(benchmark, prepared, scene):
     info = {}
     for variant in ("full", "adversarial", "no-disentangle"):
+        if variant not in prepared:
+            continue
         m, prep_s = prepared[variant]
         scene_inv = m.inversion
         cams = scene.eval_cameras[EVAL]
-        scene_psnr = psnr(m.render(cams), scene.render_gt(None, cams))
+        rendered, truth = m.render(cams), scene.render_gt(None, cams)
+        heldout_psnr, heldout_lpips = _heldout_scores(m)
         info[variant] = {
-            "scene_psnr": scene_psnr,
-            "heldout_identity_psnr": _heldout_psnr(m),
+            "scene_psnr": psnr(rendered, truth),
+            "scene_lpips": _lpips(rendered, truth),
+            "heldout_identity_psnr": heldout_psnr,
+            "heldout_identity_lpips": heldout_lpips,
             "prepare_s": prep_s,
             "last_train_log": (m.generator.history[-1] if hasattr(m.generator, "history") else {}),
         }
@@ -189,6 +216,8 @@ def test_disentanglement(benchmark, prepared, clip, ctx, scene):
     cams = scene.eval_cameras[torch.tensor([0, 12])].resized(height=32)
     info = {}
     for variant in ("full", "no-disentangle"):
+        if variant not in prepared:
+            continue
         m, _ = prepared[variant]
         app = _depth_change(m, clip, ctx, cams, "appearance")
         shp = _depth_change(m, clip, ctx, cams, "shape")
