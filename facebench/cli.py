@@ -288,13 +288,20 @@ def _run_options(params: dict):
     return RunOptions(**p)
 
 
-def _print_summary(summary) -> None:
-    from facebench.leaderboard import HEADLINE
+def summary_metrics(rows: list[dict]) -> list[str]:
+    """The headline metrics a run's summary table shows: its suite's (a run's rows share
+    one suite), those the rows have."""
+    from facebench.leaderboard import HEADLINE, SUITE_HEADLINES
 
+    headline = SUITE_HEADLINES.get(rows[0].get("suite") or "", HEADLINE)
+    return [m for m in headline if any(m in r for r in rows)]
+
+
+def _print_summary(summary) -> None:
     for note in summary.notes:
         console.print(f"[yellow]note:[/yellow] {note}")
     if summary.rows:
-        metrics = [m for m in HEADLINE if any(m in r for r in summary.rows)]
+        metrics = summary_metrics(summary.rows)
         table = Table(title="facebench run")
         for column in ["method", "variant", "prompt", "seed", *metrics]:
             table.add_column(column)

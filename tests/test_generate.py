@@ -127,6 +127,15 @@ def test_leaderboard_shows_generation_rows_in_their_own_table():
     assert "0.700 ± 0.141" in generation
 
 
+def test_run_summary_shows_the_suites_headline_metrics():
+    from facebench.cli import summary_metrics
+
+    generation = [{"suite": "generation", "attribute_accuracy": 0.5, "lpips": 0.1, "mvic": 0.9}]
+    assert summary_metrics(generation) == ["attribute_accuracy", "mvic"]
+    scene = [{"suite": "scene", "lpips": 0.1, "mvic": 0.9, "gt_psnr": 20.0}]
+    assert summary_metrics(scene) == ["lpips", "gt_psnr"]
+
+
 def test_run_dispatches_text_generators(monkeypatch):
     import facebench.generate as generate
     from facebench.runner import generates_text, run
