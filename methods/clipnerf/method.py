@@ -152,7 +152,7 @@ class CLIPNeRFMethod(ConfiguredMethod):
         """Train or load the generator, then invert the scene's neutral frames (with the CLIP
         term and the mappers trained when ``ctx.extra["clip"]`` holds the run's CLIP adapter)."""
         self.load_generator(ctx)
-        frames = self.neutral_frames(scene, self.config.invert.views)
+        frames = neutral_frames(scene, self.config.invert.views)
         self.background = scene.background_rgb
         idx = torch.tensor(frames)
         self.inversion = self.invert_images(
@@ -161,8 +161,6 @@ class CLIPNeRFMethod(ConfiguredMethod):
         self.train_cameras: Cameras = scene.cameras[torch.tensor(scene.fit_ids)].to(self.device)
         if ctx.extra.get("clip") is not None and self.config.edit_mode == "mapper":
             self.mappers(ctx.extra["clip"], ctx)  # trained here, not in the first edit's time
-
-    neutral_frames = staticmethod(neutral_frames)  # the scene's neutral frames to invert
 
     def invert_images(self, images: Tensor, cameras: Cameras, clip: Any = None) -> Inversion:
         """Codes and view correction of ``images (V, H, W, 3)`` of one face at ``cameras``."""
