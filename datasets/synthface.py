@@ -39,7 +39,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from facebench.config import apply_overrides
+from facebench.config import apply_overrides, keyed_fields
 from facebench.datasets.faces import face_identity
 from facebench.datasets.facs import AU_NAMES, GROUPS, au_index
 from facebench.datasets.synthface_truth import SynthFaceTruth
@@ -127,10 +127,7 @@ class SynthFaceConfig:
         return Identity.sample(np.random.default_rng([1234, self.identity_seed]))
 
     def key(self) -> str:
-        config = asdict(self)
-        for name, default in ADDED_FIELDS.items():  # so older scenes keep their cache keys
-            if config[name] == default:
-                del config[name]
+        config = keyed_fields(self, ADDED_FIELDS)  # older scenes keep their cache keys
         blob = json.dumps({"v": SYNTHFACE_VERSION, "config": config}, sort_keys=True)
         return hashlib.sha256(blob.encode()).hexdigest()[:20]
 

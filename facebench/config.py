@@ -60,6 +60,14 @@ RANGES: tuple[tuple[tuple[str, ...], tuple[float, bool] | None, tuple[float, boo
 """Default ranges by field name, for configs that declare none with :func:`ranged`."""
 
 
+def keyed_fields(config: Any, added: Mapping[str, Any]) -> dict[str, Any]:
+    """``dataclasses.asdict(config)`` without the fields of ``added`` that hold the value
+    given there: fields added to a config after results were cached under its hash stay out
+    of the key at the value that reproduces those results, so old keys still match."""
+    fields = dataclasses.asdict(config)
+    return {k: v for k, v in fields.items() if not (k in added and v == added[k])}
+
+
 def ranged(default: Any, ge: float | None = None, gt: float | None = None,
            le: float | None = None, lt: float | None = None) -> Any:  # fmt: skip
     """A dataclass field with ``default`` and a declared range (overrides :data:`RANGES`)."""

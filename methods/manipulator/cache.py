@@ -8,6 +8,7 @@ from typing import Any
 
 import torch
 
+from facebench.config import keyed_fields
 from facebench.method import RunContext, config_hash
 from facebench.render import OccupancyGrid
 from facebench.scene import Scene
@@ -24,10 +25,7 @@ ADDED_FIELDS = {"plane_code_density": 1.0, "code_planes": "xyz"}
 
 def fit_hash(config: ManipulatorConfig) -> str:
     """The cache key of a fit: its config and :data:`TRAINER_VERSION`."""
-    fields = dataclasses.asdict(config)
-    for name, value in ADDED_FIELDS.items():
-        if fields.get(name) == value:
-            fields.pop(name)
+    fields = keyed_fields(config, ADDED_FIELDS)
     return config_hash({"config": fields, "trainer": TRAINER_VERSION})
 
 
