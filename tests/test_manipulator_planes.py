@@ -69,6 +69,35 @@ def test_features_are_the_product_of_code_blended_planes(toy):
     assert torch.equal(s_fn, s_pt)
 
 
+@pytest.mark.parametrize("code_planes", ["xyz", "xy"])
+def test_a_steps_field_matches_per_point_codes_with_their_gradients(toy, code_planes):
+    # the step's frames blended side by side and read by slot: the same field, and the same
+    # gradients, as looking up every point's code, including a frame drawn twice and the
+    # box's faces (where a tile meets the next)
+    cfg = planes_config(code_dim=3, plane_resolutions=(8, 16), code_planes=code_planes)
+    m = CodePlanes(cfg, 6, toy.aabb)
+    with torch.no_grad():
+        for p in m.planes:
+            p.normal_()
+        m.deform_codes.weight.normal_()
+    ids = torch.tensor([4, 1, 4, 0])
+    slot = torch.tensor([0, 1, 2, 3, 3, 1, 0, 2])
+    lo, hi = toy.aabb.reshape(2, 3)
+    u = torch.rand(8, 3)
+    u[0], u[1] = 1.0, 0.0  # on the box's faces
+    x = lo + u * (hi - lo)
+    d = torch.nn.functional.normalize(torch.randn(8, 3), dim=-1)
+    grads = []
+    for sigma, rgb in (m.step_field(ids)(x, d, slot), m.frames_field(x, d, ids[slot])):
+        m.zero_grad()
+        (sigma.sum() + rgb.square().sum()).backward()
+        grads.append((sigma, rgb, m.planes[1].grad.clone(), m.deform_codes.weight.grad.clone()))
+    for fast, slow in zip(*grads, strict=True):
+        assert torch.allclose(fast, slow, rtol=1e-4, atol=1e-5)
+    assert grads[0][3][[0, 1, 4]].abs().sum(-1).gt(0).all()
+    assert grads[0][3][[2, 3, 5]].abs().sum() == 0  # frames not in the step
+
+
 def test_gradients_reach_codes_and_planes_and_regulariser_terms(toy):
     m = build_manipulator(planes_config(), 4, toy.aabb)
     assert isinstance(m, CodePlanes)

@@ -44,10 +44,11 @@ the grid's decayed memory keeps earlier frames, and ``occupancy_dilation`` cells
 cover codes in between (edits compose codes of observed frames).
 
 A training step renders its few frames' rays in one ``render_rays`` pass: each ray
-carries its frame's code id (``RayBundle.camera_indices``), the renderer hands every
-evaluated sample its ray's id, and :meth:`SceneManipulator.frames_field` looks up that
-frame's codes (one pass instead of one per frame: cheaper on a CPU); edits and evaluation bind
-one code (or a PAC) per render with :meth:`SceneManipulator.field`.
+carries its frame's slot among the step's frames (``RayBundle.camera_indices``), the
+renderer hands every evaluated sample its ray's slot, and the field of
+:meth:`SceneManipulator.step_field` reads that frame's codes (one pass instead of one per
+frame: cheaper on a CPU); edits and evaluation bind one code (or a PAC) per render with
+:meth:`SceneManipulator.field`.
 
 Training (:func:`fit_manipulator`) is seeded, deterministic on CPU, reports progress,
 checkpoints every ``checkpoint_every`` steps (model, optimiser, generator state, grid)

@@ -60,3 +60,16 @@ class FrameCodedField(nn.Module):
         (a core field for ray bundles whose ``camera_indices`` are code ids)."""
         code = self.deform_codes(frames)
         return self.query(points, directions, code, self.appearance_codes(frames))
+
+    def step_field(
+        self, code_ids: Tensor
+    ) -> Callable[[Tensor, Tensor, Tensor], tuple[Tensor, Tensor]]:
+        """A core field for a ray bundle of a few frames whose ``camera_indices`` index
+        ``code_ids`` ``(F,)`` (a training step's frames): :meth:`frames_field` of those
+        frames. A representation that can do better with a few codes known up front
+        (:class:`.planes.CodePlanes` blends them once) overrides it."""
+
+        def _field(points: Tensor, directions: Tensor, slot: Tensor) -> tuple[Tensor, Tensor]:
+            return self.frames_field(points, directions, code_ids[slot])
+
+        return _field

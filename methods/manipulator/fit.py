@@ -26,8 +26,10 @@ from .render import clip_rays, render_config
 # Bumped when fit_manipulator's procedure changes for an unchanged config (so models
 # fitted by the old procedure are not reused as this one's). 2: a step's frames are
 # rendered in one pass (1: one render call per frame; other random draws). 3: the render
-# core's early stop no longer drops matter behind thin layers in the reused fine pass.
-TRAINER_VERSION = 3
+# core's early stop no longer drops matter behind thin layers in the reused fine pass. 4: the
+# step's codes are bound once (feature planes blend them before sampling: same model up to
+# float rounding).
+TRAINER_VERSION = 4
 
 
 @dataclass
@@ -188,7 +190,8 @@ def fit_manipulator(
                 vis.weight.mul_(c.visibility_decay)
         occ = grid if (grid is not None and step >= c.occupancy_warmup) else None
         # the step's frames are rendered in one pass: rays_per_frame rays of each, every ray
-        # tagged with its frame's code id (one field call per segment instead of one per frame)
+        # tagged with its frame's slot in the step, the field bound to those frames' codes
+        # (one field call per segment instead of one per frame)
         frames = _draw_frames(frame_loss, c.frames_per_step, c.frame_importance, gen)
         n_f = len(frames)
         fids = tr_t[frames].repeat_interleave(c.rays_per_frame)
@@ -207,9 +210,10 @@ def fit_manipulator(
         dt = cameras.c2w.dtype
         rays = rays_from_pixels(cameras, fids, xs.to(dt) + 0.5, ys.to(dt) + 0.5, 0.0, 0.0)
         rays = clip_rays(rays, model.aabb)
-        rays.camera_indices = cids_t[fids]
+        rays.camera_indices = torch.arange(n_f, device=device).repeat_interleave(c.rays_per_frame)
         target = images[fids, ys, xs]
-        out = render_rays(model.frames_field, rays, rcfg, occupancy=occ, generator=gen)
+        field = model.step_field(cids_t[tr_t[frames]])
+        out = render_rays(field, rays, rcfg, occupancy=occ, generator=gen)
         if vis is not None:
             vis.record(rays, out)
         ray_err = (out["rgb"] - target).pow(2).mean(-1)

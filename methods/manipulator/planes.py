@@ -28,6 +28,9 @@ K-Planes' spatial smoothness).
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import NamedTuple
+
 import torch
 from torch import Tensor, nn
 
@@ -35,6 +38,15 @@ from facebench.render import PositionalEncoding, make_mlp
 
 from .codes import CodeFn, FrameCodedField
 from .config import CODE_PLANES, ManipulatorConfig
+
+
+class SlotPlanes(NamedTuple):
+    """The planes of a few codes blended once, per resolution side by side ``(3, ch, H,
+    F * W)`` (:meth:`CodePlanes.blend`), and each point's ``slot`` ``(P,)`` among the ``F``
+    codes."""
+
+    stacks: list[Tensor]
+    slot: Tensor
 
 
 class CodePlanes(FrameCodedField):
@@ -82,26 +94,60 @@ class CodePlanes(FrameCodedField):
         return list(self.planes)
 
     # -- field ---------------------------------------------------------------------------------
-    def features(self, xn: Tensor, code: Tensor) -> Tensor:
+    def blend(self, codes: Tensor) -> list[Tensor]:
+        """The planes under each of a few codes ``(F, C)``, ``B_0 + sum_k w_k B_k`` (the code
+        bases masked by ``code_planes``), per resolution side by side: ``(3, ch, H, F * W)``,
+        code ``f``'s planes in columns ``f * W`` to ``f * W + W - 1``."""
+        n_basis, ch = 1 + self.config.code_dim, self.config.plane_channels
+        mask = self.code_mask[..., None, None]  # (3, 1, 1, 1, 1)
+        stacks = []
+        for planes in self.planes:
+            h, w = planes.shape[-2:]
+            basis = planes.reshape(3, n_basis, ch, h, w)
+            moved = torch.einsum("kbchw,fb->kchfw", basis[:, 1:], codes.to(planes.dtype))
+            tiles = basis[:, 0, :, :, None] + moved * mask  # (3, ch, H, F, W)
+            stacks.append(tiles.reshape(3, ch, h, -1))
+        return stacks
+
+    def step_field(
+        self, code_ids: Tensor
+    ) -> Callable[[Tensor, Tensor, Tensor], tuple[Tensor, Tensor]]:
+        """A core field for rays of the frames ``code_ids`` ``(F,)``: their planes are blended
+        once and each sample reads its frame's blend: ``plane_channels`` channels instead
+        of the ``(1 + C)`` times as many that per-point codes sample. With
+        ``plane_code_density`` < 1, per-point codes as :meth:`frames_field`."""
+        if self.split:
+            return super().step_field(code_ids)
+        stacks = self.blend(self.deform_codes(code_ids))
+        app = self.appearance_codes(code_ids)
+
+        def _field(points: Tensor, directions: Tensor, slot: Tensor) -> tuple[Tensor, Tensor]:
+            return self.query(points, directions, SlotPlanes(stacks, slot), app[slot])
+
+        return _field
+
+    def features(self, xn: Tensor, code: Tensor | SlotPlanes) -> Tensor:
         """Plane features ``(P, plane_channels * n_resolutions)`` of normalised points ``xn``
-        under codes ``code`` ``(P, C)`` or ``(C,)``.
+        under codes ``code`` ``(P, C)`` or ``(C,)``, or under blended planes and slots.
 
         Bilinear sampling is linear, so one code (an unedited or single-code render) blends
         the basis planes first and samples ``plane_channels`` channels instead of
-        ``(1 + C)`` times as many.
+        ``(1 + C)`` times as many; a few codes are blended side by side and each point reads
+        its slot's tile.
         """
         n_basis, ch = 1 + self.config.code_dim, self.config.plane_channels
         # (3, P, 1, 2): the xy, xz and yz coordinates of every point (slices, no gather)
         coords = torch.stack([xn[:, 0:2], xn[:, 0:3:2], xn[:, 1:3]])[:, :, None, :]
+        if isinstance(code, SlotPlanes):
+            return self._slot_features(coords, code)
+        if code.dim() == 1:
+            stacks = self.blend(code[None])  # (3, ch, H, W) each
         out = []
-        for planes in self.planes:
+        for i, planes in enumerate(self.planes):
             grid = coords.to(planes.dtype)
             if code.dim() == 1:
-                basis = planes.reshape(3, n_basis, ch, *planes.shape[-2:])
-                moved = torch.einsum("kbchw,b->kchw", basis[:, 1:], code)
-                blended = basis[:, 0] + moved * self.code_mask[..., None]
                 s = nn.functional.grid_sample(
-                    blended, grid, mode="bilinear", align_corners=True
+                    stacks[i], grid, mode="bilinear", align_corners=True
                 )  # (3, ch, P, 1)
                 f = s[..., 0].transpose(1, 2)  # (3, P, ch)
             else:
@@ -111,6 +157,24 @@ class CodePlanes(FrameCodedField):
                 s = s[..., 0].reshape(3, n_basis, ch, -1)
                 moved = torch.einsum("kbcp,pb->kpc", s[:, 1:], code.to(s.dtype))
                 f = s[:, 0].transpose(1, 2) + moved * self.code_mask  # (3, P, ch)
+            out.append(f[0] * f[1] * f[2])
+        return torch.cat(out, dim=-1)
+
+    def _slot_features(self, coords: Tensor, code: SlotPlanes) -> Tensor:
+        out = []
+        for canvas, planes in zip(code.stacks, self.planes, strict=True):
+            w, width = planes.shape[-1], canvas.shape[-1]
+            grid = coords.to(canvas.dtype)
+            # align_corners: x in [-1, 1] is column (x + 1) / 2 (W - 1) of the point's tile,
+            # which starts at column slot * W of the canvas (x clamped: no read across tiles)
+            col = code.slot.to(grid.dtype)[:, None] * w + (grid[..., 0].clamp(-1, 1) + 1) * (
+                0.5 * (w - 1)
+            )
+            grid = torch.stack([col * (2.0 / max(width - 1, 1)) - 1.0, grid[..., 1]], -1)
+            s = nn.functional.grid_sample(
+                canvas, grid, mode="bilinear", align_corners=True
+            )  # (3, ch, P, 1)
+            f = s[..., 0].transpose(1, 2)  # (3, P, ch)
             out.append(f[0] * f[1] * f[2])
         return torch.cat(out, dim=-1)
 
