@@ -189,3 +189,15 @@ def test_planes_fit_the_toy_scene_and_its_codes_carry_the_frames(toy, tmp_path):
     assert again.loaded and isinstance(again.model, CodePlanes)
     sa, sb = first.model.state_dict(), again.model.state_dict()
     assert all(torch.equal(sa[k], sb[k]) for k in sa)
+
+
+def test_the_capture_prior_pulls_consecutive_frames_codes_together(toy):
+    # the same short fit with and without the prior: with it, neighbouring frames' codes
+    # end closer together (relative to the codes' spread), and the fit still learns
+    cfg = planes_config(steps=40, frames_per_step=3, rays_per_frame=64, eval_frames=0)
+
+    def roughness(c):
+        w = fit_manipulator(toy, c, CPU).model.deform_codes.weight.detach()
+        return float((w[1:] - w[:-1]).pow(2).mean() / w.var(0).sum())
+
+    assert roughness(dataclasses.replace(cfg, code_smooth_weight=1.0)) < 0.5 * roughness(cfg)

@@ -96,7 +96,7 @@ class ManipulatorConfig:
     visibility_decay: float = 0.8
     # training (fit speed and held-out PSNR per step count: benchmarks/bench_manipulator_fit.py;
     # which expressions the codes carry: benchmarks/bench_manipulator_expressions.py)
-    steps: int = 1000
+    steps: int = 1300
     frames_per_step: int = 8
     # share of each step's frames drawn in proportion to the frame's last training loss
     # (the rest uniformly): frames the model fits worst -- in a face capture, the few
@@ -118,6 +118,11 @@ class ManipulatorConfig:
     # that draw its frame (a few percent of them); at 1x the codes stayed near their
     # initialisation and the model drew an average face whatever the code
     code_lr_scale: float = 10.0
+    # a capture prior: this weight times the mean squared difference of consecutive
+    # frames' deformation codes. A video's expression changes smoothly, so neighbouring
+    # frames (seen from neighbouring cameras) share most of their code, and each
+    # expression is constrained by several views instead of one (0: off)
+    code_smooth_weight: float = ranged(0.0, ge=0.0)
     coarse_loss_weight: float = 0.5
     seed: int = 0
     checkpoint_every: int = 250

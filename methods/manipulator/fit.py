@@ -123,9 +123,10 @@ def fit_manipulator(
     ``rays_per_frame`` pixels of each (a ``pixel_importance`` share of them drawn by the
     frame's error map, the rest uniformly), renders them with jittered samples through
     the core renderer and minimises the fine + ``coarse_loss_weight`` x coarse MSE plus
-    the Lipschitz loss. The learning rate decays exponentially from ``lr`` to ``lr_final``
-    (:func:`facebench.trainer.exp_decay`); :func:`facebench.trainer.fit_loop` runs the
-    steps and checkpoints every ``checkpoint_every`` of them.
+    the Lipschitz loss and the capture prior (``code_smooth_weight``). The learning rate
+    decays exponentially from ``lr`` to ``lr_final`` (:func:`facebench.trainer.exp_decay`);
+    :func:`facebench.trainer.fit_loop` runs the steps and checkpoints every
+    ``checkpoint_every`` of them.
     """
     c = config
     n_frames = scene.n_frames
@@ -135,6 +136,10 @@ def fit_manipulator(
     tr, cids = scene.fit_ids, scene.code_ids
     tr_t = torch.tensor(tr, device=device)
     cids_t = torch.tensor(cids, device=device)
+    # consecutive frames with different codes (the capture prior's pairs)
+    pairs = torch.tensor(
+        [(a, b) for a, b in zip(cids[:-1], cids[1:], strict=True) if a != b], device=device
+    ).reshape(-1, 2)
     model, grid = _build(c, n_frames, aabb, device)
     vis = None
     if grid is not None and c.visibility_threshold > 0:
@@ -230,6 +235,9 @@ def fit_manipulator(
         if c.n_fine > 0 and c.coarse_loss_weight > 0:
             loss_c = (out["rgb_coarse"] - target).pow(2).mean()
             loss = loss + c.coarse_loss_weight * loss_c
+        if c.code_smooth_weight > 0 and len(pairs):
+            w = model.deform_codes.weight
+            loss = loss + c.code_smooth_weight * (w[pairs[:, 1]] - w[pairs[:, 0]]).pow(2).mean()
         if model.regularizer_weight > 0:
             loss = loss + model.regularizer_weight * model.regularizer()
         opt.zero_grad(set_to_none=True)
