@@ -9,7 +9,7 @@ Run on an otherwise idle machine, with both cores::
 
     FACEBENCH_BENCH_THREADS=2 pytest benchmarks/bench_manipulator_fit.py --benchmark-only -s
 
-Environment: ``FACEBENCH_BENCH_FIT_STEPS`` (default: the preset's, 1500 for ``quick``),
+Environment: ``FACEBENCH_BENCH_FIT_STEPS`` (default: the preset's, 1300 for ``quick``),
 ``FACEBENCH_BENCH_FIT_SET`` (space-separated ``KEY=VALUE`` config overrides, e.g.
 ``"occupancy_warmup=50 eval_every=100"``),
 ``FACEBENCH_BENCH_THREADS`` (see ``conftest.py``; the fit target is for 2),
