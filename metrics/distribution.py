@@ -50,7 +50,8 @@ class ClipFrechetDistance(FacebenchMetric):
         super().__init__(**kw)
         adapter = clip if isinstance(clip, ClipAdapter) else load_clip(clip, device)
         object.__setattr__(self, "clip", adapter)
-        self.backend, self.meaningful = adapter.backend, adapter.meaningful
+        # the model and its weights' digest, as the other CLIP metrics record it
+        self.backend, self.meaningful = adapter.label, adapter.meaningful
         self.fid = FrechetInceptionDistance(feature=_ClipFeatures(adapter), normalize=True)
 
     def update(self, images: Tensor | None = None, reference: Tensor | None = None) -> None:

@@ -84,6 +84,7 @@ def test_fd_clip_matches_scipy_frechet_distance(tiny_clip):
     fake = torch.rand(12, 3, 32, 32)
     real = torch.rand(10, 3, 32, 32) * 0.5
     m = make_metric("fd_clip", clip=tiny_clip)
+    assert m.summary()["backend"] == tiny_clip.label  # the model and its weights' digest
     m.update(images=fake[:6], reference=real)
     m.update(images=fake[6:])
     value = m.compute()["fd_clip"].item()
