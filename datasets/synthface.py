@@ -67,7 +67,7 @@ __all__ = [
 SYNTHFACE_VERSION = 3  # 3: AU20 and AU23 drawn 1.5x stronger
 
 #: Config fields added after scenes were cached, with the default that leaves a key as it was.
-ADDED_FIELDS = {"face_id": -1}
+ADDED_FIELDS = {"face_id": -1, "sweeps": 1}
 
 TARGET = (0.0, -0.1, 0.25)  # where the cameras look (between nose and mouth)
 
@@ -86,6 +86,9 @@ class SynthFaceConfig:
     fov_deg: float = 30.0
     distance: float = 4.2
     yaw_deg: float = 22.0  # amplitude of the left-right handheld sweep
+    # left-right sweeps over the capture (1: one slow sweep, so each expression is seen
+    # from a narrow arc; more: each expression seen from a wider arc of the sweep)
+    sweeps: int = 1
     pitch_deg: float = 5.0
     eval_yaw_deg: float = 20.0  # eval arc spans [-eval_yaw_deg, +eval_yaw_deg]
     val_every: int = 10
@@ -100,6 +103,8 @@ class SynthFaceConfig:
             raise FacebenchError(f"synthface n_frames {self.n_frames} out of range 8..2000")
         if self.n_eval < 1:
             raise FacebenchError("synthface n_eval must be at least 1")
+        if self.sweeps < 1:
+            raise FacebenchError("synthface sweeps must be at least 1")
         if self.val_every < 2:
             raise FacebenchError("synthface val_every must be at least 2")
         if not 0 < self.fov_deg < 180:
@@ -207,7 +212,8 @@ def _cams_from_angles(
 
 
 def handheld_cameras(cfg: SynthFaceConfig) -> Cameras:
-    """A smooth handheld path: one slow left-right sweep, some bob, roll, distance drift, tremor."""
+    """A smooth handheld path: ``sweeps`` slow left-right sweeps, some bob, roll, distance
+    drift, tremor."""
     rng = np.random.default_rng([2024, cfg.seed])
     n = cfg.n_frames
     s = np.linspace(0.0, 1.0, n)
@@ -216,9 +222,8 @@ def handheld_cameras(cfg: SynthFaceConfig) -> Cameras:
     def wave(freq: float, k: int) -> np.ndarray:
         return np.sin(2.0 * np.pi * freq * s + ph[k])
 
-    yaw = cfg.yaw_deg * np.sin(2.0 * np.pi * s - np.pi / 2 + 0.3 * ph[0] / np.pi) + 0.4 * wave(
-        7.3, 1
-    )
+    sweep = 2.0 * np.pi * cfg.sweeps * s - np.pi / 2 + 0.3 * ph[0] / np.pi
+    yaw = cfg.yaw_deg * np.sin(sweep) + 0.4 * wave(7.3, 1)
     pitch = 1.5 + cfg.pitch_deg * wave(1.4, 2) + 0.3 * wave(8.9, 3)
     roll = 2.5 * wave(1.1, 4) + 0.3 * wave(9.7, 5)
     dist = cfg.distance * (1.0 + 0.04 * wave(1.7, 6))

@@ -173,6 +173,23 @@ def test_face_id_scene_shows_that_category_identity(cache):
     assert (a.images - b.images).abs().mean() > 0.01  # another face on the same path
 
 
+def test_more_sweeps_show_each_expression_from_a_wider_arc():
+    # the yaw arc over which each expression segment is seen: several sweeps widen it;
+    # one sweep (the default) keeps the default scene's key
+    def arcs(spec: str) -> list[float]:
+        config = resolve_config(spec)
+        yaw, _ = _yaw_pitch(handheld_cameras(config).c2w)
+        _, events = expression_schedule(config)
+        return [float(np.ptp(yaw[a : b + 1])) for _, a, b in events]
+
+    one, four = arcs("default"), arcs("default,sweeps=4")
+    assert np.median(four) > 2.0 * np.median(one)
+    assert resolve_config("default,sweeps=1").key() == "21802f2e3bf61702758a"
+    assert resolve_config("default,sweeps=4").key() != resolve_config("default").key()
+    with pytest.raises(FacebenchError, match="sweeps"):
+        load_scene("synthface:tiny,sweeps=0")
+
+
 def test_bad_specs_are_one_line_errors(cache):
     cases = {
         "synthface:nope": "unknown synthface scene 'nope'",
