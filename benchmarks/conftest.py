@@ -4,7 +4,9 @@
 on a shared 2-core machine OpenMP threads spin against other processes, and figures per
 core are steadier). ``FACEBENCH_BENCH_BUDGET`` picks the methods' step-count preset
 (default ``quick``; ``smoke`` checks a benchmark's harness in seconds, ``full`` is the
-paper's settings, for a GPU).
+paper's settings, for a GPU). ``FACEBENCH_BENCH_SCENE`` replaces the default scene
+(``synthface:default``) of the benchmarks that fit or render one, e.g.
+``synthface:default,sweeps=5``.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import torch
 
 BENCH_THREADS = int(os.environ.get("FACEBENCH_BENCH_THREADS", "1"))
 BENCH_BUDGET = os.environ.get("FACEBENCH_BENCH_BUDGET", "quick")
+BENCH_SCENE = os.environ.get("FACEBENCH_BENCH_SCENE", "synthface:default")
 
 
 @pytest.fixture(scope="session")
@@ -39,7 +42,7 @@ def bench_threads():
 
 @pytest.fixture(scope="module")
 def default_scene():
-    """``synthface:default`` (generated once, then cached)."""
+    """``synthface:default`` or ``$FACEBENCH_BENCH_SCENE`` (generated once, then cached)."""
     from facebench.scene import load_scene
 
-    return load_scene("synthface:default")
+    return load_scene(BENCH_SCENE)
