@@ -138,16 +138,17 @@ class CodePlanes(FrameCodedField):
         n_basis, ch = 1 + self.config.code_dim, self.config.plane_channels
         # (3, P, 1, 2): the xy, xz and yz coordinates of every point (slices, no gather)
         coords = torch.stack([xn[:, 0:2], xn[:, 0:3:2], xn[:, 1:3]])[:, :, None, :]
-        if isinstance(code, SlotPlanes):
-            return self._slot_features(coords, code)
-        if code.dim() == 1:
-            stacks = self.blend(code[None])  # (3, ch, H, W) each
+        slots = isinstance(code, SlotPlanes)
+        # planes blended before sampling: (3, ch, H, F * W) per resolution, or None
+        blended = code.stacks if slots else self.blend(code[None]) if code.dim() == 1 else None
         out = []
         for i, planes in enumerate(self.planes):
             grid = coords.to(planes.dtype)
-            if code.dim() == 1:
+            if blended is not None:
+                if slots:
+                    grid = _tile_grid(grid, code.slot, planes.shape[-1], blended[i].shape[-1])
                 s = nn.functional.grid_sample(
-                    stacks[i], grid, mode="bilinear", align_corners=True
+                    blended[i], grid, mode="bilinear", align_corners=True
                 )  # (3, ch, P, 1)
                 f = s[..., 0].transpose(1, 2)  # (3, P, ch)
             else:
@@ -157,24 +158,6 @@ class CodePlanes(FrameCodedField):
                 s = s[..., 0].reshape(3, n_basis, ch, -1)
                 moved = torch.einsum("kbcp,pb->kpc", s[:, 1:], code.to(s.dtype))
                 f = s[:, 0].transpose(1, 2) + moved * self.code_mask  # (3, P, ch)
-            out.append(f[0] * f[1] * f[2])
-        return torch.cat(out, dim=-1)
-
-    def _slot_features(self, coords: Tensor, code: SlotPlanes) -> Tensor:
-        out = []
-        for canvas, planes in zip(code.stacks, self.planes, strict=True):
-            w, width = planes.shape[-1], canvas.shape[-1]
-            grid = coords.to(canvas.dtype)
-            # align_corners: x in [-1, 1] is column (x + 1) / 2 (W - 1) of the point's tile,
-            # which starts at column slot * W of the canvas (x clamped: no read across tiles)
-            col = code.slot.to(grid.dtype)[:, None] * w + (grid[..., 0].clamp(-1, 1) + 1) * (
-                0.5 * (w - 1)
-            )
-            grid = torch.stack([col * (2.0 / max(width - 1, 1)) - 1.0, grid[..., 1]], -1)
-            s = nn.functional.grid_sample(
-                canvas, grid, mode="bilinear", align_corners=True
-            )  # (3, ch, P, 1)
-            f = s[..., 0].transpose(1, 2)  # (3, P, ch)
             out.append(f[0] * f[1] * f[2])
         return torch.cat(out, dim=-1)
 
@@ -229,3 +212,12 @@ class CodePlanes(FrameCodedField):
             if c.lipschitz:
                 loss = loss + c.plane_code_weight * planes[:, ch:].pow(2).mean()
         return loss
+
+
+def _tile_grid(grid: Tensor, slot: Tensor, w: int, width: int) -> Tensor:
+    """``grid`` ``(3, P, 1, 2)`` in one plane's ``[-1, 1]`` moved into each point's tile of a
+    canvas ``width`` columns wide whose tile ``f`` starts at column ``f * w``. With
+    align_corners, x in [-1, 1] is column ``(x + 1) / 2 (w - 1)`` of the tile (x clamped: no
+    read across tiles)."""
+    col = slot.to(grid.dtype)[:, None] * w + (grid[..., 0].clamp(-1, 1) + 1) * (0.5 * (w - 1))
+    return torch.stack([col * (2.0 / max(width - 1, 1)) - 1.0, grid[..., 1]], -1)
