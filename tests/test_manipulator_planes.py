@@ -201,3 +201,43 @@ def test_the_capture_prior_pulls_consecutive_frames_codes_together(toy):
         return float((w[1:] - w[:-1]).pow(2).mean() / w.var(0).sum())
 
     assert roughness(dataclasses.replace(cfg, code_smooth_weight=1.0)) < 0.5 * roughness(cfg)
+
+
+def test_opacity_spread_is_each_frames_distance_from_the_mean_opacity():
+    from facebench.methods.manipulator.fit import _opacity_spread
+
+    # slot 0 empty, slot 1 opacity 0.5 everywhere: mean 0.25, each frame 0.25 from it
+    delta = 0.2
+    sig = torch.tensor([0.0, float(torch.log(torch.tensor(2.0))) / delta])
+
+    def field(points, directions, slot):
+        return sig[slot], torch.zeros(len(slot), 3)
+
+    aabb = torch.tensor([[-1.0, -1.0, -1.0], [1.0, 1.0, 1.0]])
+    g = torch.Generator().manual_seed(0)
+    assert float(_opacity_spread(field, aabb, 2, 64, delta, g)) == pytest.approx(0.25, rel=1e-5)
+    same = torch.tensor([3.0, 3.0])
+    agree = _opacity_spread(lambda p, d, s: (same[s], None), aabb, 2, 64, delta, g)
+    assert float(agree) == 0.0
+
+
+def test_the_free_space_prior_makes_frames_agree_away_from_what_they_show(toy):
+    # the same short fit with and without the prior: with it, the frames' codes change the
+    # opacity at random points of the box less, and the fit still learns the frames
+    from facebench.methods.manipulator.fit import _opacity_spread
+
+    cfg = planes_config(steps=40, frames_per_step=3, rays_per_frame=64, eval_frames=0)
+    ids = torch.arange(toy.n_frames)
+
+    def spread_and_psnr(c):
+        res = fit_manipulator(toy, c, CPU)
+        with torch.no_grad():
+            field = res.model.step_field(ids)
+            g = torch.Generator().manual_seed(1)
+            spread = _opacity_spread(field, toy.aabb, len(ids), 512, 0.05, g)
+        return float(spread), res.metrics["train_psnr_last"]
+
+    free, psnr_free = spread_and_psnr(cfg)
+    prior, psnr_prior = spread_and_psnr(dataclasses.replace(cfg, code_free_space_weight=5.0))
+    assert prior < 0.3 * free
+    assert psnr_prior > psnr_free - 3.0

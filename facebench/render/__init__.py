@@ -4,7 +4,8 @@ Every facebench method renders through these functions; see each module's
 docstring for its conventions (OpenCV cameras, +y-up world, unit rays).
 Building blocks for fields: ``encoding`` (positional encoding with
 coarse-to-fine window), ``mlp``, ``lipschitz``, ``deform`` (translation/SE(3)
-warps), ``occupancy`` (empty-space skipping), ``analytic`` (test fields).
+warps), ``occupancy`` (empty-space skipping), ``distortion`` (Mip-NeRF 360's
+loss against fog), ``analytic`` (test fields).
 """
 
 from facebench.render.cameras import (
@@ -21,6 +22,7 @@ from facebench.render.cameras import (
 )
 from facebench.render.composite import CompositeResult, composite
 from facebench.render.deform import SE3Field, TranslationField, se3_exp
+from facebench.render.distortion import distortion_loss
 from facebench.render.encoding import PositionalEncoding, linear_window
 from facebench.render.lipschitz import LipschitzLinear, lipschitz_loss
 from facebench.render.mlp import MLP, make_mlp
@@ -45,6 +47,7 @@ __all__ = [
     "RayBundle",
     "RenderConfig",
     "composite",
+    "distortion_loss",
     "generate_rays",
     "importance_samples",
     "look_at",

@@ -20,7 +20,14 @@ from .model import SceneManipulator
 
 # config fields added after fits were cached, with the value that reproduces those fits:
 # at that value a field stays out of the key, so the fits cached before it keep theirs
-ADDED_FIELDS = {"plane_code_density": 1.0, "code_planes": "xyz", "code_smooth_weight": 0.0}
+ADDED_FIELDS = {
+    "plane_code_density": 1.0,
+    "code_planes": "xyz",
+    "code_smooth_weight": 0.0,
+    "code_free_space_weight": 0.0,
+    "free_space_points": 2048,
+    "distortion_weight": 0.0,
+}
 
 
 def fit_hash(config: ManipulatorConfig) -> str:

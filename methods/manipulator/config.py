@@ -123,7 +123,18 @@ class ManipulatorConfig:
     # frames (seen from neighbouring cameras) share most of their code, and each
     # expression is constrained by several views instead of one (0: off)
     code_smooth_weight: float = ranged(0.0, ge=0.0)
+    # a free-space prior: this weight times the mean absolute difference between each of
+    # a step's frames' opacity and the frames' mean opacity, at free_space_points points
+    # drawn uniformly in the scene box. A frame's code is seen from one camera only;
+    # elsewhere in the box it is free to put matter that its camera never sees and every
+    # other view does (0: off)
+    code_free_space_weight: float = ranged(0.0, ge=0.0)
+    free_space_points: int = 2048
     coarse_loss_weight: float = 0.5
+    # Mip-NeRF 360's distortion loss on the fine pass's weights (facebench.render.
+    # distortion_loss), this weight times it: each ray's weight pulled into one compact
+    # interval, a surface rather than a fog (0: off)
+    distortion_weight: float = ranged(0.0, ge=0.0)
     seed: int = 0
     checkpoint_every: int = 250
     eval_every: int = 0  # held-out PSNR every this many steps, in the history (0: only at the end)

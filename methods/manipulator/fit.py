@@ -13,7 +13,7 @@ import torch
 from torch import Tensor
 
 from facebench.imageops import mse_to_psnr
-from facebench.render import OccupancyGrid, rays_from_pixels, render_rays
+from facebench.render import OccupancyGrid, distortion_loss, rays_from_pixels, render_rays
 from facebench.scene import Scene
 from facebench.trainer import exp_decay, fit_loop, seeded
 
@@ -123,7 +123,8 @@ def fit_manipulator(
     ``rays_per_frame`` pixels of each (a ``pixel_importance`` share of them drawn by the
     frame's error map, the rest uniformly), renders them with jittered samples through
     the core renderer and minimises the fine + ``coarse_loss_weight`` x coarse MSE plus
-    the Lipschitz loss and the capture prior (``code_smooth_weight``). The learning rate
+    the Lipschitz loss, the capture prior (``code_smooth_weight``) and the free-space prior
+    (``code_free_space_weight``, :func:`_opacity_spread`). The learning rate
     decays exponentially from ``lr`` to ``lr_final`` (:func:`facebench.trainer.exp_decay`);
     :func:`facebench.trainer.fit_loop` runs the steps and checkpoints every
     ``checkpoint_every`` of them.
@@ -152,6 +153,8 @@ def fit_manipulator(
     error_map = torch.ones(len(tr), res, res, device=device) if c.pixel_importance > 0 else None
     history: list[dict[str, float]] = []
     rcfg = render_config(c, True, bg)
+    # the free-space prior's opacity step: the box's diagonal over the samples per ray
+    delta = float((aabb[1] - aabb[0]).norm()) / max(c.n_coarse + c.n_fine, 1)
     every = max(c.steps // 100, 1)
     val_frames = _eval_frames(scene, c.eval_frames)
     # seconds: trained before this process (from the checkpoint), spent on evaluation
@@ -235,9 +238,15 @@ def fit_manipulator(
         if c.n_fine > 0 and c.coarse_loss_weight > 0:
             loss_c = (out["rgb_coarse"] - target).pow(2).mean()
             loss = loss + c.coarse_loss_weight * loss_c
+        if c.distortion_weight > 0:
+            dist = distortion_loss(out["weights"], out["t"], rays.near, rays.far)
+            loss = loss + c.distortion_weight * dist
         if c.code_smooth_weight > 0 and len(pairs):
             w = model.deform_codes.weight
             loss = loss + c.code_smooth_weight * (w[pairs[:, 1]] - w[pairs[:, 0]]).pow(2).mean()
+        if c.code_free_space_weight > 0:
+            spread = _opacity_spread(field, model.aabb, n_f, c.free_space_points, delta, gen)
+            loss = loss + c.code_free_space_weight * spread
         if model.regularizer_weight > 0:
             loss = loss + model.regularizer_weight * model.regularizer()
         opt.zero_grad(set_to_none=True)
@@ -298,6 +307,29 @@ def fit_manipulator(
     if grid is not None:
         metrics["occupied_fraction"] = float(grid.occupied_fraction())
     return FitResult(model, grid, metrics, resumed_from=state.resumed_from, history=history)
+
+
+def _opacity_spread(
+    field: Callable[[Tensor, Tensor, Tensor], tuple[Tensor, Tensor]],
+    aabb: Tensor,
+    n_frames: int,
+    n_points: int,
+    delta: float,
+    generator: torch.Generator,
+) -> Tensor:
+    """The free-space prior: at ``n_points`` points drawn uniformly in the box ``aabb``, the
+    mean absolute difference between each of a step's ``n_frames`` frames' opacity ``1 -
+    exp(-sigma delta)`` (``field`` takes points, directions and each point's slot) and
+    the frames' mean opacity there."""
+    lo, hi = aabb[0], aabb[1]
+    u = torch.rand(n_points, 3, generator=generator, device=lo.device, dtype=lo.dtype)
+    points = (lo + u * (hi - lo)).repeat(n_frames, 1)
+    slot = torch.arange(n_frames, device=lo.device).repeat_interleave(n_points)
+    directions = torch.zeros_like(points)
+    directions[:, 2] = 1.0
+    sigma, _ = field(points, directions, slot)
+    alpha = (1.0 - torch.exp(-sigma * delta)).reshape(n_frames, n_points)
+    return (alpha - alpha.mean(0, keepdim=True)).abs().mean()
 
 
 def _train_seconds(clock: dict[str, float]) -> float:
