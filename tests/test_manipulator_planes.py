@@ -241,3 +241,50 @@ def test_the_free_space_prior_makes_frames_agree_away_from_what_they_show(toy):
     prior, psnr_prior = spread_and_psnr(dataclasses.replace(cfg, code_free_space_weight=5.0))
     assert prior < 0.3 * free
     assert psnr_prior > psnr_free - 3.0
+
+
+def test_a_random_background_makes_every_training_ray_end_in_the_box(toy):
+    # the toy scene's background is white: fitted against a random colour per ray, the
+    # model must paint it inside the box (opacity 1 everywhere); against the scene's white
+    # it lets the background show through (opacity near 0 off the head)
+    from facebench.methods.manipulator import render_cameras
+
+    cfg = planes_config(steps=60, frames_per_step=3, rays_per_frame=64, eval_frames=0)
+    f = toy.fit_ids[0]
+    off_head = (toy.images[f] > 0.98).all(-1).reshape(-1)
+
+    def opacity_off_head(c):
+        m = fit_manipulator(toy, c, CPU).model
+        ops = []
+        w_d, w_a = m.deform_codes.weight[f], m.appearance_codes.weight[f]
+        with torch.no_grad():
+            render_cameras(
+                m, toy.cameras[f], w_d, w_a, 0.0, extra=lambda r, o: ops.append(o["opacity"])
+            )
+        return float(torch.cat(ops)[off_head].mean())
+
+    assert opacity_off_head(cfg) < 0.5
+    assert opacity_off_head(dataclasses.replace(cfg, random_background=True)) > 0.95
+
+
+def test_the_codes_window_opens_over_training(toy):
+    cfg = planes_config(code_dim=2, code_anneal_start=0.2, code_anneal_end=0.6)
+    m = CodePlanes(cfg, 4, toy.aabb)
+    with torch.no_grad():
+        for p in m.planes:
+            p.normal_(0.0, 0.5)
+    x, d = torch.rand(16, 3) * 2 - 1, torch.zeros(16, 3)
+    a, b = torch.tensor([1.0, -1.0]), torch.tensor([-2.0, 0.5])
+    app = m.appearance_codes.weight[0]
+    scales = []
+    for step in (0, 20, 40, 60, 100):
+        m.set_step(step, 100)
+        scales.append(float(m.code_scale))
+    assert scales == pytest.approx([0.0, 0.0, 0.5, 1.0, 1.0])
+    m.set_step(10, 100)  # closed: every code renders the same field
+    with torch.no_grad():
+        assert torch.equal(m.query(x, d, a, app)[0], m.query(x, d, b, app)[0])
+    m.finish_schedule()
+    assert float(m.code_scale) == 1.0
+    with torch.no_grad():
+        assert not torch.allclose(m.query(x, d, a, app)[0], m.query(x, d, b, app)[0])

@@ -27,6 +27,9 @@ ADDED_FIELDS = {
     "code_free_space_weight": 0.0,
     "free_space_points": 2048,
     "distortion_weight": 0.0,
+    "random_background": False,
+    "code_anneal_start": 0.0,
+    "code_anneal_end": 0.0,
 }
 
 

@@ -135,6 +135,18 @@ class ManipulatorConfig:
     # distortion_loss), this weight times it: each ray's weight pulled into one compact
     # interval, a surface rather than a fog (0: off)
     distortion_weight: float = ranged(0.0, ge=0.0)
+    # a random background colour per training ray (instant-NGP's and nerfstudio's
+    # "random" background): a ray that does not end in the scene box is wrong whatever
+    # its colour, so the fit cannot lean on the background through a half-transparent
+    # fog. For captures whose backdrop lies in the box (SynthFace; False: the scene's)
+    random_background: bool = False
+    # the planes' codes switched on over training (as HyperNeRF windows in its ambient
+    # dimensions): off until code_anneal_start x steps, then ramped linearly to full by
+    # code_anneal_end x steps, so the static scene (the backdrop, the head's shape) is
+    # fitted by every frame together before a frame's code can explain its own view
+    # (code_anneal_end 0: codes on from the start)
+    code_anneal_start: float = ranged(0.0, ge=0.0, le=1.0)
+    code_anneal_end: float = ranged(0.0, ge=0.0, le=1.0)
     seed: int = 0
     checkpoint_every: int = 250
     eval_every: int = 0  # held-out PSNR every this many steps, in the history (0: only at the end)

@@ -79,13 +79,22 @@ class CodePlanes(FrameCodedField):
         # (3, 1, 1): which of the xy, xz, yz planes the code bases move
         mask = torch.tensor([1.0, float(c.code_planes == "xyz"), float(c.code_planes == "xyz")])
         self.register_buffer("code_mask", mask[:, None, None], persistent=False)
+        self.register_buffer("code_scale", torch.ones(()), persistent=False)
 
-    # -- schedules (none: the planes need no coarse-to-fine window) -----------------------------
+    # -- schedule: the codes' window ------------------------------------------------------------
     def set_step(self, step: int, total: int) -> None:
-        """No schedule (the interface of :class:`.model.SceneManipulator`)."""
+        """The codes' share ``code_scale`` at ``step`` of ``total``: 0 before
+        ``code_anneal_start``, 1 from ``code_anneal_end`` (fractions of ``total``), linear
+        between."""
+        c = self.config
+        if c.code_anneal_end <= 0:
+            return
+        a, b = c.code_anneal_start * total, max(c.code_anneal_end * total, 1e-9)
+        self.code_scale.fill_(min(max((step - a) / max(b - a, 1e-9), 0.0), 1.0))
 
     def finish_schedule(self) -> None:
-        """No schedule (the interface of :class:`.model.SceneManipulator`)."""
+        """Codes at full strength (after training, and in every loaded model)."""
+        self.code_scale.fill_(1.0)
 
     regularizer_weight = 1.0  # the regulariser's terms carry their own weights
 
@@ -104,7 +113,8 @@ class CodePlanes(FrameCodedField):
         for planes in self.planes:
             h, w = planes.shape[-2:]
             basis = planes.reshape(3, n_basis, ch, h, w)
-            moved = torch.einsum("kbchw,fb->kchfw", basis[:, 1:], codes.to(planes.dtype))
+            codes_s = codes.to(planes.dtype) * self.code_scale
+            moved = torch.einsum("kbchw,fb->kchfw", basis[:, 1:], codes_s)
             tiles = basis[:, 0, :, :, None] + moved * mask  # (3, ch, H, F, W)
             stacks.append(tiles.reshape(3, ch, h, -1))
         return stacks
@@ -156,7 +166,7 @@ class CodePlanes(FrameCodedField):
                     planes, grid, mode="bilinear", align_corners=True
                 )  # (3, (1 + C) * ch, P, 1)
                 s = s[..., 0].reshape(3, n_basis, ch, -1)
-                moved = torch.einsum("kbcp,pb->kpc", s[:, 1:], code.to(s.dtype))
+                moved = torch.einsum("kbcp,pb->kpc", s[:, 1:], code.to(s.dtype) * self.code_scale)
                 f = s[:, 0].transpose(1, 2) + moved * self.code_mask  # (3, P, ch)
             out.append(f[0] * f[1] * f[2])
         return torch.cat(out, dim=-1)
@@ -174,7 +184,7 @@ class CodePlanes(FrameCodedField):
         if self.view_enc is not None:
             feats.append(self.view_enc(directions))
         if self.config.appearance_dim > 0:
-            app = appearance.to(h.dtype)
+            app = appearance.to(h.dtype) * self.code_scale
             feats.append(app.expand(h.shape[0], -1) if app.dim() == 1 else app)
         return sigma, torch.sigmoid(self.rgb_head(torch.cat(feats, dim=-1)))
 
