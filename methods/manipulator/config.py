@@ -134,12 +134,15 @@ class ManipulatorConfig:
     # Mip-NeRF 360's distortion loss on the fine pass's weights (facebench.render.
     # distortion_loss), this weight times it: each ray's weight pulled into one compact
     # interval, a surface rather than a fog (0: off)
-    distortion_weight: float = ranged(0.0, ge=0.0)
+    distortion_weight: float = ranged(0.01, ge=0.0)
     # a random background colour per training ray (instant-NGP's and nerfstudio's
     # "random" background): a ray that does not end in the scene box is wrong whatever
     # its colour, so the fit cannot lean on the background through a half-transparent
-    # fog. For captures whose backdrop lies in the box (SynthFace; False: the scene's)
-    random_background: bool = False
+    # fog (False: the scene's background colour, as in the smoke preset, whose toy
+    # scenes show a white background beyond the box). Without these two the quick fit of
+    # synthface:default rendered a fog of opacity 0.4-0.8 with no surface, and its codes
+    # painted each frame's view into it (docs/methods.md, "The fog")
+    random_background: bool = True
     # the planes' codes switched on over training (as HyperNeRF windows in its ambient
     # dimensions): off until code_anneal_start x steps, then ramped linearly to full by
     # code_anneal_end x steps, so the static scene (the backdrop, the head's shape) is
@@ -186,6 +189,8 @@ MANIPULATOR_PRESETS: dict[str, dict[str, Any]] = {
         lr_final=1e-3,
         checkpoint_every=20,
         eval_frames=2,
+        random_background=False,
+        distortion_weight=0.0,
     ),
     "quick": {},  # the dataclass defaults
     # HyperNeRF-sized networks (8x256 template, 6x128 warp, 6x64 slicing), 64 + 64 samples
