@@ -17,6 +17,11 @@ the strongest expression per set of active action units):
   appearance codes: what of the expression the appearance code carries): mean
   intensities in [0, 1].
 
+Beside them, ``surface``: at the five held-out cameras with the neutral frame's codes,
+the rays' mean opacity (``opacity``) and the mean share of each ray's weight within
+0.1 of its median depth (``near_median``): a fitted surface gives about 1 and 1, a
+fog of colour less.
+
 The manipulator is fitted when not cached. ``FACEBENCH_BENCH_FIT_SET`` (space-separated
 ``KEY=VALUE`` overrides, e.g. ``representation=hypernerf``) picks another config.
 Figures and the machine they came from: ``docs/methods.md``.
@@ -44,6 +49,28 @@ def segment_peaks(scene, threshold: float = 0.3) -> dict[tuple[int, ...], int]:
         if units and (units not in peaks or expr[f].sum() > expr[peaks[units]].sum()):
             peaks[units] = f
     return peaks
+
+
+def surface_stats(model, cams, code, app, bg, occupancy) -> dict[str, float]:
+    """Surface or fog: the rays' mean opacity and mean share of weight near their median depth."""
+    from facebench.methods.manipulator import render_cameras
+
+    opacity, near = [], []
+
+    def record(rays, out):
+        w, t = out["weights"], out["t"]
+        cdf = torch.cumsum(w, -1) / w.sum(-1, keepdim=True).clamp_min(1e-9)
+        k = (cdf < 0.5).sum(-1, keepdim=True).clamp(max=t.shape[1] - 1)
+        share = (w * ((t - t.gather(-1, k)).abs() < 0.1)).sum(-1) / w.sum(-1).clamp_min(1e-9)
+        opacity.append(out["opacity"])
+        near.append(share)
+
+    with torch.no_grad():
+        render_cameras(model, cams, code, app, bg, occupancy, extra=record)
+    return {
+        "opacity": round(float(torch.cat(opacity).mean()), 3),
+        "near_median": round(float(torch.cat(near).mean()), 3),
+    }
 
 
 def test_manipulator_expression_reads(benchmark, default_scene, bench_threads, bench_budget):
@@ -106,6 +133,10 @@ def test_manipulator_expression_reads(benchmark, default_scene, bench_threads, b
         return rows
 
     rows = benchmark.pedantic(run, rounds=1, iterations=1)
-    benchmark.extra_info.update({"budget": bench_budget, "fit": fit.metrics, "reads": rows})
-    print("\n[manipulator_expression_reads] " + json.dumps({"fit": fit.metrics, "reads": rows}))
+    surface = surface_stats(
+        model, cams, w_d[cids[neutral_frame(scene)]], neutral_app, bg, occupancy
+    )
+    out = {"fit": fit.metrics, "reads": rows, "surface": surface}
+    benchmark.extra_info.update({"budget": bench_budget, **out})
+    print("\n[manipulator_expression_reads] " + json.dumps(out))
     assert rows and all(r["captured"] <= 1.0 for r in rows.values())
