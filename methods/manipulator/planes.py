@@ -89,7 +89,7 @@ class CodePlanes(FrameCodedField):
         c = self.config
         if c.code_anneal_end <= 0:
             return
-        a, b = c.code_anneal_start * total, max(c.code_anneal_end * total, 1e-9)
+        a, b = c.code_anneal_start * total, c.code_anneal_end * total
         self.code_scale.fill_(min(max((step - a) / max(b - a, 1e-9), 0.0), 1.0))
 
     def finish_schedule(self) -> None:
