@@ -122,3 +122,26 @@ def test_gradients_reach_field_parameters():
     (out["rgb"].sum() + out["depth"].sum() + out["rgb_coarse"].sum()).backward()
     for p in net.parameters():
         assert p.grad is not None and p.grad.abs().sum() > 0
+
+
+def test_a_background_per_ray_fills_what_each_ray_leaves():
+    # a half-transparent slab composited over a different colour on each ray
+    t = torch.linspace(1.0, 2.0, 17).expand(3, 17).contiguous()
+    sigma = torch.full((3, 17), math.log(2.0))  # opacity 1/2 over the unit interval
+    rgb = torch.tensor([0.2, 0.4, 0.6]).expand(3, 17, 3)
+    bg = torch.tensor([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]])
+    res = composite(sigma, rgb, t, far=torch.full((3,), 2.0), background=bg)
+    want = 0.5 * torch.tensor([0.2, 0.4, 0.6]) + 0.5 * bg
+    assert torch.allclose(res.rgb, want, atol=1e-6)
+    rays = RayBundle(
+        torch.zeros(3, 3), torch.tensor([[0.0, 0.0, 1.0]] * 3), torch.ones(3), torch.full((3,), 2.0)
+    )
+    cfg = RenderConfig(n_coarse=16, n_fine=8, background=bg)
+    out = render_rays(
+        lambda p, d: (torch.full_like(p[:, 0], math.log(2.0)), torch.zeros_like(p)), rays, cfg
+    )
+    # a black slab: each ray's colour is its own background times what the slab leaves
+    assert torch.allclose(out["rgb"], (1 - out["opacity"])[:, None] * bg, atol=1e-6)
+    want_c = (1 - out["opacity_coarse"])[:, None] * bg
+    assert torch.allclose(out["rgb_coarse"], want_c, atol=1e-6)
+    assert 0.4 < float(out["opacity"].min()) < 0.6

@@ -59,8 +59,8 @@ def composite(
 ) -> CompositeResult:
     """Composite ``sigma (R, S)`` and ``rgb (R, S, 3)`` at sorted ``t (R, S)``.
 
-    ``background`` is a ``(3,)`` tensor/tuple, a float (grey level) or None
-    (no background, equivalent to black).
+    ``background`` is a ``(3,)`` tensor/tuple, an ``(R, 3)`` tensor (one colour per
+    ray), a float (grey level) or None (no background, equivalent to black).
     """
     tau = sigma * sample_deltas(t, far)
     # Exclusive cumulative optical depth, so the (possibly huge) last delta never enters T.

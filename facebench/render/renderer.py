@@ -61,15 +61,17 @@ class RenderConfig:
     """Sampling and compositing settings for :func:`render_rays` / :func:`render_image`.
 
     ``chunk`` is the number of rays per chunk in :func:`render_image`.
-    ``background`` is an RGB tuple, a grey level or None (black, no
-    background term). ``early_stop`` (0 disables) is the transmittance below
-    which a ray stops being evaluated, checked every ``segment`` samples.
+    ``background`` is an RGB tuple, a grey level, an ``(R, 3)`` tensor with one
+    colour per ray of the bundle :func:`render_rays` gets (e.g. a random background
+    per training ray) or None (black, no background term). ``early_stop`` (0
+    disables) is the transmittance below which a ray stops being evaluated, checked
+    every ``segment`` samples.
     """
 
     n_coarse: int = 64
     n_fine: int = 64
     jitter: bool = False
-    background: tuple[float, float, float] | float | None = (1.0, 1.0, 1.0)
+    background: tuple[float, float, float] | float | Tensor | None = (1.0, 1.0, 1.0)
     chunk: int = 4096
     early_stop: float = 0.0
     segment: int = 16
