@@ -6,6 +6,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 CACHE_VERSION = 1
+# fit fields added after fits were cached, with the value that reproduces those fits (kept
+# out of the cache key at that value: facebench.config.keyed_fields)
+ADDED_FIELDS = {"random_background": False, "distortion_weight": 0.0}
 
 
 @dataclass(frozen=True)
@@ -52,6 +55,13 @@ class FlameNerfConfig:
     depth: int = 4
     spatial_prior: bool = True
     head_reg: float = 0.1
+    # a random background colour per training ray (instant-NGP, nerfstudio): a ray that
+    # does not end in the scene box is wrong whatever its colour, so the fit cannot draw
+    # the capture as a half-transparent fog (False: the scene's background colour)
+    random_background: bool = True
+    # Mip-NeRF 360's distortion loss on the fine pass (facebench.render.distortion_loss),
+    # this weight times it: each ray's weight pulled into one compact interval (0: off)
+    distortion_weight: float = 0.01
     head_grid: int = 48
     head_dilation: int = 1
     checkpoint_every: int = 250
@@ -74,6 +84,8 @@ FLAME_NERF_PRESETS: dict[str, dict[str, Any]] = {
         "pos_freqs": 4,
         "warp_freqs": 4,
         "head_grid": 24,
+        "random_background": False,
+        "distortion_weight": 0.0,
         "checkpoint_every": 10,
         "edit.steps": 3,
         "edit.render_size": 16,

@@ -10,6 +10,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from facebench.config import keyed_fields
 from facebench.errors import FacebenchError
 from facebench.method import ConfiguredMethod, RunContext, config_hash
 from facebench.registry import register_method
@@ -20,7 +21,7 @@ from facebench.scene_cache import SceneModelCache
 from facebench.trainer import fit_loop, seeded
 
 from ..clip_edit import EDIT_VARIANTS, EditConfig, clip_optimize
-from .config import CACHE_VERSION, FLAME_NERF_PRESETS, FlameNerfConfig
+from .config import ADDED_FIELDS, CACHE_VERSION, FLAME_NERF_PRESETS, FlameNerfConfig
 from .model import FlameNerfModel
 from .scene import scene_expressions, scene_morphable
 from .train import Trainer
@@ -115,7 +116,8 @@ class FlameNerf(ConfiguredMethod):
         """The fit's scene-model cache entry: ``flame-nerf/<scene key>/<hash>``, the hash of
         the fit's settings only (edits and the render chunk do not change the fitted model)
         and the run seed."""
-        cfg = {k: v for k, v in asdict(self.config).items() if k not in ("edit", "render_chunk")}
+        cfg = keyed_fields(self.config, ADDED_FIELDS)
+        cfg = {k: v for k, v in cfg.items() if k not in ("edit", "render_chunk")}
         key = config_hash({"v": CACHE_VERSION, **cfg, "seed": ctx.seed})
         return SceneModelCache(ctx.cache_dir, "flame-nerf", scene, key)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from typing import TYPE_CHECKING
 
 import torch
@@ -9,7 +10,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from facebench.method import RunContext
-from facebench.render import RenderConfig, render_rays, sample_pixel_rays
+from facebench.render import RenderConfig, distortion_loss, render_rays, sample_pixel_rays
 from facebench.render.cameras import near_far_from_aabb
 from facebench.scene import Scene
 from facebench.trainer import exp_gamma
@@ -74,10 +75,17 @@ class Trainer:
             rays = rays.to(dev)
             target = self.images[frame, idx[:, 1], idx[:, 2]].to(dev)
             field = model.field(model.codes.weight[frame], self.expressions[frame], reg)
-            out = render_rays(field, rays, self.rcfg, generator=self.jit)
+            rcfg = self.rcfg
+            if cfg.random_background:
+                bg = torch.rand(per_frame, 3, generator=self.gen).to(dev)
+                rcfg = dataclasses.replace(rcfg, background=bg)
+            out = render_rays(field, rays, rcfg, generator=self.jit)
             loss = loss + F.mse_loss(out["rgb"], target)
             if cfg.n_fine > 0:
                 loss = loss + F.mse_loss(out["rgb_coarse"], target)
+            if cfg.distortion_weight > 0:
+                dist = distortion_loss(out["weights"], out["t"], rays.near, rays.far)
+                loss = loss + cfg.distortion_weight * dist
         loss = loss / len(pick)
         if reg and cfg.head_reg > 0:
             tot = torch.stack(reg).sum(0)
