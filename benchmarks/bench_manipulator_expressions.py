@@ -17,7 +17,10 @@ the strongest expression per set of active action units):
   appearance codes: what of the expression the appearance code carries): mean
   intensities in [0, 1].
 
-Beside them, ``surface``: at the five held-out cameras with the neutral frame's codes,
+Beside them, ``neutral_psnr``: the neutral frame's codes at the five held-out cameras
+against the true neutral face, per camera (the unedited face every edit starts from;
+the neutral frame is seen from one camera, so this says how far its code holds), and
+``surface``: at the five held-out cameras with the neutral frame's codes,
 the rays' mean opacity (``opacity``) and the mean share of each ray's weight within
 0.1 of its median depth (``near_median``): a fitted surface gives about 1 and 1, a
 fog of colour less.
@@ -133,10 +136,14 @@ def test_manipulator_expression_reads(benchmark, default_scene, bench_threads, b
         return rows
 
     rows = benchmark.pedantic(run, rounds=1, iterations=1)
-    surface = surface_stats(
-        model, cams, w_d[cids[neutral_frame(scene)]], neutral_app, bg, occupancy
-    )
-    out = {"fit": fit.metrics, "reads": rows, "surface": surface}
+    nf = neutral_frame(scene)
+    surface = surface_stats(model, cams, w_d[cids[nf]], neutral_app, bg, occupancy)
+    with torch.no_grad():
+        unedited = render_cameras(model, cams, w_d[cids[nf]], neutral_app, bg, occupancy)
+    truth = scene.render_gt(scene.expressions[nf], cams)
+    mse = (unedited.clamp(0.0, 1.0) - truth).pow(2).mean((1, 2, 3))
+    neutral_psnr = [round(float(v), 1) for v in -10.0 * torch.log10(mse)]
+    out = {"fit": fit.metrics, "reads": rows, "surface": surface, "neutral_psnr": neutral_psnr}
     benchmark.extra_info.update({"budget": bench_budget, **out})
     print("\n[manipulator_expression_reads] " + json.dumps(out))
     assert rows and all(r["captured"] <= 1.0 for r in rows.values())

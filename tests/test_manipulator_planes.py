@@ -243,6 +243,22 @@ def test_the_free_space_prior_makes_frames_agree_away_from_what_they_show(toy):
     assert psnr_prior > psnr_free - 3.0
 
 
+def test_the_code_prior_keeps_codes_small_and_the_frames_fitted(toy):
+    # the same short fit with and without the prior: with it the deformation codes stay
+    # near 0 (what every frame shares goes to the base planes) and the frames still fit
+    cfg = planes_config(steps=40, frames_per_step=3, rays_per_frame=64, eval_frames=0)
+
+    def norm_and_psnr(c):
+        res = fit_manipulator(toy, c, CPU)
+        norm = res.model.deform_codes.weight.detach().norm(dim=-1).mean()
+        return float(norm), res.metrics["train_psnr_last"]
+
+    free, psnr_free = norm_and_psnr(cfg)
+    prior, psnr_prior = norm_and_psnr(dataclasses.replace(cfg, code_norm_weight=1.0))
+    assert prior < 0.5 * free
+    assert psnr_prior > psnr_free - 3.0
+
+
 def test_a_random_background_makes_every_training_ray_end_in_the_box(toy):
     # the toy scene's background is white: fitted against a random colour per ray, the
     # model must paint it inside the box (opacity 1 everywhere); against the scene's white

@@ -123,6 +123,12 @@ class ManipulatorConfig:
     # frames (seen from neighbouring cameras) share most of their code, and each
     # expression is constrained by several views instead of one (0: off)
     code_smooth_weight: float = ranged(0.0, ge=0.0)
+    # a code prior (DeepSDF's auto-decoder prior): this weight times the mean squared norm
+    # of the step's frames' deformation codes. A frame's code is seen from one camera; what
+    # it changes that its camera does not see is constrained by nothing, so the common
+    # face belongs in the base planes (code 0) and a code should carry only what its frame
+    # changes (0: off)
+    code_norm_weight: float = ranged(0.0, ge=0.0)
     # a free-space prior: this weight times the mean absolute difference between each of
     # a step's frames' opacity and the frames' mean opacity, at free_space_points points
     # drawn uniformly in the scene box. A frame's code is seen from one camera only;

@@ -123,7 +123,8 @@ def fit_manipulator(
     ``rays_per_frame`` pixels of each (a ``pixel_importance`` share of them drawn by the
     frame's error map, the rest uniformly), renders them with jittered samples through
     the core renderer and minimises the fine + ``coarse_loss_weight`` x coarse MSE plus
-    the Lipschitz loss, the capture prior (``code_smooth_weight``) and the free-space prior
+    the Lipschitz loss, the capture prior (``code_smooth_weight``), the code prior
+    (``code_norm_weight``) and the free-space prior
     (``code_free_space_weight``, :func:`_opacity_spread`). The learning rate
     decays exponentially from ``lr`` to ``lr_final`` (:func:`facebench.trainer.exp_decay`);
     :func:`facebench.trainer.fit_loop` runs the steps and checkpoints every
@@ -248,6 +249,9 @@ def fit_manipulator(
         if c.code_smooth_weight > 0 and len(pairs):
             w = model.deform_codes.weight
             loss = loss + c.code_smooth_weight * (w[pairs[:, 1]] - w[pairs[:, 0]]).pow(2).mean()
+        if c.code_norm_weight > 0:
+            w = model.deform_codes.weight[cids_t[tr_t[frames]]]
+            loss = loss + c.code_norm_weight * w.pow(2).sum(-1).mean()
         if c.code_free_space_weight > 0:
             spread = _opacity_spread(field, model.aabb, n_f, c.free_space_points, delta, gen)
             loss = loss + c.code_free_space_weight * spread
