@@ -20,10 +20,11 @@ the strongest expression per set of active action units):
 Beside them, ``neutral_psnr``: the neutral frame's codes at the five held-out cameras
 against the true neutral face, per camera (the unedited face every edit starts from;
 the neutral frame is seen from one camera, so this says how far its code holds), and
-``surface``: at the five held-out cameras with the neutral frame's codes,
-the rays' mean opacity (``opacity``) and the mean share of each ray's weight within
-0.1 of its median depth (``near_median``): a fitted surface gives about 1 and 1, a
-fog of colour less.
+``view_share``: how much of the neutral frames' codes follows their camera's yaw (a
+code that paints its own view instead of an expression), and ``surface``: at the five
+held-out cameras with the neutral frame's codes, the rays' mean opacity (``opacity``)
+and the mean share of each ray's weight within 0.1 of its median depth
+(``near_median``): a fitted surface gives about 1 and 1, a fog of colour less.
 
 The manipulator is fitted when not cached. ``FACEBENCH_BENCH_FIT_SET`` (space-separated
 ``KEY=VALUE`` overrides, e.g. ``representation=hypernerf``) picks another config.
@@ -74,6 +75,20 @@ def surface_stats(model, cams, code, app, bg, occupancy) -> dict[str, float]:
         "opacity": round(float(torch.cat(opacity).mean()), 3),
         "near_median": round(float(torch.cat(near).mean()), 3),
     }
+
+
+def view_share(scene, codes) -> float:
+    """Share of the variance of the neutral training frames' deformation codes that a linear
+    function of their camera's yaw explains (0: the codes do not follow the camera)."""
+    ids = torch.as_tensor(scene.fit_ids)
+    neutral = torch.as_tensor(scene.expressions)[ids].sum(-1) < 0.02
+    pos = scene.cameras.c2w[ids][neutral, :, 3]
+    yaw = torch.atan2(pos[:, 0], pos[:, 2])
+    w = codes[torch.as_tensor(scene.code_ids)[ids][neutral]]
+    w = w - w.mean(0)
+    x = torch.stack([torch.ones_like(yaw), yaw], -1).to(w.dtype)
+    fit = x @ torch.linalg.lstsq(x, w).solution
+    return round(1.0 - float((w - fit).pow(2).sum() / w.pow(2).sum().clamp_min(1e-12)), 3)
 
 
 def test_manipulator_expression_reads(benchmark, default_scene, bench_threads, bench_budget):
@@ -143,7 +158,13 @@ def test_manipulator_expression_reads(benchmark, default_scene, bench_threads, b
     truth = scene.render_gt(scene.expressions[nf], cams)
     mse = (unedited.clamp(0.0, 1.0) - truth).pow(2).mean((1, 2, 3))
     neutral_psnr = [round(float(v), 1) for v in -10.0 * torch.log10(mse)]
-    out = {"fit": fit.metrics, "reads": rows, "surface": surface, "neutral_psnr": neutral_psnr}
+    out = {
+        "fit": fit.metrics,
+        "reads": rows,
+        "surface": surface,
+        "neutral_psnr": neutral_psnr,
+        "view_share": view_share(scene, w_d),
+    }
     benchmark.extra_info.update({"budget": bench_budget, **out})
     print("\n[manipulator_expression_reads] " + json.dumps(out))
     assert rows and all(r["captured"] <= 1.0 for r in rows.values())
