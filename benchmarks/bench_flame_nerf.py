@@ -20,12 +20,19 @@ What is measured (``extra_info`` of each benchmark, also printed with ``-s``):
   render(neutral)| over backdrop pixels (head dilated 2 px) -- with and without
   the spatial prior (the paper's finding: without it the background moves with
   the expression). The timed part is the re-animation (8 + 4 renders of 64x64
-  and the ground truth); the fit time is reported in ``extra_info``.
+  and the ground truth); the fit time is reported in ``extra_info``;
+* ``surface``: the ``full`` fit (``FACEBENCH_BENCH_FIT_SET``: space-separated
+  ``KEY=VALUE`` overrides, e.g. ``random_background=false distortion_weight=0``) at
+  five held-out cameras with the neutral frame's code and expression: the rays' mean
+  opacity, the mean share of each ray's weight within 0.1 of its median depth (about
+  1 and 1 for a surface, less for a fog) and the PSNR against the true neutral face
+  per camera.
 """
 
 from __future__ import annotations
 
 import json
+import os
 
 import pytest
 import torch
@@ -102,3 +109,46 @@ def test_reanimate(benchmark, scene, variant, bench_threads, bench_budget):
     if variant == "no-spatial-prior" and "full" in RESULTS and bench_budget != "smoke":
         # the paper's finding: without the prior the background changes with the expression
         assert RESULTS["full"]["background_change"] < 0.5 * info["background_change"]
+
+
+def test_surface(benchmark, scene, bench_threads, bench_budget):
+    from bench_manipulator_expressions import NOVEL_VIEWS, near_median_share
+
+    from facebench.config import parse_assignments
+    from facebench.methods.flame_nerf import FlameNerf
+    from facebench.render import RenderConfig, render_rays
+    from facebench.render.cameras import generate_rays, near_far_from_aabb
+
+    sets = parse_assignments(os.environ.get("FACEBENCH_BENCH_FIT_SET", "").split())
+    m = FlameNerf.create("full", bench_budget, "cpu", overrides=sets)
+    m.prepare(scene, RunContext(device=torch.device("cpu"), cache_dir=cache_dir()))
+    model, cfg = m.model, m.config
+    field = model.field(model.codes.weight[m.neutral_id], m.neutral_expression())
+    rcfg = RenderConfig(
+        n_coarse=cfg.n_coarse, n_fine=cfg.n_fine, jitter=False, background=scene.background_rgb
+    )
+    cams = scene.eval_cameras[torch.tensor(NOVEL_VIEWS)]
+    truth = scene.render_gt(None, cams)
+
+    def run():
+        opacity, near, psnr = [], [], []
+        with torch.no_grad():
+            for i in range(len(cams)):
+                rays = generate_rays(cams[i], 0.0, 0.0)
+                box = near_far_from_aabb(rays.origins, rays.directions, model.head.aabb)
+                rays.near, rays.far = box[0], box[1]
+                out = render_rays(field, rays, rcfg)
+                opacity.append(out["opacity"].mean())
+                near.append(near_median_share(out["weights"], out["t"]).mean())
+                err = (out["rgb"].clamp(0.0, 1.0) - truth[i].reshape(-1, 3)).pow(2).mean()
+                psnr.append(round(float(-10.0 * torch.log10(err)), 1))
+        return {
+            "opacity": round(float(torch.stack(opacity).mean()), 3),
+            "near_median": round(float(torch.stack(near).mean()), 3),
+            "neutral_psnr": psnr,
+        }
+
+    info = benchmark.pedantic(run, rounds=1, iterations=1)
+    benchmark.extra_info.update({"budget": bench_budget, "sets": sets, **info})
+    print(f"\nflame-nerf surface {json.dumps({'sets': sets, **info})}")
+    assert 0.0 <= info["near_median"] <= 1.0

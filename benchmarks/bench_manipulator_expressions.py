@@ -55,6 +55,14 @@ def segment_peaks(scene, threshold: float = 0.3) -> dict[tuple[int, ...], int]:
     return peaks
 
 
+def near_median_share(weights, t, radius: float = 0.1):
+    """Per ray, the share of its weight within ``radius`` of its median depth ``(R,)``."""
+    cdf = torch.cumsum(weights, -1) / weights.sum(-1, keepdim=True).clamp_min(1e-9)
+    k = (cdf < 0.5).sum(-1, keepdim=True).clamp(max=t.shape[1] - 1)
+    near = (t - t.gather(-1, k)).abs() < radius
+    return (weights * near).sum(-1) / weights.sum(-1).clamp_min(1e-9)
+
+
 def surface_stats(model, cams, code, app, bg, occupancy) -> dict[str, float]:
     """Surface or fog: the rays' mean opacity and mean share of weight near their median depth."""
     from facebench.methods.manipulator import render_cameras
@@ -62,12 +70,8 @@ def surface_stats(model, cams, code, app, bg, occupancy) -> dict[str, float]:
     opacity, near = [], []
 
     def record(rays, out):
-        w, t = out["weights"], out["t"]
-        cdf = torch.cumsum(w, -1) / w.sum(-1, keepdim=True).clamp_min(1e-9)
-        k = (cdf < 0.5).sum(-1, keepdim=True).clamp(max=t.shape[1] - 1)
-        share = (w * ((t - t.gather(-1, k)).abs() < 0.1)).sum(-1) / w.sum(-1).clamp_min(1e-9)
         opacity.append(out["opacity"])
-        near.append(share)
+        near.append(near_median_share(out["weights"], out["t"]))
 
     with torch.no_grad():
         render_cameras(model, cams, code, app, bg, occupancy, extra=record)
