@@ -127,7 +127,9 @@ class ManipulatorConfig:
     # of the step's frames' deformation codes. A frame's code is seen from one camera; what
     # it changes that its camera does not see is constrained by nothing, so the common
     # face belongs in the base planes (code 0) and a code should carry only what its frame
-    # changes (0: off)
+    # changes (0: off). On synthface:default it steadies the unedited face across the
+    # held-out cameras and takes expression out of the codes in the same measure: off
+    # (docs/methods.md, "The codes paint their own view")
     code_norm_weight: float = ranged(0.0, ge=0.0)
     # a free-space prior: this weight times the mean absolute difference between each of
     # a step's frames' opacity and the frames' mean opacity, at free_space_points points
