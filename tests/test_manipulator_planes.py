@@ -221,40 +221,45 @@ def test_opacity_spread_is_each_frames_distance_from_the_mean_opacity():
     assert float(agree) == 0.0
 
 
-def test_the_free_space_prior_makes_frames_agree_away_from_what_they_show(toy):
-    # the same short fit with and without the prior: with it, the frames' codes change the
-    # opacity at random points of the box less, and the fit still learns the frames
-    from facebench.methods.manipulator.fit import _opacity_spread
-
+def fit_with_and_without(toy, stat, **prior):
+    """``stat(model)`` and the last training PSNR of the same short fit without and with
+    ``prior`` (config fields)."""
     cfg = planes_config(steps=40, frames_per_step=3, rays_per_frame=64, eval_frames=0)
-    ids = torch.arange(toy.n_frames)
-
-    def spread_and_psnr(c):
+    out = []
+    for c in (cfg, dataclasses.replace(cfg, **prior)):
         res = fit_manipulator(toy, c, CPU)
         with torch.no_grad():
-            field = res.model.step_field(ids)
-            g = torch.Generator().manual_seed(1)
-            spread = _opacity_spread(field, toy.aabb, len(ids), 512, 0.05, g)
-        return float(spread), res.metrics["train_psnr_last"]
+            out.append((float(stat(res.model)), res.metrics["train_psnr_last"]))
+    return out
 
-    free, psnr_free = spread_and_psnr(cfg)
-    prior, psnr_prior = spread_and_psnr(dataclasses.replace(cfg, code_free_space_weight=5.0))
+
+def test_the_free_space_prior_makes_frames_agree_away_from_what_they_show(toy):
+    # with the prior, the frames' codes change the opacity at random points of the box
+    # less, and the fit still learns the frames
+    from facebench.methods.manipulator.fit import _opacity_spread
+
+    ids = torch.arange(toy.n_frames)
+
+    def spread(model):
+        g = torch.Generator().manual_seed(1)
+        return _opacity_spread(model.step_field(ids), toy.aabb, len(ids), 512, 0.05, g)
+
+    (free, psnr_free), (prior, psnr_prior) = fit_with_and_without(
+        toy, spread, code_free_space_weight=5.0
+    )
     assert prior < 0.3 * free
     assert psnr_prior > psnr_free - 3.0
 
 
 def test_the_code_prior_keeps_codes_small_and_the_frames_fitted(toy):
-    # the same short fit with and without the prior: with it the deformation codes stay
-    # near 0 (what every frame shares goes to the base planes) and the frames still fit
-    cfg = planes_config(steps=40, frames_per_step=3, rays_per_frame=64, eval_frames=0)
+    # with the prior the deformation codes stay near 0 (what every frame shares goes to
+    # the base planes) and the frames still fit
+    def code_norm(model):
+        return model.deform_codes.weight.norm(dim=-1).mean()
 
-    def norm_and_psnr(c):
-        res = fit_manipulator(toy, c, CPU)
-        norm = res.model.deform_codes.weight.detach().norm(dim=-1).mean()
-        return float(norm), res.metrics["train_psnr_last"]
-
-    free, psnr_free = norm_and_psnr(cfg)
-    prior, psnr_prior = norm_and_psnr(dataclasses.replace(cfg, code_norm_weight=1.0))
+    (free, psnr_free), (prior, psnr_prior) = fit_with_and_without(
+        toy, code_norm, code_norm_weight=1.0
+    )
     assert prior < 0.5 * free
     assert psnr_prior > psnr_free - 3.0
 
