@@ -115,6 +115,7 @@ def test_surface(benchmark, scene, bench_threads, bench_budget):
     from bench_manipulator_expressions import NOVEL_VIEWS, near_median_share
 
     from facebench.config import parse_assignments
+    from facebench.imageops import psnr
     from facebench.methods.flame_nerf import FlameNerf
     from facebench.render import RenderConfig, render_rays
     from facebench.render.cameras import generate_rays, near_far_from_aabb
@@ -131,7 +132,7 @@ def test_surface(benchmark, scene, bench_threads, bench_budget):
     truth = scene.render_gt(None, cams)
 
     def run():
-        opacity, near, psnr = [], [], []
+        opacity, near, scores = [], [], []
         with torch.no_grad():
             for i in range(len(cams)):
                 rays = generate_rays(cams[i], 0.0, 0.0)
@@ -140,12 +141,12 @@ def test_surface(benchmark, scene, bench_threads, bench_budget):
                 out = render_rays(field, rays, rcfg)
                 opacity.append(out["opacity"].mean())
                 near.append(near_median_share(out["weights"], out["t"]).mean())
-                err = (out["rgb"].clamp(0.0, 1.0) - truth[i].reshape(-1, 3)).pow(2).mean()
-                psnr.append(round(float(-10.0 * torch.log10(err)), 1))
+                img = out["rgb"].clamp(0.0, 1.0).reshape(truth[i].shape)
+                scores.append(round(psnr(img, truth[i]), 1))
         return {
             "opacity": round(float(torch.stack(opacity).mean()), 3),
             "near_median": round(float(torch.stack(near).mean()), 3),
-            "neutral_psnr": psnr,
+            "neutral_psnr": scores,
         }
 
     info = benchmark.pedantic(run, rounds=1, iterations=1)

@@ -98,6 +98,7 @@ def view_share(scene, codes) -> float:
 
 def test_manipulator_expression_reads(benchmark, default_scene, bench_threads, bench_budget):
     from facebench.config import apply_overrides, parse_assignments
+    from facebench.imageops import psnr
     from facebench.method import RunContext
     from facebench.methods.manipulator import (
         load_or_fit_manipulator,
@@ -163,8 +164,7 @@ def test_manipulator_expression_reads(benchmark, default_scene, bench_threads, b
     def psnr_per_camera(code, app) -> list[float]:
         with torch.no_grad():
             img = render_cameras(model, cams, code, app, bg, occupancy).clamp(0.0, 1.0)
-        mse = (img - truth).pow(2).mean((1, 2, 3))
-        return [round(float(v), 1) for v in -10.0 * torch.log10(mse)]
+        return [round(psnr(a, b), 1) for a, b in zip(img, truth, strict=True)]
 
     out = {
         "fit": fit.metrics,
