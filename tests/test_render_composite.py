@@ -145,3 +145,13 @@ def test_a_background_per_ray_fills_what_each_ray_leaves():
     want_c = (1 - out["opacity_coarse"])[:, None] * bg
     assert torch.allclose(out["rgb_coarse"], want_c, atol=1e-6)
     assert 0.4 < float(out["opacity"].min()) < 0.6
+
+
+def test_a_random_background_draws_one_colour_per_ray_from_the_generator():
+    cfg = RenderConfig(background=(1.0, 1.0, 1.0))
+    a = cfg.with_random_background(5, torch.Generator().manual_seed(3), "cpu")
+    b = cfg.with_random_background(5, torch.Generator().manual_seed(3), "cpu")
+    assert a.background.shape == (5, 3) and torch.equal(a.background, b.background)
+    assert 0.0 <= float(a.background.min()) and float(a.background.max()) < 1.0
+    assert a.background.std() > 0.1  # not one colour for all rays
+    assert cfg.background == (1.0, 1.0, 1.0) and a.n_coarse == cfg.n_coarse

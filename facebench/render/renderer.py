@@ -35,7 +35,7 @@ evaluates it on all ``n_coarse + n_fine`` samples, as in NeRF.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Protocol
 
 import torch
@@ -75,6 +75,15 @@ class RenderConfig:
     chunk: int = 4096
     early_stop: float = 0.0
     segment: int = 16
+
+    def with_random_background(
+        self, n_rays: int, generator: torch.Generator, device: torch.device | str
+    ) -> RenderConfig:
+        """This config with a uniformly random colour for each of ``n_rays`` rays (drawn
+        from ``generator`` on its own device), instant-NGP's and nerfstudio's training
+        background: a ray that does not end in the scene is then wrong whatever its colour."""
+        bg = torch.rand(n_rays, 3, generator=generator, device=generator.device)
+        return replace(self, background=bg.to(device))
 
 
 def _evaluate(

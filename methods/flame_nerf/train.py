@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 from typing import TYPE_CHECKING
 
 import torch
@@ -77,8 +76,7 @@ class Trainer:
             field = model.field(model.codes.weight[frame], self.expressions[frame], reg)
             rcfg = self.rcfg
             if cfg.random_background:
-                bg = torch.rand(per_frame, 3, generator=self.gen).to(dev)
-                rcfg = dataclasses.replace(rcfg, background=bg)
+                rcfg = rcfg.with_random_background(per_frame, self.gen, dev)
             out = render_rays(field, rays, rcfg, generator=self.jit)
             loss = loss + F.mse_loss(out["rgb"], target)
             if cfg.n_fine > 0:

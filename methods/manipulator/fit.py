@@ -222,10 +222,9 @@ def fit_manipulator(
         rays.camera_indices = torch.arange(n_f, device=device).repeat_interleave(c.rays_per_frame)
         target = images[fids, ys, xs]
         field = model.step_field(cids_t[tr_t[frames]])
-        step_cfg = rcfg
-        if c.random_background:
-            bg_rays = torch.rand(len(fids), 3, generator=gen, device=device)
-            step_cfg = dataclasses.replace(rcfg, background=bg_rays)
+        step_cfg = (
+            rcfg.with_random_background(len(fids), gen, device) if c.random_background else rcfg
+        )
         out = render_rays(field, rays, step_cfg, occupancy=occ, generator=gen)
         if vis is not None:
             vis.record(rays, out)
