@@ -230,6 +230,12 @@ def _claim(path: Path, wait: bool) -> Iterator[bool]:
             fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
         except FileNotFoundError:  # another run removed the empty folder meanwhile
             continue
+        except FileExistsError:
+            # mkdir found the folder, then another run removed it before mkdir checked
+            # that it is a folder: try again (a file in its place is an error)
+            if path.parent.exists():
+                raise
+            continue
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
             # the holder before us removes the file as it lets go: claim the file that

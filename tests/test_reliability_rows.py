@@ -183,3 +183,29 @@ def test_the_summary_csv_escapes_formulas_and_the_leaderboard_keeps_them(tmp_pat
     assert set(raw["clip_score_mean"]) == {"-0.5"}  # numbers untouched
     assert evil in set(table["prompt_set"])  # the table the report shows is not escaped
     assert [r["prompt"] for r in read_rows(store.path)] == [evil] * 4  # stored verbatim
+
+
+def test_a_claims_folder_removed_while_it_is_made_is_made_again(tmp_path, monkeypatch):
+    # another run removes the empty claims folder between mkdir's os.mkdir (which found
+    # it) and its check that it is a folder: pathlib then raises FileExistsError
+    from pathlib import Path
+
+    from facebench.results import _claim
+
+    real_mkdir, raced = Path.mkdir, []
+
+    def racing_mkdir(self, *a, **k):
+        if not raced:
+            raced.append(self)
+            raise FileExistsError(17, "File exists", str(self))
+        return real_mkdir(self, *a, **k)
+
+    monkeypatch.setattr(Path, "mkdir", racing_mkdir)
+    lock = tmp_path / ".claims" / "row.lock"
+    with _claim(lock, wait=False) as held:
+        assert held and lock.exists()
+    assert raced and not lock.parent.exists()
+    # a file where the folder should be is an error, not a loop
+    (tmp_path / "blocked").write_text("x")
+    with pytest.raises(FileExistsError), _claim(tmp_path / "blocked" / "row.lock", wait=False):
+        pass
