@@ -309,3 +309,34 @@ def test_the_codes_window_opens_over_training(toy):
     assert float(m.code_scale) == 1.0
     with torch.no_grad():
         assert not torch.allclose(m.query(x, d, a, app)[0], m.query(x, d, b, app)[0])
+
+
+def test_the_sparse_code_prior_pulls_every_code_with_the_same_strength():
+    # the group-lasso norm: |w| away from 0, 0 at 0 with a finite gradient there, and a
+    # gradient of unit length for a small code and a large one alike (the squared norm's
+    # grows with the code, so it shrinks expressions most)
+    from facebench.methods.manipulator.fit import _smooth_norms
+
+    direction = torch.nn.functional.normalize(torch.tensor([[1.0, -2.0, 0.5, 3.0]]), dim=-1)
+    for scale in (0.01, 1.0, 10.0):
+        w = (scale * direction).requires_grad_()
+        norm = _smooth_norms(w)
+        norm.sum().backward()
+        assert float(norm) == pytest.approx(scale, abs=2e-4)
+        assert float(w.grad.norm()) == pytest.approx(1.0, rel=1e-3)
+        assert torch.allclose(w.grad, direction, atol=1e-3)
+    zero = torch.zeros(1, 4, requires_grad=True)
+    _smooth_norms(zero).sum().backward()
+    assert float(_smooth_norms(zero.detach())) == 0.0
+    assert torch.equal(zero.grad, torch.zeros(1, 4))
+
+
+def test_the_sparse_code_prior_keeps_codes_small_and_the_frames_fitted(toy):
+    def code_norm(model):
+        return model.deform_codes.weight.norm(dim=-1).mean()
+
+    (free, psnr_free), (prior, psnr_prior) = fit_with_and_without(
+        toy, code_norm, code_sparsity_weight=1.0
+    )
+    assert prior < 0.5 * free
+    assert psnr_prior > psnr_free - 3.0

@@ -25,6 +25,7 @@ ADDED_FIELDS = {
     "code_planes": "xyz",
     "code_smooth_weight": 0.0,
     "code_norm_weight": 0.0,
+    "code_sparsity_weight": 0.0,
     "code_free_space_weight": 0.0,
     "free_space_points": 2048,
     "distortion_weight": 0.0,

@@ -131,6 +131,12 @@ class ManipulatorConfig:
     # held-out cameras and takes expression out of the codes in the same measure: off
     # (docs/methods.md, "The codes paint their own view")
     code_norm_weight: float = ranged(0.0, ge=0.0)
+    # a sparse code prior (group lasso): this weight times the mean Euclidean norm of the
+    # step's frames' deformation codes. Its pull toward 0 has the same strength whatever
+    # a code's norm, where the squared norm's grows with it: small codes (frames that show
+    # the common face and differ only in what their camera sees) go to 0, large ones
+    # (expressions) lose a fixed amount. Most frames of a capture are neutral (0: off)
+    code_sparsity_weight: float = ranged(0.0, ge=0.0)
     # a free-space prior: this weight times the mean absolute difference between each of
     # a step's frames' opacity and the frames' mean opacity, at free_space_points points
     # drawn uniformly in the scene box. A frame's code is seen from one camera only;

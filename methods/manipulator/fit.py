@@ -124,7 +124,8 @@ def fit_manipulator(
     frame's error map, the rest uniformly), renders them with jittered samples through
     the core renderer and minimises the fine + ``coarse_loss_weight`` x coarse MSE plus
     the Lipschitz loss, the capture prior (``code_smooth_weight``), the code prior
-    (``code_norm_weight``) and the free-space prior
+    (``code_norm_weight``), the sparse code prior (``code_sparsity_weight``) and the
+    free-space prior
     (``code_free_space_weight``, :func:`_opacity_spread`). The learning rate
     decays exponentially from ``lr`` to ``lr_final`` (:func:`facebench.trainer.exp_decay`);
     :func:`facebench.trainer.fit_loop` runs the steps and checkpoints every
@@ -251,6 +252,9 @@ def fit_manipulator(
         if c.code_norm_weight > 0:
             w = model.deform_codes.weight[cids_t[tr_t[frames]]]
             loss = loss + c.code_norm_weight * w.pow(2).sum(-1).mean()
+        if c.code_sparsity_weight > 0:
+            w = model.deform_codes.weight[cids_t[tr_t[frames]]]
+            loss = loss + c.code_sparsity_weight * _smooth_norms(w).mean()
         if c.code_free_space_weight > 0:
             spread = _opacity_spread(field, model.aabb, n_f, c.free_space_points, delta, gen)
             loss = loss + c.code_free_space_weight * spread
@@ -314,6 +318,13 @@ def fit_manipulator(
     if grid is not None:
         metrics["occupied_fraction"] = float(grid.occupied_fraction())
     return FitResult(model, grid, metrics, resumed_from=state.resumed_from, history=history)
+
+
+def _smooth_norms(w: Tensor, eps: float = 1e-4) -> Tensor:
+    """Euclidean norms ``(N,)`` of codes ``w`` ``(N, C)``, smoothed at 0 (where the norm's
+    gradient is undefined): ``sqrt(|w|^2 + eps^2) - eps``, 0 at ``w = 0``; the sparse code
+    prior. Away from 0 its gradient has unit length whatever the norm."""
+    return (w.pow(2).sum(-1) + eps * eps).sqrt() - eps
 
 
 def _opacity_spread(
