@@ -23,6 +23,7 @@ from .model import SceneManipulator
 ADDED_FIELDS = {
     "plane_code_density": 1.0,
     "code_planes": "xyz",
+    "plane_warp_resolution": 0,
     "code_smooth_weight": 0.0,
     "code_norm_weight": 0.0,
     "code_sparsity_weight": 0.0,

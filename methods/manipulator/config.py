@@ -8,7 +8,7 @@ from typing import Any
 from facebench.config import apply_overrides, ranged
 
 #: The choices of ``ManipulatorConfig.code_planes``.
-CODE_PLANES = ("xyz", "xy")
+CODE_PLANES = ("xyz", "xy", "none")
 
 
 @dataclass
@@ -69,8 +69,15 @@ class ManipulatorConfig:
     plane_code_density: float = ranged(1.0, ge=0.0, le=1.0)
     # which planes a code moves: "xyz" all three; "xy" only the frontal plane, so an
     # expression is a change of the face as seen from the front, the same along each
-    # viewing ray's depth (a prior for expressions seen from a narrow arc)
+    # viewing ray's depth (a prior for expressions seen from a narrow arc); "none" no plane
+    # (with plane_warp_resolution, the code only moves matter)
     code_planes: str = "xyz"  # one of CODE_PLANES
+    # a learned linear deformation (3D blendshapes): > 0, each code component also owns a
+    # displacement field, three feature planes of this resolution summed (K-Planes' linear
+    # decoder), and a point under code w samples the planes at x + sum_k w_k D_k(x). Moved
+    # matter keeps its colour and shape from every view, where a change of features can
+    # hold only from the views that saw it (0: off)
+    plane_warp_resolution: int = ranged(0, ge=0)
     pos_freqs: int = 8
     view_freqs: int = 2
     use_viewdirs: bool = True

@@ -24,6 +24,10 @@ move the field is bounded by the norm of the basis planes ``B_1..B_C``: their sq
 mean is this model's Lipschitz regulariser (``lipschitz`` on; weight
 ``plane_code_weight``), beside a total-variation prior on every plane (``plane_tv_weight``,
 K-Planes' spatial smoothness).
+
+With ``plane_warp_resolution`` > 0 each code component also owns a displacement field
+(summed planes): a code moves points before they sample the planes, a learned linear
+deformation (3D blendshapes), alone (``code_planes="none"``) or beside the blended features.
 """
 
 from __future__ import annotations
@@ -77,8 +81,15 @@ class CodePlanes(FrameCodedField):
         if c.code_planes not in CODE_PLANES:
             raise ValueError(f"code_planes {c.code_planes!r}: choose one of {CODE_PLANES}")
         # (3, 1, 1): which of the xy, xz, yz planes the code bases move
-        mask = torch.tensor([1.0, float(c.code_planes == "xyz"), float(c.code_planes == "xyz")])
+        xyz = float(c.code_planes == "xyz")
+        mask = torch.tensor([float(c.code_planes != "none"), xyz, xyz])
         self.register_buffer("code_mask", mask[:, None, None], persistent=False)
+        self.moves_features = c.code_planes != "none"
+        # the code's displacement fields: 3 planes x (code_dim x 3 offset channels), summed
+        self.warp: nn.Parameter | None = None
+        if c.plane_warp_resolution > 0:
+            r = c.plane_warp_resolution
+            self.warp = nn.Parameter(torch.randn(3, c.code_dim * 3, r, r) * 1e-3)
         self.register_buffer("code_scale", torch.ones(()), persistent=False)
 
     # -- schedule: the codes' window ------------------------------------------------------------
@@ -100,7 +111,7 @@ class CodePlanes(FrameCodedField):
 
     def grid_parameters(self) -> list[nn.Parameter]:
         """The plane tensors (trained at ``triplane_lr_scale`` times the decoder's rate)."""
-        return list(self.planes)
+        return list(self.planes) + ([self.warp] if self.warp is not None else [])
 
     # -- field ---------------------------------------------------------------------------------
     def blend(self, codes: Tensor) -> list[Tensor]:
@@ -126,7 +137,7 @@ class CodePlanes(FrameCodedField):
         once and each sample reads its frame's blend: ``plane_channels`` channels instead
         of the ``(1 + C)`` times as many that per-point codes sample. With
         ``plane_code_density`` < 1, per-point codes as :meth:`frames_field`."""
-        if self.split:
+        if self.split or self.warp is not None or not self.moves_features:
             return super().step_field(code_ids)
         stacks = self.blend(self.deform_codes(code_ids))
         app = self.appearance_codes(code_ids)
@@ -177,10 +188,11 @@ class CodePlanes(FrameCodedField):
         """``(sigma (P,), rgb (P, 3))`` at world ``points`` (as the HyperNeRF model's query)."""
         xn = self.normalize(points)
         code_v = code(xn) if callable(code) else code
+        xn = self.warp_points(xn, code_v)
         h, sigma = self.trunk_and_density(xn, code_v)
         feats = [h[:, 1:]]
         if self.split:
-            feats.append(self.features(xn, code_v))
+            feats.append(self.features(xn, self.feature_code(code_v)))
         if self.view_enc is not None:
             feats.append(self.view_enc(directions))
         if self.config.appearance_dim > 0:
@@ -192,13 +204,33 @@ class CodePlanes(FrameCodedField):
         """Density ``(P,)`` only (occupancy updates)."""
         xn = self.normalize(points)
         code_v = code(xn) if callable(code) else code
-        return self.trunk_and_density(xn, code_v)[1]
+        return self.trunk_and_density(self.warp_points(xn, code_v), code_v)[1]
+
+    def warp_points(self, xn: Tensor, code: Tensor) -> Tensor:
+        """Normalised points ``xn`` ``(P, 3)`` moved by the code's displacement fields,
+        ``xn + sum_k w_k D_k(xn)`` for codes ``(P, C)`` or ``(C,)`` (``xn`` itself when
+        ``plane_warp_resolution`` is 0)."""
+        if self.warp is None:
+            return xn
+        coords = torch.stack([xn[:, 0:2], xn[:, 0:3:2], xn[:, 1:3]])[:, :, None, :]
+        s = nn.functional.grid_sample(
+            self.warp, coords.to(self.warp.dtype), mode="bilinear", align_corners=True
+        )  # (3, C * 3, P, 1)
+        fields = s[..., 0].sum(0).reshape(self.config.code_dim, 3, -1)  # (C, 3, P)
+        w = code.to(fields.dtype) * self.code_scale
+        w = w.expand(xn.shape[0], -1) if w.dim() == 1 else w
+        return xn + torch.einsum("cdp,pc->pd", fields, w)
 
     def trunk_and_density(self, xn: Tensor, code: Tensor) -> tuple[Tensor, Tensor]:
         """The trunk's output ``(P, 1 + geo)`` at normalised points ``xn`` under ``code`` (the
         density branch's share of it) and the density ``(P,)`` it gives."""
-        h = self.trunk(self.features(xn, self.density_code(code)))
+        h = self.trunk(self.features(xn, self.feature_code(self.density_code(code))))
         return h, torch.exp(h[:, 0].clamp(max=11.0) - 1.0)
+
+    def feature_code(self, code: Tensor) -> Tensor:
+        """The code the feature planes see: ``code``, or one zero code (the base planes,
+        sampled once) when ``code_planes`` is ``"none"``."""
+        return code if self.moves_features else code.new_zeros(code.shape[-1])
 
     def density_code(self, code: Tensor) -> Tensor:
         """The code the density branch sees: ``plane_code_density`` times ``code`` (at 0,
@@ -221,6 +253,11 @@ class CodePlanes(FrameCodedField):
             loss = loss + c.plane_tv_weight * tv
             if c.lipschitz:
                 loss = loss + c.plane_code_weight * planes[:, ch:].pow(2).mean()
+        if self.warp is not None:
+            w = self.warp
+            tv = (w[..., 1:, :] - w[..., :-1, :]).pow(2).mean()
+            tv = tv + (w[..., :, 1:] - w[..., :, :-1]).pow(2).mean()
+            loss = loss + c.plane_tv_weight * tv
         return loss
 
 
