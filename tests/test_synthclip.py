@@ -289,6 +289,54 @@ def test_unit_phrase_weight_is_hashed_only_when_on_and_trains_the_loss(cache):
         sc.train_clip(dataclasses.replace(cfg, unit_phrase_weight=1.0), no_levels, cache / "x")
 
 
+def test_unit_direction_loss_reads_the_difference_within_an_identity():
+    # two units, 4-d embeddings; "with" texts along +e0 / +e1, "without" along -e0 / -e1
+    units = torch.tensor([[[1.0, 0, 0, 0], [-1.0, 0, 0, 0]], [[0, 1.0, 0, 0], [0, -1.0, 0, 0]]])
+    face = torch.tensor([0, 0, 1.0, 0])  # what the identity adds to every image of it
+    img = torch.stack(
+        [face + torch.tensor([0.5, 0, 0, 0]), face, face + torch.tensor([0, 0, 0, 3.0])]
+    )
+    levels = torch.tensor([[1.0, 0.0], [0.0, 0.0], [0.0, 1.0]])
+    ids = torch.tensor([7, 7, 8])
+    scale = torch.tensor(2.0)
+    # one term: pair (0, 1) on unit 0 (image 2 has no partner of its identity);
+    # score 2 * <(0.5, 0, 0, 0), (2, 0, 0, 0)> = 2
+    got = sc.unit_direction_loss(img, units, scale, levels, ids)
+    assert torch.allclose(got, torch.nn.functional.softplus(torch.tensor(-2.0)))
+    # the pair in the other order, and a different identity offset: the same loss
+    swapped = sc.unit_direction_loss(img[[1, 0, 2]], units, scale, levels[[1, 0, 2]], ids)
+    assert torch.allclose(swapped, got)
+    moved = sc.unit_direction_loss(img + torch.tensor([0, 0, 0, 5.0]), units, scale, levels, ids)
+    assert torch.allclose(moved, got)
+    # a difference against the unit's direction costs more; no same-identity pair: 0
+    wrong = sc.unit_direction_loss(img, units, scale, levels[[1, 0, 2]], ids)
+    assert wrong > got + 1.0
+    assert sc.unit_direction_loss(img, units, scale, levels, torch.tensor([1, 2, 3])) == 0
+    # middle levels are left out, as in the unit-phrase loss
+    mid = sc.unit_direction_loss(
+        img, units, scale, torch.tensor([[0.3, 0.0], [0.0, 0.0], [0.0, 1.0]]), ids
+    )
+    assert mid == 0
+
+
+def test_unit_direction_weight_is_hashed_only_when_on_and_trains_the_loss(cache):
+    assert "unit_direction_weight" not in sc.TINY_CONFIG.hash_dict()
+    data = emotion_pairs()
+    data = sc.PairData(
+        data.images, data.captions, data.variants, data.expressions, torch.arange(64) // 4
+    )
+    cfg = dataclasses.replace(sc.TINY_CONFIG, steps=2, batch_size=16, hard_negatives=False)
+    on = dataclasses.replace(cfg, unit_direction_weight=4.0)
+    assert on.hash_dict()["unit_direction_weight"] == 4.0 and on.hash() != cfg.hash()
+    plain = sc.train_clip(cfg, data, cache / "plain")
+    directions = sc.train_clip(on, data, cache / "directions")
+    # same weights and batch at step 0; the direction term is a positive logistic loss
+    assert directions.losses[0] > plain.losses[0] + 0.1
+    with pytest.raises(ValueError, match="identity_ids"):
+        no_ids = sc.PairData(data.images, data.captions, data.variants, data.expressions)
+        sc.train_clip(on, no_ids, cache / "x")
+
+
 def test_batches_avoid_false_negatives():
     from facebench.datasets.facs import EMOTIONS, expression_vector
     from facebench.datasets.synthhead import Identity

@@ -75,6 +75,7 @@ from facebench.metrics.instruments.synthclip.train import (
     augment,
     contrastive_loss,
     train_clip,
+    unit_direction_loss,
     unit_phrase_loss,
 )
 
@@ -124,6 +125,7 @@ __all__ = [
     "synthclip_name",
     "train_clip",
     "unit_detection",
+    "unit_direction_loss",
     "unit_phrase_loss",
     "unit_phrase_texts",
     "with_without",

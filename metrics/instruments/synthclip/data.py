@@ -80,13 +80,15 @@ class PairData:
     """Image--caption pairs: ``images`` uint8 ``(N, H, W, 3)``, ``captions`` N strings.
 
     ``variants`` (optional, one per image) enables caption augmentation;
-    ``expressions`` (optional, ``(N, n_au)``) the unit-phrase loss.
+    ``expressions`` (optional, ``(N, n_au)``) the unit-phrase loss, and with
+    ``identity_ids`` (optional, ``(N,)``) the unit-direction loss.
     """
 
     images: Tensor
     captions: list[str]
     variants: list[CaptionVariants] | None = None
     expressions: Tensor | None = None
+    identity_ids: Tensor | None = None
 
     def __post_init__(self) -> None:
         if self.images.dtype != torch.uint8 or self.images.ndim != 4 or self.images.shape[-1] != 3:
@@ -244,7 +246,7 @@ def render_training_pairs(config: SynthCLIPConfig, progress: Progress = no_progr
     """SynthCLIP's training pairs: the first ``n_images`` of synthface-faces' train split."""
     d = load_faces(config.data, config.data.split, config.data.n_images, progress)
     variants = [caption_variants(s.identity, s.expression) for s in d["samples"]]
-    return PairData(d["images"], d["captions"], variants, d["expressions"])
+    return PairData(d["images"], d["captions"], variants, d["expressions"], d["identity_ids"])
 
 
 PROMPT_SETS = ("emotions", "descriptive")

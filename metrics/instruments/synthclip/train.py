@@ -186,6 +186,37 @@ def unit_phrase_loss(
     return (per_unit * present).sum() / present.sum().clamp(min=1)
 
 
+def unit_direction_loss(
+    image_features: Tensor,
+    unit_text_features: Tensor,
+    logit_scale: Tensor,
+    levels: Tensor,
+    identity_ids: Tensor,
+    on: float = UNIT_ON,
+    off: float = UNIT_OFF,
+) -> Tensor:
+    """Logistic loss of the direction between two images of one identity, per unit.
+
+    For every pair ``(i, j)`` of the batch with the same identity and every unit that
+    one of them shows (``>= on``) and the other lacks (``<= off``), the score
+    ``logit_scale * <f_i - f_j, t_with - t_without>`` should be positive when ``i`` is
+    the one that shows it: ``softplus(-sign * score)``, averaged over those
+    (pair, unit) terms (0 when the batch has none). ``unit_text_features`` ``(U, 2, D)``,
+    ``levels`` ``(B, U)``, ``identity_ids`` ``(B,)``.
+    """
+    i, j = torch.triu_indices(len(identity_ids), len(identity_ids), 1, device=levels.device)
+    same = identity_ids[i] == identity_ids[j]
+    i, j = i[same], j[same]
+    li, lj = levels[i], levels[j]  # (P, U)
+    sign = (li >= on).to(image_features.dtype) * (lj <= off) - (lj >= on).to(
+        image_features.dtype
+    ) * (li <= off)
+    direction = unit_text_features[:, 0] - unit_text_features[:, 1]  # (U, D)
+    score = logit_scale * (image_features[i] - image_features[j]) @ direction.T  # (P, U)
+    terms = torch.nn.functional.softplus(-sign * score) * sign.abs()
+    return terms.sum() / sign.abs().sum().clamp(min=1)
+
+
 def train_clip(
     config: SynthCLIPConfig,
     data: PairData,
@@ -226,6 +257,10 @@ def train_clip(
     if use_units:
         if data.expressions is None:
             raise ValueError("unit_phrase_weight > 0 needs PairData.expressions")
+    use_directions = config.unit_direction_weight > 0
+    if use_directions and (data.expressions is None or data.identity_ids is None):
+        raise ValueError("unit_direction_weight > 0 needs PairData.expressions and identity_ids")
+    if use_units or use_directions:
         unit_texts, unit_columns = unit_phrase_texts()
         unit_tokens = _tokens(unit_texts, tokenizer, tokens_all)
 
@@ -252,13 +287,17 @@ def train_clip(
             if all(n is not None for n in neg):
                 negatives = encode_text_trimmed(model, _tokens(neg, tokenizer, tokens_all))
         loss = contrastive_loss(loss_fn, image_features, text_features, logit_scale, negatives)
-        if use_units:
+        if use_units or use_directions:
             unit_feats = encode_text_trimmed(model, unit_tokens)
+            unit_feats = unit_feats.reshape(-1, 2, unit_feats.shape[-1])
+            levels = data.expressions[idx][:, unit_columns]
+        if use_units:
             loss = loss + config.unit_phrase_weight * unit_phrase_loss(
-                image_features,
-                unit_feats.reshape(-1, 2, unit_feats.shape[-1]),
-                logit_scale,
-                data.expressions[idx][:, unit_columns],
+                image_features, unit_feats, logit_scale, levels
+            )
+        if use_directions:
+            loss = loss + config.unit_direction_weight * unit_direction_loss(
+                image_features, unit_feats, logit_scale, levels, data.identity_ids[idx]
             )
         opt.zero_grad(set_to_none=True)
         loss.backward()
