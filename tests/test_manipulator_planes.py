@@ -292,15 +292,14 @@ def test_the_free_space_prior_makes_frames_agree_away_from_what_they_show(toy):
     assert psnr_prior > psnr_free - 3.0
 
 
-def test_the_code_prior_keeps_codes_small_and_the_frames_fitted(toy):
-    # with the prior the deformation codes stay near 0 (what every frame shares goes to
-    # the base planes) and the frames still fit
+@pytest.mark.parametrize("field", ["code_norm_weight", "code_sparsity_weight"])
+def test_the_code_priors_keep_codes_small_and_the_frames_fitted(toy, field):
+    # with the prior (squared norm or norm) the deformation codes stay near 0 (what every
+    # frame shares goes to the base planes) and the frames still fit
     def code_norm(model):
         return model.deform_codes.weight.norm(dim=-1).mean()
 
-    (free, psnr_free), (prior, psnr_prior) = fit_with_and_without(
-        toy, code_norm, code_norm_weight=1.0
-    )
+    (free, psnr_free), (prior, psnr_prior) = fit_with_and_without(toy, code_norm, **{field: 1.0})
     assert prior < 0.5 * free
     assert psnr_prior > psnr_free - 3.0
 
@@ -370,14 +369,3 @@ def test_the_sparse_code_prior_pulls_every_code_with_the_same_strength():
     _smooth_norms(zero).sum().backward()
     assert float(_smooth_norms(zero.detach())) == 0.0
     assert torch.equal(zero.grad, torch.zeros(1, 4))
-
-
-def test_the_sparse_code_prior_keeps_codes_small_and_the_frames_fitted(toy):
-    def code_norm(model):
-        return model.deform_codes.weight.norm(dim=-1).mean()
-
-    (free, psnr_free), (prior, psnr_prior) = fit_with_and_without(
-        toy, code_norm, code_sparsity_weight=1.0
-    )
-    assert prior < 0.5 * free
-    assert psnr_prior > psnr_free - 3.0
