@@ -76,7 +76,8 @@ class ManipulatorConfig:
     # displacement field, three feature planes of this resolution summed (K-Planes' linear
     # decoder), and a point under code w samples the planes at x + sum_k w_k D_k(x). Moved
     # matter keeps its colour and shape from every view, where a change of features can
-    # hold only from the views that saw it (0: off)
+    # hold only from the views that saw it (0: off). On synthface:default the displacements
+    # also painted each frame's view and the fit lost 2.3 dB: off (docs/methods.md)
     plane_warp_resolution: int = ranged(0, ge=0)
     pos_freqs: int = 8
     view_freqs: int = 2
@@ -142,7 +143,10 @@ class ManipulatorConfig:
     # step's frames' deformation codes. Its pull toward 0 has the same strength whatever
     # a code's norm, where the squared norm's grows with it: small codes (frames that show
     # the common face and differ only in what their camera sees) go to 0, large ones
-    # (expressions) lose a fixed amount. Most frames of a capture are neutral (0: off)
+    # (expressions) lose a fixed amount. Most frames of a capture are neutral (0: off).
+    # On synthface:default at 0.03 the unedited face held across the held-out cameras and
+    # the codes lost the expressions too: off (docs/methods.md, "The codes paint their
+    # own view")
     code_sparsity_weight: float = ranged(0.0, ge=0.0)
     # a free-space prior: this weight times the mean absolute difference between each of
     # a step's frames' opacity and the frames' mean opacity, at free_space_points points

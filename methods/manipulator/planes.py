@@ -250,17 +250,19 @@ class CodePlanes(FrameCodedField):
         ch = c.plane_channels
         loss = self.aabb.new_zeros(())
         for planes in self.planes:
-            tv = (planes[..., 1:, :] - planes[..., :-1, :]).pow(2).mean()
-            tv = tv + (planes[..., :, 1:] - planes[..., :, :-1]).pow(2).mean()
-            loss = loss + c.plane_tv_weight * tv
+            loss = loss + c.plane_tv_weight * _total_variation(planes)
             if c.lipschitz:
                 loss = loss + c.plane_code_weight * planes[:, ch:].pow(2).mean()
         if self.warp is not None:
-            w = self.warp
-            tv = (w[..., 1:, :] - w[..., :-1, :]).pow(2).mean()
-            tv = tv + (w[..., :, 1:] - w[..., :, :-1]).pow(2).mean()
-            loss = loss + c.plane_tv_weight * tv
+            loss = loss + c.plane_tv_weight * _total_variation(self.warp)
         return loss
+
+
+def _total_variation(planes: Tensor) -> Tensor:
+    """Mean squared difference of neighbouring texels of ``planes`` ``(..., H, W)`` along
+    each of the last two axes, summed (K-Planes' spatial smoothness)."""
+    tv = (planes[..., 1:, :] - planes[..., :-1, :]).pow(2).mean()
+    return tv + (planes[..., :, 1:] - planes[..., :, :-1]).pow(2).mean()
 
 
 def _tile_grid(grid: Tensor, slot: Tensor, w: int, width: int) -> Tensor:
