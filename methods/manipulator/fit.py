@@ -222,7 +222,8 @@ def fit_manipulator(
         rays = clip_rays(rays, model.aabb)
         rays.camera_indices = torch.arange(n_f, device=device).repeat_interleave(c.rays_per_frame)
         target = images[fids, ys, xs]
-        field = model.step_field(cids_t[tr_t[frames]])
+        step_ids = cids_t[tr_t[frames]]  # the step's frames' code ids
+        field = model.step_field(step_ids)
         step_cfg = (
             rcfg.with_random_background(len(fids), gen, device) if c.random_background else rcfg
         )
@@ -250,10 +251,10 @@ def fit_manipulator(
             w = model.deform_codes.weight
             loss = loss + c.code_smooth_weight * (w[pairs[:, 1]] - w[pairs[:, 0]]).pow(2).mean()
         if c.code_norm_weight > 0:
-            w = model.deform_codes.weight[cids_t[tr_t[frames]]]
+            w = model.deform_codes.weight[step_ids]
             loss = loss + c.code_norm_weight * w.pow(2).sum(-1).mean()
         if c.code_sparsity_weight > 0:
-            w = model.deform_codes.weight[cids_t[tr_t[frames]]]
+            w = model.deform_codes.weight[step_ids]
             loss = loss + c.code_sparsity_weight * _smooth_norms(w).mean()
         if c.code_free_space_weight > 0:
             spread = _opacity_spread(field, model.aabb, n_f, c.free_space_points, delta, gen)

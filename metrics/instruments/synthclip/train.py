@@ -208,9 +208,9 @@ def unit_direction_loss(
     same = identity_ids[i] == identity_ids[j]
     i, j = i[same], j[same]
     li, lj = levels[i], levels[j]  # (P, U)
-    sign = (li >= on).to(image_features.dtype) * (lj <= off) - (lj >= on).to(
-        image_features.dtype
-    ) * (li <= off)
+    i_shows = ((li >= on) & (lj <= off)).to(image_features.dtype)
+    j_shows = ((lj >= on) & (li <= off)).to(image_features.dtype)
+    sign = i_shows - j_shows
     direction = unit_text_features[:, 0] - unit_text_features[:, 1]  # (U, D)
     score = logit_scale * (image_features[i] - image_features[j]) @ direction.T  # (P, U)
     terms = torch.nn.functional.softplus(-sign * score) * sign.abs()
