@@ -6,7 +6,9 @@ expressions (:func:`expression_schedule`): neutral stretches and, in turn, one
 unit group of :data:`facebench.datasets.facs.GROUPS` at a time (a smile, then
 closed eyes, ...; never two groups in the same frame), ramping smoothly up and
 down like a video. Held-out evaluation cameras lie on a horizontal arc
-(:func:`eval_arc`). Every frame has its image, camera, expression vector and
+(:func:`eval_arc`). With ``rig`` > 1 a static rig of that many cameras films every
+moment instead (:func:`rig_cameras`), and the images of one moment share a latent
+code. Every frame has its image, camera, expression vector and
 region masks; the scene carries its SynthHead as its ground truth
 (:class:`~facebench.datasets.synthface_truth.SynthFaceTruth`).
 
@@ -57,9 +59,11 @@ __all__ = [
     "eval_arc",
     "expression_schedule",
     "generate_scene",
+    "capture_cameras",
     "handheld_cameras",
     "load_synthface",
     "resolve_config",
+    "rig_cameras",
     "scene_cache_path",
 ]
 
@@ -67,7 +71,7 @@ __all__ = [
 SYNTHFACE_VERSION = 3  # 3: AU20 and AU23 drawn 1.5x stronger
 
 #: Config fields added after scenes were cached, with the default that leaves a key as it was.
-ADDED_FIELDS = {"face_id": -1, "sweeps": 1}
+ADDED_FIELDS = {"face_id": -1, "sweeps": 1, "rig": 1}
 
 TARGET = (0.0, -0.1, 0.25)  # where the cameras look (between nose and mouth)
 
@@ -89,6 +93,11 @@ class SynthFaceConfig:
     # left-right sweeps over the capture (1: one slow sweep, so each expression is seen
     # from a narrow arc; more: each expression seen from a wider arc of the sweep)
     sweeps: int = 1
+    # cameras filming each moment (1: the handheld phone; more: a static multi-camera
+    # rig, like the multi-view video captures of NeRSemble or Multiface, of this many
+    # cameras spread evenly over [-yaw_deg, yaw_deg]: each of the n_frames moments is
+    # seen from every camera, and the images of one moment share a latent code)
+    rig: int = 1
     pitch_deg: float = 5.0
     eval_yaw_deg: float = 20.0  # eval arc spans [-eval_yaw_deg, +eval_yaw_deg]
     val_every: int = 10
@@ -105,6 +114,8 @@ class SynthFaceConfig:
             raise FacebenchError("synthface n_eval must be at least 1")
         if self.sweeps < 1:
             raise FacebenchError("synthface sweeps must be at least 1")
+        if not 1 <= self.rig <= 16:
+            raise FacebenchError(f"synthface rig {self.rig} out of range 1..16 cameras")
         if self.val_every < 2:
             raise FacebenchError("synthface val_every must be at least 2")
         if not 0 < self.fov_deg < 180:
@@ -233,6 +244,25 @@ def handheld_cameras(cfg: SynthFaceConfig) -> Cameras:
     return _cams_from_angles(cfg, yaw, pitch, roll, dist, target)
 
 
+def rig_cameras(cfg: SynthFaceConfig) -> Cameras:
+    """A static rig of ``rig`` cameras at yaws spread evenly over ``[-yaw_deg, yaw_deg]``
+    (pitch a seeded few degrees each), repeated per moment: camera ``c`` of moment ``t``
+    is image ``t * rig + c``."""
+    k = cfg.rig
+    rng = np.random.default_rng([2025, cfg.seed])
+    yaw = np.linspace(-cfg.yaw_deg, cfg.yaw_deg, k) if k > 1 else np.zeros(1)
+    pitch = 1.5 + cfg.pitch_deg * rng.uniform(-1.0, 1.0, k)
+    target = np.repeat(np.asarray(TARGET)[None], k, 0)
+    rig = _cams_from_angles(cfg, yaw, pitch, np.zeros(k), np.full(k, cfg.distance), target)
+    return rig[torch.arange(k).repeat(cfg.n_frames)]
+
+
+def capture_cameras(cfg: SynthFaceConfig) -> Cameras:
+    """Every image's camera: :func:`handheld_cameras` (``rig`` 1, one image per moment)
+    or :func:`rig_cameras`."""
+    return handheld_cameras(cfg) if cfg.rig == 1 else rig_cameras(cfg)
+
+
 def eval_arc(cfg: SynthFaceConfig) -> Cameras:
     """``n_eval`` held-out cameras on a level arc of yaw ``[-eval_yaw_deg, eval_yaw_deg]``."""
     n = cfg.n_eval
@@ -324,10 +354,13 @@ def generate_scene(
     """Render a SynthFace scene (no cache). ``progress(done_frames, total)`` reports progress."""
     cfg.validate()
     head = SynthFaceTruth(cfg.identity(), Backdrop.from_seed(cfg.seed))
-    cams = handheld_cameras(cfg)
+    cams = capture_cameras(cfg)
     evals = eval_arc(cfg)
-    expr, events = expression_schedule(cfg)
-    n = cfg.n_frames
+    k = cfg.rig  # images per moment, moment-major
+    moments, events = expression_schedule(cfg)
+    expr = np.repeat(moments, k, 0)
+    events = [[g, a * k, b * k + k - 1] for g, a, b in events]
+    n = len(expr)
     cb = (lambda done: progress(done, n)) if progress is not None else None
     chunk = max(cfg.resolution**2, 65536)
     with torch.no_grad():
@@ -335,8 +368,9 @@ def generate_scene(
     images = (out["rgb"].clamp(0, 1) * 255.0 + 0.5).to(torch.uint8)
     labels = out["labels"].to(torch.uint8)
     aabb, near, far = _scene_bounds(head, _cat_cameras(cams, evals))
-    val = [i for i in range(n) if i % cfg.val_every == cfg.val_every // 2]
-    train = [i for i in range(n) if i % cfg.val_every != cfg.val_every // 2]
+    # a held-out moment is held out from every camera
+    val = [i for i in range(n) if (i // k) % cfg.val_every == cfg.val_every // 2]
+    train = [i for i in range(n) if (i // k) % cfg.val_every != cfg.val_every // 2]
     meta = {
         "version": SYNTHFACE_VERSION,
         "config": asdict(cfg),
@@ -347,6 +381,8 @@ def generate_scene(
         "regions": list(REGIONS),
         "au_names": list(AU_NAMES),
     }
+    if k > 1:  # the images of one moment share a latent code (Scene.code_ids)
+        meta["code_ids"] = [i // k for i in range(n)]
     arrays = {
         "images": images.numpy(),
         "labels": labels.numpy(),

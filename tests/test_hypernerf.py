@@ -76,6 +76,18 @@ def test_manipulator_loss_falls_and_fits_toy_scene(toy, fitted):
     assert fitted.metrics["val_psnr"] == fitted.metrics["val_psnr"]  # held-out frame scored
 
 
+def test_frames_of_one_moment_share_one_code():
+    # a capture whose frames come in pairs of one moment (Scene.code_ids): one code per
+    # moment, not one per frame
+    scene = make_toy_scene(n_frames=8, size=12, n_val=1)
+    scene.meta["code_ids"] = [i // 2 for i in range(8)]
+    fit = fit_manipulator(scene, tiny_config(steps=8, frames_per_step=4), CPU)
+    assert fit.model.deform_codes.weight.shape[0] == 4
+    a, _ = frame_code(fit.model, scene, 2)
+    b, _ = frame_code(fit.model, scene, 3)
+    assert torch.equal(a, b)
+
+
 def test_occupancy_grid_is_conservative(toy, fitted):
     m, grid = fitted.model, fitted.occupancy
     assert grid is not None and 0.0 < float(grid.occupied_fraction()) < 1.0

@@ -14,6 +14,7 @@ from facebench.datasets.synthface import (
     PRESETS,
     eval_arc,
     expression_schedule,
+    generate_scene,
     handheld_cameras,
     load_synthface,
     resolve_config,
@@ -188,6 +189,29 @@ def test_more_sweeps_show_each_expression_from_a_wider_arc():
     assert resolve_config("default,sweeps=4").key() != resolve_config("default").key()
     with pytest.raises(FacebenchError, match="sweeps"):
         load_scene("synthface:tiny,sweeps=0")
+
+
+def test_a_rig_films_every_moment_from_each_of_its_cameras():
+    # rig=3: three static cameras over the sweep's yaw range; a moment's images share its
+    # expression and its latent code, and a held-out moment is held out from every camera
+    k, config = 3, resolve_config("tiny,n_frames=10,resolution=32,rig=3")
+    scene = generate_scene(config)
+    assert scene.n_frames == 10 * k
+    assert scene.code_ids == [i // k for i in range(10 * k)]
+    expr = torch.as_tensor(scene.expressions).reshape(10, k, -1)
+    assert torch.equal(expr, expr[:, :1].expand_as(expr))
+    assert expr.abs().sum() > 0
+    c2w = scene.cameras.c2w.reshape(10, k, 3, 4)
+    assert torch.equal(c2w, c2w[:1].expand_as(c2w))  # static: the same three every moment
+    yaw, _ = _yaw_pitch(c2w[0])
+    assert np.allclose(np.sort(yaw), [-config.yaw_deg, 0.0, config.yaw_deg], atol=0.5)
+    held = {i // k for i in scene.val_ids}
+    assert held and not held & {i // k for i in scene.train_ids}
+    assert sorted(scene.val_ids) == [m * k + c for m in sorted(held) for c in range(k)]
+    # one camera per moment keeps the handheld capture and the default scene's key
+    assert resolve_config("default,rig=1").key() == resolve_config("default").key()
+    with pytest.raises(FacebenchError, match="rig"):
+        resolve_config("tiny,rig=0")
 
 
 def test_bad_specs_are_one_line_errors(cache):

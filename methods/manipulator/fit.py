@@ -132,7 +132,6 @@ def fit_manipulator(
     ``checkpoint_every`` of them.
     """
     c = config
-    n_frames = scene.n_frames
     aabb, bg = scene.aabb, scene.background_rgb
     images = scene.images.to(device=device, dtype=torch.float32)
     cameras = scene.cameras.to(device)
@@ -143,7 +142,8 @@ def fit_manipulator(
     pairs = torch.tensor(
         [(a, b) for a, b in zip(cids[:-1], cids[1:], strict=True) if a != b], device=device
     ).reshape(-1, 2)
-    model, grid = _build(c, n_frames, aabb, device)
+    # one code per code id (frames of one moment share one; by default one per frame)
+    model, grid = _build(c, max(cids) + 1, aabb, device)
     vis = None
     if grid is not None and c.visibility_threshold > 0:
         vis = VisibilityGrid(aabb, c.occupancy_resolution).to(device)
