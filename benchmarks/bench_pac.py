@@ -131,7 +131,7 @@ def test_manipulator_fit(benchmark, scene, pac, bench_threads, bench_budget):
     capture = expression_capture(pac, scene)
     info["expression_capture"] = {k: round(v, 3) for k, v in capture.items()}
     info["expression_capture_mean"] = sum(capture.values()) / max(len(capture), 1)
-    info["anchor_frames"] = pac.anchor_frames
+    info["anchor_code_ids"] = pac.anchor_code_ids
     benchmark.extra_info.update(info)
     _report("manipulator_fit", info)
 

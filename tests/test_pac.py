@@ -264,7 +264,7 @@ def test_registered():
 def test_prepare_anchors_and_neutral_render(prepared, toy):
     m, cache = prepared
     assert m.anchors.shape == (m.config.n_anchors, m.config.manipulator.code_dim)
-    assert m.anchor_frames[0] == 0  # the neutral frame's code is anchor 0
+    assert m.anchor_code_ids[0] == 0  # the neutral frame's code is anchor 0
     assert torch.equal(m.anchors[0], m.model.deform_codes.weight[0])
     imgs = m.render(toy.eval_cameras)
     assert imgs.shape == (3, 12, 12, 3) and imgs.min() >= 0 and imgs.max() <= 1

@@ -100,7 +100,7 @@ class PACMethod(ConfiguredMethod):
         self.cache: SceneModelCache | None = None
         self.fit_metrics: dict[str, float] = {}
         self.anchors: Tensor | None = None
-        self.anchor_frames: list[int] = []
+        self.anchor_code_ids: list[int] = []  # each anchor's code id (-1: an unsnapped centre)
 
     def config_dict(self) -> dict[str, Any]:
         d = super().config_dict()
@@ -147,7 +147,7 @@ class PACMethod(ConfiguredMethod):
         features = None
         if not explicit and self.config.mode == "pac":
             features = self.anchor_feature_table(scene, candidates)
-        self.anchors, self.anchor_frames = select_anchors(
+        self.anchors, self.anchor_code_ids = select_anchors(
             codes,
             candidates,
             self.config.n_anchors,
