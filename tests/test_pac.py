@@ -139,6 +139,40 @@ def test_pac_ratios_sum_to_one_and_one_hot_gives_anchor():
     assert torch.allclose(dominant(x), anchors[3].expand(50, -1), atol=1e-5)
 
 
+def _adam_steps(pac: PAC, x: torch.Tensor, target: torch.Tensor, steps: int) -> None:
+    opt = torch.optim.Adam(pac.parameters(), lr=3e-2)
+    for _ in range(steps):
+        opt.zero_grad()
+        ((pac(x) - target) ** 2).mean().backward()
+        opt.step()
+
+
+def test_grid_compositor_gives_each_region_its_own_anchor():
+    torch.manual_seed(0)
+    anchors = torch.randn(3, 6)
+    start = torch.tensor([2.0, 0.0, 0.0])
+    left = torch.rand(40, 3) * 0.2 + torch.tensor([-0.4, -0.1, -0.1])
+    right = torch.rand(40, 3) * 0.2 + torch.tensor([0.2, -0.1, -0.1])
+    grid = PAC(anchors, init_logits=start, grid_resolution=16, grid_extent=0.5)
+    mlp = PAC(anchors, depth=3, width=16, n_freqs=2, init_logits=start)
+    for pac in (grid, mlp):  # both start spatially constant, at softmax(init_logits)
+        r = pac.ratios(torch.cat([left, right])).detach()
+        assert torch.allclose(r, torch.softmax(start, 0).expand_as(r), atol=1e-6)
+    # a step on the left region's loss leaves the grid's ratios on the right untouched;
+    # the MLP's, whose parameters every position shares, move with them
+    for pac in (grid, mlp):
+        before = pac.ratios(right).detach()
+        _adam_steps(pac, left, anchors[1].expand(40, -1), 1)
+        moved = (pac.ratios(right).detach() - before).abs().max()
+        assert (moved == 0) if pac is grid else (moved > 1e-3)
+    # each region reaches its own anchor
+    x = torch.cat([left, right])
+    target = torch.cat([anchors[1].expand(40, -1), anchors[2].expand(40, -1)])
+    _adam_steps(grid, x, target, 60)
+    won = grid.ratios(x).argmax(-1)
+    assert (won[:40] == 1).all() and (won[40:] == 2).all()
+
+
 def test_tv_loss_zero_for_constant_positive_otherwise():
     const = torch.tensor([0.2, 0.3, 0.5]).expand(2, 8, 8, 3).clone()
     assert float(tv_loss(const)) == 0.0
@@ -223,6 +257,7 @@ def test_variants_and_configs():
         "no-tv",
         "single-code",
         "clip-init",
+        "grid-compositor",
     }
     planes = PACMethod.create("full", "quick").config.manipulator
     assert planes.representation == "planes"
@@ -240,6 +275,12 @@ def test_variants_and_configs():
     )
     assert full.config.manipulator.lipschitz_weight == 1e-7
     assert PACMethod.create("no-tv", "quick").config.tv_weight == 0.0
+    grid = PACMethod.create("grid-compositor", "quick")
+    assert (grid.config.compositor, grid.config.tv_weight) == ("grid", 0.0)
+    # the compositor's fields stay out of the config hash at the paper's MLP
+    assert "compositor" not in full.config_dict() and "compositor" in grid.config_dict()
+    with pytest.raises(ValueError, match="compositor"):
+        PACMethod(dataclasses.replace(full.config, compositor="nope"))
     assert PACMethod.create("single-code", "quick").config.mode == "single"
     assert PACMethod.create("no-lipschitz", "quick").config.manipulator.lipschitz is False
     paper = PACMethod.create("full", "full").config

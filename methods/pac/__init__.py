@@ -39,7 +39,11 @@ detached so the TV term smooths the ratios rather than moving geometry.
 
 Variants: ``full``; ``no-lipschitz`` (manipulator trained without the Lipschitz
 loss/layers, cached separately); ``no-tv`` (``tv_weight = 0``); ``single-code``
-(one latent code optimised instead of PAC: the HyperNeRF+I procedure). The
+(one latent code optimised instead of PAC: the HyperNeRF+I procedure);
+``grid-compositor`` (ours: free logits on a grid over the face instead of the MLP,
+without the TV; the MLP's parameters are shared by every position, and under Adam its
+ratios move to one anchor everywhere within a few steps, where a grid's regions each
+find their own anchor; ``docs/methods.md``). The
 ``hypernerf-i`` and ``nerfies-i`` baselines (:mod:`facebench.methods.baselines`) reuse
 this class. Files: :mod:`.config`, :mod:`.anchors`, :mod:`.compositor`, :mod:`.method`.
 """

@@ -14,9 +14,13 @@ class PAC(nn.Module):
     """Position-conditional Anchor Compositor: position -> softmax ratios over anchors.
 
     ``forward(x)`` maps normalised observation-space points ``(P, 3)`` to composed
-    latent codes ``(P, C)``; :meth:`ratios` gives the ``(P, K)`` ratios. The output
-    layer starts at zero weights with bias ``init_logits``, so the initial ratios are
-    spatially constant (``softmax(init_logits)``).
+    latent codes ``(P, C)``; :meth:`ratios` gives the ``(P, K)`` ratios. The logits are
+    the paper's MLP of the encoded position, or with ``grid_resolution`` > 0 (ours) free
+    logits on a ``grid_resolution``^3 grid over the cube of half-side ``grid_extent``
+    (trilinear; points outside read its border), so each region's ratios have their
+    own parameters (the bias stays fixed). Either starts at zero plus the bias
+    ``init_logits``, so the initial ratios are spatially constant
+    (``softmax(init_logits)``).
     """
 
     def __init__(
@@ -26,22 +30,36 @@ class PAC(nn.Module):
         width: int = 64,
         n_freqs: int = 4,
         init_logits: Tensor | None = None,
+        grid_resolution: int = 0,
+        grid_extent: float = 0.5,
     ):
         super().__init__()
         self.register_buffer("anchors", anchors.detach().clone().float())
         k = anchors.shape[0]
+        bias = init_logits if init_logits is not None else torch.zeros(k)
+        self.grid_extent = grid_extent
+        if grid_resolution > 0:
+            r = grid_resolution
+            self.grid = nn.Parameter(torch.zeros(1, k, r, r, r))
+            # the start stays a constant: a shared trainable bias would move every region
+            self.register_buffer("bias", bias.detach().clone().float())
+            return
         self.enc = PositionalEncoding(n_freqs)
         self.mlp = make_mlp(self.enc.out_dim, width, depth, k)
         nn.init.zeros_(self.mlp.out.weight)
         with torch.no_grad():
-            self.mlp.out.bias.copy_(init_logits if init_logits is not None else torch.zeros(k))
+            self.mlp.out.bias.copy_(bias)
 
     @property
     def n_anchors(self) -> int:
         return self.anchors.shape[0]
 
     def logits(self, x: Tensor) -> Tensor:
-        return self.mlp(self.enc(x))
+        if not hasattr(self, "grid"):
+            return self.mlp(self.enc(x))
+        coords = (x / self.grid_extent).clamp(-1, 1).to(self.grid.dtype)
+        s = nn.functional.grid_sample(self.grid, coords[None, :, None, None], align_corners=True)
+        return s[0, :, :, 0, 0].T + self.bias
 
     def ratios(self, x: Tensor) -> Tensor:
         return torch.softmax(self.logits(x), dim=-1)

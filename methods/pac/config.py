@@ -11,6 +11,10 @@ from ..clip_edit import EDIT_PRESETS, EditConfig
 from ..manipulator import MANIPULATOR_PRESETS, ManipulatorConfig
 
 ANCHOR_FEATURES = ("auto", "expression", "render", "code")
+COMPOSITORS = ("mlp", "grid")
+# fields added after rows were recorded under PAC's config hash, at the value that
+# reproduces those rows (kept out of the hash there; see facebench.config.keyed_fields)
+ADDED_FIELDS = {"compositor": "mlp", "pac_grid_resolution": 48, "pac_grid_extent": 0.5}
 
 
 @dataclass
@@ -34,6 +38,13 @@ class PACConfig:
     pac_depth: int = 6  # FaceCLIPNeRF: PAC MLP depth 6, width 64
     pac_width: int = 64
     pac_freqs: int = 4
+    # the compositor's logits: "mlp" (the paper's position-conditional MLP) or "grid" (ours:
+    # free logits on a pac_grid_resolution^3 grid over the cube of half-side
+    # pac_grid_extent in the manipulator's normalised frame, so each region's ratios have
+    # their own parameters; the MLP moves every region's ratios together)
+    compositor: str = "mlp"
+    pac_grid_resolution: int = 48
+    pac_grid_extent: float = 0.5
     pac_init_neutral_logit: float = 2.0  # initial ratios favour the start anchor by this logit
     # which anchor the ratios start at: "neutral" (the paper's edit starts from the
     # capture) or "clip" (the anchor whose renders CLIP scores best for the prompt, from

@@ -11,6 +11,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from facebench.config import keyed_fields
 from facebench.errors import FacebenchError
 from facebench.method import ConfiguredMethod, RunContext
 from facebench.registry import register_method
@@ -32,7 +33,7 @@ from ..manipulator import (
 )
 from .anchors import select_anchors
 from .compositor import PAC, RatioMap, tv_loss
-from .config import ANCHOR_FEATURES, PAC_PRESETS, PACConfig
+from .config import ADDED_FIELDS, ANCHOR_FEATURES, COMPOSITORS, PAC_PRESETS, PACConfig
 
 
 @dataclass
@@ -75,6 +76,8 @@ class PACMethod(ConfiguredMethod):
         "no-tv": {"tv_weight": 0.0},
         "single-code": {"mode": "single"},
         "clip-init": {"pac_init": "clip"},
+        # ours: free logits on a grid instead of the MLP, without the ratio map's TV
+        "grid-compositor": {"compositor": "grid", "tv_weight": 0.0},
     }
 
     def __init__(
@@ -89,6 +92,10 @@ class PACMethod(ConfiguredMethod):
             raise ValueError(f"mode must be 'pac' or 'single', got {self.config.mode!r}")
         if self.config.pac_init not in ("neutral", "clip"):
             raise ValueError(f"pac_init must be 'neutral' or 'clip', got {self.config.pac_init!r}")
+        if self.config.compositor not in COMPOSITORS:
+            raise ValueError(
+                f"compositor must be one of {COMPOSITORS}, got {self.config.compositor!r}"
+            )
         check_edit_config(self.config.edit)
         if self.config.anchor_features not in ANCHOR_FEATURES:
             raise ValueError(
@@ -103,7 +110,7 @@ class PACMethod(ConfiguredMethod):
         self.anchor_code_ids: list[int] = []  # each anchor's code id (-1: an unsnapped centre)
 
     def config_dict(self) -> dict[str, Any]:
-        d = super().config_dict()
+        d = {**keyed_fields(self.config, ADDED_FIELDS), "method": self.name}
         d["manipulator_trainer"] = TRAINER_VERSION  # a refitted manipulator is a new config
         return d
 
@@ -227,7 +234,15 @@ class PACMethod(ConfiguredMethod):
         if start is not None:
             logits[start] = cfg.pac_init_neutral_logit
         with seeded(seed_offset):
-            pac = PAC(self.anchors.cpu(), cfg.pac_depth, cfg.pac_width, cfg.pac_freqs, logits)
+            pac = PAC(
+                self.anchors.cpu(),
+                cfg.pac_depth,
+                cfg.pac_width,
+                cfg.pac_freqs,
+                logits,
+                cfg.pac_grid_resolution if cfg.compositor == "grid" else 0,
+                cfg.pac_grid_extent,
+            )
         return pac.to(self.device)
 
     @torch.no_grad()
