@@ -16,6 +16,9 @@ the manipulator config from ``FACEBENCH_BENCH_FIT_SET``, PAC's from
   render by more than 0.08 at three held-out cameras, the share each anchor wins in the
   edit's ratio map (``argmax_share``) and the mean largest ratio (``max_ratio``).
 
+With ``compositor=grid tv_weight=0 edit.steps=600`` in ``FACEBENCH_BENCH_PAC_SET`` the
+oracle is the grid compositor's (the ``grid-compositor`` variant's, at 600 steps).
+
 Both report the recognizer's R-precision, each target unit's mean read (the truth's in
 ``truth``) and the mean PSNR against the true target at the 24 held-out cameras
 (``neutral_psnr``: the unedited face). Needs the SynthFace recognizer and SynthCLIP
