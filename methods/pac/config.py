@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from facebench.config import nest
+from facebench.config import nest, ranged
 
 from ..clip_edit import EDIT_PRESETS, EditConfig
 from ..manipulator import MANIPULATOR_PRESETS, ManipulatorConfig
@@ -43,8 +43,8 @@ class PACConfig:
     # pac_grid_extent in the manipulator's normalised frame, so each region's ratios have
     # their own parameters; the MLP moves every region's ratios together)
     compositor: str = "mlp"
-    pac_grid_resolution: int = 48
-    pac_grid_extent: float = 0.5
+    pac_grid_resolution: int = ranged(48, ge=2)
+    pac_grid_extent: float = ranged(0.5, gt=0)
     pac_init_neutral_logit: float = 2.0  # initial ratios favour the start anchor by this logit
     # which anchor the ratios start at: "neutral" (the paper's edit starts from the
     # capture) or "clip" (the anchor whose renders CLIP scores best for the prompt, from
