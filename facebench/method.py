@@ -41,7 +41,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Protocol, runtime_checkable
 
 import torch
 
-from facebench.config import apply_overrides
+from facebench.config import apply_overrides, keyed_fields
 
 if TYPE_CHECKING:
     from torch import Tensor
@@ -160,6 +160,9 @@ class ConfiguredMethod:
     base_overrides: ClassVar[dict[str, Any]] = {}
     variants: ClassVar[dict[str, dict[str, Any]]] = {"full": {}}
     scene_fields: ClassVar[tuple[str, ...]] = ()
+    # fields added after rows were recorded under the config's hash, at the value that
+    # reproduces those rows: kept out of the hash there (facebench.config.keyed_fields)
+    added_fields: ClassVar[dict[str, Any]] = {}
 
     def __init__(
         self,
@@ -205,4 +208,4 @@ class ConfiguredMethod:
 
     def config_dict(self) -> dict[str, Any]:
         """The config as a dict, with the method's name (hashed into each leaderboard row)."""
-        return {**dataclasses.asdict(self.config), "method": self.name}
+        return {**keyed_fields(self.config, self.added_fields), "method": self.name}

@@ -11,7 +11,6 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from facebench.config import keyed_fields
 from facebench.errors import FacebenchError
 from facebench.method import ConfiguredMethod, RunContext
 from facebench.registry import register_method
@@ -65,6 +64,7 @@ class PACMethod(ConfiguredMethod):
     name = "pac"
     capabilities = ("fit_scene", "edit_text", "edit_oracle")
     config_cls = PACConfig
+    added_fields = ADDED_FIELDS
     presets = PAC_PRESETS
     variants: dict[str, dict[str, Any]] = {
         "full": {},
@@ -110,7 +110,7 @@ class PACMethod(ConfiguredMethod):
         self.anchor_code_ids: list[int] = []  # each anchor's code id (-1: an unsnapped centre)
 
     def config_dict(self) -> dict[str, Any]:
-        d = {**keyed_fields(self.config, ADDED_FIELDS), "method": self.name}
+        d = super().config_dict()
         d["manipulator_trainer"] = TRAINER_VERSION  # a refitted manipulator is a new config
         return d
 
