@@ -34,6 +34,7 @@ import os
 
 import torch
 
+from facebench.imageops import psnr
 from facebench.method import RunContext
 from facebench.paths import cache_dir
 
@@ -41,10 +42,6 @@ CHANGE = 0.05
 FIT_SETS = os.environ.get("FACEBENCH_BENCH_FIT_SET", "").split()
 PAC_SETS = os.environ.get("FACEBENCH_BENCH_PAC_SET", "").split()
 RATIO_VIEWS = (4, 12, 19)
-
-
-def _psnr(a: torch.Tensor, b: torch.Tensor) -> float:
-    return float(-10 * torch.log10(((a - b) ** 2).mean()))
 
 
 def anchor_groups(scene, code_ids: list[int]) -> list[str]:
@@ -105,7 +102,7 @@ def reads(rec, images, truth, true, prompt, target, names) -> dict:
             units[f"{u}_truth"] = round(float(true.aus[:, i].mean()), 2)
     return {
         "r_precision": sum(g == asked for g in got.emotion) / len(images),
-        "psnr": round(_psnr(images, truth), 2),
+        "psnr": round(psnr(images, truth), 2),
         "units": units,
     }
 
@@ -162,7 +159,7 @@ def test_pac_composition(benchmark, default_scene, bench_threads, bench_budget):
             k = ratios.shape[-1]
             share = torch.bincount(ratios.argmax(-1)[changed], minlength=k).float()
             info[prompt] = {
-                "neutral_psnr": round(_psnr(unedited, truth), 2),
+                "neutral_psnr": round(psnr(unedited, truth), 2),
                 "groups": sorted(wanted),
                 "missing_groups": sorted(wanted - {groups[i] for i in picked}),
                 "composed": reads(rec, comp, truth, true, prompt, target, names),
