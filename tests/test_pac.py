@@ -258,6 +258,7 @@ def test_variants_and_configs():
         "single-code",
         "clip-init",
         "grid-compositor",
+        "grid-oracle",
     }
     planes = PACMethod.create("full", "quick").config.manipulator
     assert planes.representation == "planes"
@@ -277,6 +278,11 @@ def test_variants_and_configs():
     assert PACMethod.create("no-tv", "quick").config.tv_weight == 0.0
     grid = PACMethod.create("grid-compositor", "quick")
     assert (grid.config.compositor, grid.config.tv_weight) == ("grid", 0.0)
+    # each logit is one region's own: the grid steps ten times the MLP's learning rate
+    assert grid.config.edit.lr == 10 * full.config.edit.lr
+    ceiling = PACMethod.create("grid-oracle", "quick").config
+    assert dataclasses.replace(ceiling, edit=grid.config.edit) == grid.config
+    assert ceiling.edit == dataclasses.replace(grid.config.edit, guidance="oracle")
     # the compositor's fields stay out of the config hash at the paper's MLP
     assert "compositor" not in full.config_dict() and "compositor" in grid.config_dict()
     with pytest.raises(ValueError, match="compositor"):

@@ -43,7 +43,8 @@ loss/layers, cached separately); ``no-tv`` (``tv_weight = 0``); ``single-code``
 ``grid-compositor`` (ours: free logits on a grid over the face instead of the MLP,
 without the TV; the MLP's parameters are shared by every position, and under Adam its
 ratios move to one anchor everywhere within a few steps, where a grid's regions each
-find their own anchor; ``docs/methods.md``). The
+find their own anchor; at ten times the learning rate, over 11 anchors;
+``docs/methods.md``) and ``grid-oracle`` (its oracle). The
 ``hypernerf-i`` and ``nerfies-i`` baselines (:mod:`facebench.methods.baselines`) reuse
 this class. Files: :mod:`.config`, :mod:`.anchors`, :mod:`.compositor`, :mod:`.method`.
 """

@@ -56,6 +56,21 @@ class PACConfig:
     tv_min_opacity: float = 0.5
 
 
+GRID_COMPOSITOR: dict[str, Any] = {
+    "compositor": "grid",
+    "n_anchors": 11,
+    "tv_weight": 0.0,
+    "edit.lr": 0.3,
+    "edit.lr_final": 0.03,
+}
+"""The ``grid-compositor`` variant: free logits on a grid instead of the MLP, without the
+ratio map's TV, at ten times the quick edit's learning rate, over 11 anchors. Each logit
+is one region's own parameter, so the step that suits the MLP's shared weights moves
+each region little: at 3e-2 CLIP's edit left the grid where it started. With the
+default 8 anchors k-means leaves out the brow raise, and no composition raises the
+brows (``docs/methods.md``)."""
+
+
 def _shared(budget: str) -> dict[str, Any]:
     """The manipulator's and the edit loop's presets for ``budget``, as dotted keys."""
     return {

@@ -32,7 +32,14 @@ from ..manipulator import (
 )
 from .anchors import select_anchors
 from .compositor import PAC, RatioMap, tv_loss
-from .config import ADDED_FIELDS, ANCHOR_FEATURES, COMPOSITORS, PAC_PRESETS, PACConfig
+from .config import (
+    ADDED_FIELDS,
+    ANCHOR_FEATURES,
+    COMPOSITORS,
+    GRID_COMPOSITOR,
+    PAC_PRESETS,
+    PACConfig,
+)
 
 
 @dataclass
@@ -76,8 +83,9 @@ class PACMethod(ConfiguredMethod):
         "no-tv": {"tv_weight": 0.0},
         "single-code": {"mode": "single"},
         "clip-init": {"pac_init": "clip"},
-        # ours: free logits on a grid instead of the MLP, without the ratio map's TV
-        "grid-compositor": {"compositor": "grid", "tv_weight": 0.0},
+        # ours: free logits on a grid instead of the MLP (GRID_COMPOSITOR), and its ceiling
+        "grid-compositor": GRID_COMPOSITOR,
+        "grid-oracle": {**GRID_COMPOSITOR, **EDIT_VARIANTS["oracle"]},
     }
 
     def __init__(
