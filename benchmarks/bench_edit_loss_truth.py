@@ -1,0 +1,64 @@
+"""Does the edit's CLIP loss prefer the prompt's true answer? SynthCLIP's losses of the truth.
+
+For each prompt of ``emotions.txt`` on a SynthFace scene (``FACEBENCH_BENCH_SCENE``),
+the global (``1 - cos``) and the directional loss (source: PAC's unedited render) of
+every prompt's true target render, at 12 of PAC's training cameras spread over the
+capture at the edit's render size, and the global loss of the unedited render. Where
+each prompt's own truth scores lowest by a wide margin, the loss is right at the answer,
+and an edit that stops short of it stops on the way there (the optimisation), not at a
+wrong minimum of the instrument. Needs SynthCLIP (shipped) and PAC's fitted manipulator
+(fitted on first use). Figures and the machine they came from: ``docs/results.md``.
+
+Run: ``pytest benchmarks/bench_edit_loss_truth.py --benchmark-only -s``.
+"""
+
+from __future__ import annotations
+
+import json
+
+import torch
+
+from facebench.method import RunContext
+from facebench.paths import cache_dir
+
+VIEWS = 12
+
+
+def test_edit_loss_of_the_truth(benchmark, default_scene, bench_threads, bench_budget):
+    from facebench.clip import load_clip
+    from facebench.registry import DATASETS
+    from facebench.runner import create_method
+    from facebench.suite import prompt_oracle
+
+    scene, dev = default_scene, torch.device("cpu")
+    method = create_method("pac", "full", bench_budget, dev, [])
+    method.prepare(scene, RunContext(device=dev, cache_dir=cache_dir()))
+    ecfg = method.config.edit
+    clip = load_clip("synthclip", device="cpu")
+    prompts = DATASETS.get("prompts").obj("emotions.txt")
+    idx = torch.linspace(0, len(method.train_cameras) - 1, VIEWS).round().long()
+    cams = method.train_cameras[idx].resized(longest=ecfg.render_size)
+    info: dict = {}
+
+    @torch.no_grad()
+    def run() -> None:
+        src = method.render(cams, None).permute(0, 3, 1, 2)
+        truth = {
+            p: prompt_oracle(scene, prompts, p)(cams).permute(0, 3, 1, 2) for p in prompts.prompts
+        }
+        for p in prompts.prompts:
+            glob = {t: float(clip.global_loss(x, p)) for t, x in truth.items()}
+            direc = {
+                t: float(clip.directional_loss(x, src, p, ecfg.source_prompt))
+                for t, x in truth.items()
+            }
+            info[p] = {
+                "global": {t: round(v, 3) for t, v in glob.items()},
+                "directional": {t: round(v, 3) for t, v in direc.items()},
+                "global_unedited": round(float(clip.global_loss(src, p)), 3),
+                "own_truth_lowest": [min(glob, key=glob.get) == p, min(direc, key=direc.get) == p],
+            }
+
+    benchmark.pedantic(run, rounds=1, iterations=1)
+    benchmark.extra_info.update(info)
+    print("\n[edit_loss_truth] " + json.dumps(info))
