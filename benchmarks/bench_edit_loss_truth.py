@@ -9,6 +9,12 @@ and an edit that stops short of it stops on the way there (the optimisation), no
 wrong minimum of the instrument. Needs SynthCLIP (shipped) and PAC's fitted manipulator
 (fitted on first use). Figures and the machine they came from: ``docs/results.md``.
 
+``test_edit_loss_along_the_oracle_path``: both losses along the straight line from the
+start of the ``grid-oracle`` variant's grid (all logits zero: the ratios the edit starts
+from, the neutral anchor's raised by ``pac_init_neutral_logit``) to the grid its oracle
+edit reaches, at the same cameras. A loss that rises before it falls
+has a barrier on the way, which a descent from the start does not cross.
+
 Run: ``pytest benchmarks/bench_edit_loss_truth.py --benchmark-only -s``.
 """
 
@@ -22,6 +28,7 @@ from facebench.method import RunContext
 from facebench.paths import cache_dir
 
 VIEWS = 12
+ALPHAS = [i / 10 for i in range(11)]
 
 
 def test_edit_loss_of_the_truth(benchmark, default_scene, bench_threads, bench_budget):
@@ -62,3 +69,44 @@ def test_edit_loss_of_the_truth(benchmark, default_scene, bench_threads, bench_b
     benchmark.pedantic(run, rounds=1, iterations=1)
     benchmark.extra_info.update(info)
     print("\n[edit_loss_truth] " + json.dumps(info))
+
+
+def test_edit_loss_along_the_oracle_path(benchmark, default_scene, bench_threads, bench_budget):
+    from facebench.clip import load_clip
+    from facebench.registry import DATASETS
+    from facebench.runner import create_method
+    from facebench.suite import prompt_oracle
+
+    scene, dev = default_scene, torch.device("cpu")
+    method = create_method("pac", "grid-oracle", bench_budget, dev, [])
+    method.prepare(scene, RunContext(device=dev, cache_dir=cache_dir()))
+    ecfg = method.config.edit
+    clip = load_clip("synthclip", device="cpu")
+    prompts = DATASETS.get("prompts").obj("emotions.txt")
+    idx = torch.linspace(0, len(method.train_cameras) - 1, VIEWS).round().long()
+    cams = method.train_cameras[idx].resized(longest=ecfg.render_size)
+    info: dict = {}
+
+    def run() -> None:
+        src = method.render(cams, None).permute(0, 3, 1, 2)
+        for p in prompts.prompts:
+            oracle = prompt_oracle(scene, prompts, p)
+            edit = method.edit(
+                p, clip, RunContext(device=dev, cache_dir=cache_dir(), oracle=oracle)
+            )
+            assert edit.pac is not None
+            reached = edit.pac.grid.detach().clone()
+            rows = {"global": [], "directional": []}
+            with torch.no_grad():
+                for a in ALPHAS:
+                    edit.pac.grid.copy_(a * reached)
+                    x = method.render(cams, edit).permute(0, 3, 1, 2)
+                    rows["global"].append(round(float(clip.global_loss(x, p)), 3))
+                    d = clip.directional_loss(x, src, p, ecfg.source_prompt) if a > 0 else None
+                    rows["directional"].append(None if d is None else round(float(d), 3))
+            info[p] = rows
+
+    benchmark.pedantic(run, rounds=1, iterations=1)
+    info["alphas"] = ALPHAS
+    benchmark.extra_info.update(info)
+    print("\n[edit_loss_path] " + json.dumps(info))
