@@ -31,20 +31,28 @@ VIEWS = 12
 ALPHAS = [i / 10 for i in range(11)]
 
 
-def test_edit_loss_of_the_truth(benchmark, default_scene, bench_threads, bench_budget):
+def prepared(variant: str, scene, budget: str):
+    """PAC's ``variant`` prepared on ``scene``, SynthCLIP, ``emotions.txt`` and ``VIEWS``
+    of PAC's training cameras spread over the capture at the edit's render size."""
     from facebench.clip import load_clip
     from facebench.registry import DATASETS
     from facebench.runner import create_method
+
+    dev = torch.device("cpu")
+    method = create_method("pac", variant, budget, dev, [])
+    method.prepare(scene, RunContext(device=dev, cache_dir=cache_dir()))
+    idx = torch.linspace(0, len(method.train_cameras) - 1, VIEWS).round().long()
+    cams = method.train_cameras[idx].resized(longest=method.config.edit.render_size)
+    prompts = DATASETS.get("prompts").obj("emotions.txt")
+    return method, load_clip("synthclip", device="cpu"), prompts, cams
+
+
+def test_edit_loss_of_the_truth(benchmark, default_scene, bench_threads, bench_budget):
     from facebench.suite import prompt_oracle
 
-    scene, dev = default_scene, torch.device("cpu")
-    method = create_method("pac", "full", bench_budget, dev, [])
-    method.prepare(scene, RunContext(device=dev, cache_dir=cache_dir()))
+    scene = default_scene
+    method, clip, prompts, cams = prepared("full", scene, bench_budget)
     ecfg = method.config.edit
-    clip = load_clip("synthclip", device="cpu")
-    prompts = DATASETS.get("prompts").obj("emotions.txt")
-    idx = torch.linspace(0, len(method.train_cameras) - 1, VIEWS).round().long()
-    cams = method.train_cameras[idx].resized(longest=ecfg.render_size)
     info: dict = {}
 
     @torch.no_grad()
@@ -72,19 +80,11 @@ def test_edit_loss_of_the_truth(benchmark, default_scene, bench_threads, bench_b
 
 
 def test_edit_loss_along_the_oracle_path(benchmark, default_scene, bench_threads, bench_budget):
-    from facebench.clip import load_clip
-    from facebench.registry import DATASETS
-    from facebench.runner import create_method
     from facebench.suite import prompt_oracle
 
     scene, dev = default_scene, torch.device("cpu")
-    method = create_method("pac", "grid-oracle", bench_budget, dev, [])
-    method.prepare(scene, RunContext(device=dev, cache_dir=cache_dir()))
+    method, clip, prompts, cams = prepared("grid-oracle", scene, bench_budget)
     ecfg = method.config.edit
-    clip = load_clip("synthclip", device="cpu")
-    prompts = DATASETS.get("prompts").obj("emotions.txt")
-    idx = torch.linspace(0, len(method.train_cameras) - 1, VIEWS).round().long()
-    cams = method.train_cameras[idx].resized(longest=ecfg.render_size)
     info: dict = {}
 
     def run() -> None:
