@@ -258,6 +258,7 @@ def test_variants_and_configs():
         "single-code",
         "clip-init",
         "grid-compositor",
+        "grid-global-loss",
         "grid-oracle",
     }
     planes = PACMethod.create("full", "quick").config.manipulator
@@ -283,6 +284,9 @@ def test_variants_and_configs():
     ceiling = PACMethod.create("grid-oracle", "quick").config
     assert dataclasses.replace(ceiling, edit=grid.config.edit) == grid.config
     assert ceiling.edit == dataclasses.replace(grid.config.edit, guidance="oracle")
+    grid_global = PACMethod.create("grid-global-loss", "quick").config
+    assert grid_global.edit == dataclasses.replace(grid.config.edit, clip_loss="global")
+    assert dataclasses.replace(grid_global, edit=grid.config.edit) == grid.config
     # the compositor's fields stay out of the config hash at the paper's MLP
     assert "compositor" not in full.config_dict() and "compositor" in grid.config_dict()
     with pytest.raises(ValueError, match="compositor"):

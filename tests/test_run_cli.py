@@ -187,10 +187,11 @@ def test_ablate_writes_every_variant_on_the_same_setup(workdir):
     out = workdir / "ablate"
     _cli(workdir, "ablate", "one.txt", "ablate")
     rows = pd.read_csv(out / "leaderboard.csv")
-    variants = ["full", "clip-init", "global-loss", "grid-compositor", "grid-oracle"]
+    variants = ["full", "clip-init", "global-loss", "grid-compositor", "grid-global-loss"]
+    variants += ["grid-oracle"]
     variants += ["mlp-manipulator", "no-lipschitz", "no-tv", "oracle", "single-code"]
     assert sorted(rows["variant"]) == sorted(variants)
-    assert set(rows["prompt"]) == {"a happy face"} and rows["config_hash"].nunique() == 10
+    assert set(rows["prompt"]) == {"a happy face"} and rows["config_hash"].nunique() == 11
     main(["leaderboard", str(out)])
     summary = pd.read_csv(out / "leaderboard_summary.csv")
     assert list(summary["variant"]) == variants

@@ -44,7 +44,8 @@ loss/layers, cached separately); ``no-tv`` (``tv_weight = 0``); ``single-code``
 without the TV; the MLP's parameters are shared by every position, and under Adam its
 ratios move to one anchor everywhere within a few steps, where a grid's regions each
 find their own anchor; at ten times the learning rate, over 11 anchors;
-``docs/methods.md``) and ``grid-oracle`` (its oracle). The
+``docs/methods.md``), ``grid-global-loss`` (the same with the global loss) and
+``grid-oracle`` (its oracle). The
 ``hypernerf-i`` and ``nerfies-i`` baselines (:mod:`facebench.methods.baselines`) reuse
 this class. Files: :mod:`.config`, :mod:`.anchors`, :mod:`.compositor`, :mod:`.method`.
 """

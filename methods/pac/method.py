@@ -83,8 +83,10 @@ class PACMethod(ConfiguredMethod):
         "no-tv": {"tv_weight": 0.0},
         "single-code": {"mode": "single"},
         "clip-init": {"pac_init": "clip"},
-        # ours: free logits on a grid instead of the MLP (GRID_COMPOSITOR), and its ceiling
+        # ours: free logits on a grid instead of the MLP (GRID_COMPOSITOR), with the global
+        # loss, and its ceiling
         "grid-compositor": GRID_COMPOSITOR,
+        "grid-global-loss": {**GRID_COMPOSITOR, **EDIT_VARIANTS["global-loss"]},
         "grid-oracle": {**GRID_COMPOSITOR, **EDIT_VARIANTS["oracle"]},
     }
 
