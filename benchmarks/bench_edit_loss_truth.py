@@ -30,7 +30,8 @@ edit whose loss is below the truth's stopped at a minimum of the loss that is no
 answer (the guidance); a loss flat over scales above 1 while the read still rises does
 not ask for more of the edit. ``units``: for each unit of the prompt's target, the
 share of the cameras on which SynthCLIP prefers "a face with X" to "a face without X"
-and the recognizer's mean read of the unit, for the edit and for the truth. Where
+and the recognizer's mean read of the unit, for the edit, the truth and the unedited
+face. Where
 SynthCLIP sees a unit on the edit that the recognizer does not, the edit has found
 what SynthCLIP alone reads as the unit.
 
@@ -199,6 +200,7 @@ def test_edit_loss_along_the_clip_edit(benchmark, default_scene, bench_threads, 
                         row["units"] = {
                             "edit": units(x, x_full, p),
                             "truth": units(truth, truth_full, p),
+                            "unedited": units(src, method.render(full, None), p),
                         }
             info[p] = row
 
