@@ -327,3 +327,37 @@ def test_reanimation_protocol_scores_and_writes(fitted, scene, tmp_path):
     assert (
         written["n_expressions"] == 2 and (tmp_path / "out" / "reanimate" / "?-full.png").exists()
     )
+
+
+def test_importance_sampling_records_errors_and_resumes_exactly(scene, tmp_path):
+    kw = dict(frame_importance=0.5, pixel_importance=0.5, error_map_resolution=4)
+    m = make(**kw)
+    ctx = ctx_for(tmp_path / "steps")
+    m._build(scene, ctx)
+    m._fill_head_region()
+    tr = m.trainer(scene, ctx)
+    for _ in range(3):
+        tr.train_step()
+    # the drawn frames and cells hold their last error (all start at 1)
+    assert (tr.frame_loss < 1).sum() >= 1 and (tr.error_map < 1).sum() >= 3
+    assert tr.error_map.shape == (N_FRAMES, 4, 4)
+
+    class Stop(Exception):
+        pass
+
+    def stop_at_24(task, done, total):
+        if task == "flame-nerf fit" and done == 24:
+            raise Stop
+
+    ref = make(**kw)
+    ref.prepare(scene, ctx_for(tmp_path / "ref"))
+    cut = make(**kw)
+    with pytest.raises(Stop):
+        cut.prepare(scene, ctx_for(tmp_path / "cut", progress=stop_at_24))
+    resumed = make(**kw)
+    resumed.prepare(scene, ctx_for(tmp_path / "cut"))
+    # the checkpoint carries the error maps: resumed == uninterrupted (bitwise on CPU)
+    assert_same_state(ref.model, resumed.model)
+    # off by default, and then out of the config hash (earlier rows keep their key)
+    assert "pixel_importance" not in make().config_dict()
+    assert make().config_dict() != ref.config_dict()

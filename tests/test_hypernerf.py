@@ -23,7 +23,6 @@ from facebench.methods.manipulator import (
     manipulator_preset,
     render_cameras,
 )
-from facebench.methods.manipulator.fit import _draw_frames, _draw_pixels
 from facebench.render import RenderConfig, render_rays, sample_pixel_rays
 from facebench.render.lipschitz import LipschitzLinear
 from facebench.scene import neutral_frame
@@ -220,40 +219,6 @@ def test_cache_round_trip_weights_only(toy, tmp_path):
     img_a = render_cameras(first.model, toy.cameras[f], ca, aa, toy.background)
     img_b = render_cameras(second.model, toy.cameras[f], ca, aa, toy.background)
     assert torch.equal(img_a, img_b)
-
-
-def test_frame_importance_draws_badly_fit_frames_more():
-    loss = torch.full((10,), 1e-3)
-    loss[7] = 9e-3  # one frame fits 9x worse (an expression the model has not learnt)
-    g = torch.Generator().manual_seed(0)
-    uniform = torch.bincount(_draw_frames(loss, 20000, 0.0, g), minlength=10) / 20000
-    mixed = torch.bincount(_draw_frames(loss, 20000, 0.5, g), minlength=10) / 20000
-    # uniform: 0.1 each; half by loss: frame 7 gets 0.05 + 0.5 * 9 / 18 = 0.3
-    assert torch.allclose(uniform, torch.full((10,), 0.1), atol=0.01)
-    assert abs(float(mixed[7]) - 0.3) < 0.015
-    assert torch.allclose(mixed[:7], torch.full((7,), 0.05 + 0.5 / 18), atol=0.01)
-
-
-def test_pixel_importance_draws_rays_where_the_error_is():
-    emap = torch.full((2, 4, 4), 1e-3)
-    emap[1, 2, 3] = 15e-3  # frame 1: one cell (rows 16-23, columns 24-31 of 32x32) fits badly
-    g = torch.Generator().manual_seed(0)
-    ys, xs, cells = _draw_pixels(emap, 20000, 0.5, 32, 32, g)
-    assert ys.shape == xs.shape == cells.shape == (40000,)
-    # each pixel lies in its cell
-    assert torch.equal(
-        torch.div(ys, 8, rounding_mode="floor") * 4 + torch.div(xs, 8, rounding_mode="floor"), cells
-    )
-    hot = (ys[20000:] >= 16) & (ys[20000:] < 24) & (xs[20000:] >= 24)
-    # frame 1: 1/32 uniform + 0.5 * 15 / 30 by error = 0.28125; frame 0 is uniform (1/16)
-    assert abs(float(hot.float().mean()) - 0.28125) < 0.015
-    counts = torch.bincount(cells[:20000], minlength=16) / 20000
-    assert torch.allclose(counts, torch.full((16,), 1 / 16), atol=0.01)
-    # importance 0: uniform pixels
-    ys0, xs0, _ = _draw_pixels(emap, 20000, 0.0, 32, 32, g)
-    assert (
-        abs(float(ys0.float().mean()) - 15.5) < 0.3 and abs(float(xs0.float().mean()) - 15.5) < 0.3
-    )
 
 
 class _Interrupt(Exception):

@@ -8,7 +8,11 @@ from typing import Any
 CACHE_VERSION = 1
 # fit fields added after fits were cached, with the value that reproduces those fits (kept
 # out of the cache key at that value: facebench.config.keyed_fields)
-ADDED_FIELDS = {"random_background": False, "distortion_weight": 0.0}
+IMPORTANCE_FIELDS = {"frame_importance": 0.0, "pixel_importance": 0.0, "error_map_resolution": 16}
+ADDED_FIELDS = {"random_background": False, "distortion_weight": 0.0, **IMPORTANCE_FIELDS}
+# fields added after rows were recorded under the method's config hash, at the value that
+# reproduces those rows (kept out of the row hash there)
+ADDED_ROW_FIELDS = IMPORTANCE_FIELDS
 
 
 @dataclass(frozen=True)
@@ -62,6 +66,12 @@ class FlameNerfConfig:
     # Mip-NeRF 360's distortion loss on the fine pass (facebench.render.distortion_loss),
     # this weight times it: each ray's weight pulled into one compact interval (0: off)
     distortion_weight: float = 0.01
+    # DyNeRF-style importance sampling (facebench.render.ray_importance), as the scene
+    # manipulator's: this share of a step's frames drawn by their last loss, and of each
+    # frame's rays by its error map (error_map_resolution cells a side); 0: uniform
+    frame_importance: float = 0.0
+    pixel_importance: float = 0.0
+    error_map_resolution: int = 16
     head_grid: int = 48
     head_dilation: int = 1
     checkpoint_every: int = 250

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +21,13 @@ from facebench.scene_cache import SceneModelCache
 from facebench.trainer import fit_loop, seeded
 
 from ..clip_edit import EDIT_VARIANTS, EditConfig, clip_optimize
-from .config import ADDED_FIELDS, CACHE_VERSION, FLAME_NERF_PRESETS, FlameNerfConfig
+from .config import (
+    ADDED_FIELDS,
+    ADDED_ROW_FIELDS,
+    CACHE_VERSION,
+    FLAME_NERF_PRESETS,
+    FlameNerfConfig,
+)
 from .model import FlameNerfModel
 from .scene import scene_expressions, scene_morphable
 from .train import Trainer
@@ -77,7 +83,7 @@ class FlameNerf(ConfiguredMethod):
             "variant": self.variant,
             "budget": self.budget,
             "cache_version": CACHE_VERSION,
-            **asdict(self.config),
+            **keyed_fields(self.config, ADDED_ROW_FIELDS),
         }
 
     # -------------------------------------------------------------- fitting
@@ -185,6 +191,8 @@ class FlameNerf(ConfiguredMethod):
             optimizer=tr.opt,
             scheduler=tr.sched,
             generators=tr.generators,
+            save_extra=tr.sampler_state,
+            load_extra=tr.load_sampler_state,
             checkpoint=ckpt,
             checkpoint_every=cfg.checkpoint_every,
             progress=ctx.progress,

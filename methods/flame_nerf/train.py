@@ -9,12 +9,21 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from facebench.method import RunContext
-from facebench.render import RenderConfig, distortion_loss, render_rays, sample_pixel_rays
+from facebench.render import (
+    RenderConfig,
+    distortion_loss,
+    rays_from_pixels,
+    render_rays,
+    sample_pixel_rays,
+)
 from facebench.render.cameras import near_far_from_aabb
+from facebench.render.ray_importance import draw_frames, draw_pixels, record_errors
 from facebench.scene import Scene
 from facebench.trainer import exp_gamma
 
 if TYPE_CHECKING:
+    from facebench.render import RayBundle
+
     from .method import FlameNerf
 
 
@@ -23,9 +32,11 @@ class Trainer:
 
     :meth:`train_step` runs one step (rays of ``frames_per_step`` random
     training frames, each rendered with its own deformation code and
-    expression); :func:`facebench.trainer.fit_loop` steps :attr:`sched` after it.
-    :attr:`generators` are what a checkpoint must restore besides the model, the
-    optimizer and the scheduler to continue exactly.
+    expression; with ``frame_importance`` / ``pixel_importance`` the frames and
+    pixels are drawn by the errors of earlier steps); :func:`facebench.trainer.fit_loop`
+    steps :attr:`sched` after it. :attr:`generators` and :meth:`sampler_state` are what
+    a checkpoint must restore besides the model, the optimizer and the scheduler to
+    continue exactly.
     """
 
     def __init__(self, method: FlameNerf, scene: Scene, ctx: RunContext):
@@ -48,6 +59,10 @@ class Trainer:
         if self.jit is not self.gen:
             self.jit.manual_seed(cfg.seed * 1_000_003 + ctx.seed + 29)
         self.step = 0
+        # each training frame's last MSE and per-cell error map (facebench.render.ray_importance)
+        n_train, res = len(self.train_ids), cfg.error_map_resolution
+        self.frame_loss = torch.ones(n_train)
+        self.error_map = torch.ones(n_train, res, res) if cfg.pixel_importance > 0 else None
 
     @property
     def generators(self) -> dict[str, torch.Generator]:
@@ -57,28 +72,72 @@ class Trainer:
             gens["jitter"] = self.jit
         return gens
 
+    def sampler_state(self) -> dict[str, Tensor]:
+        """The importance sampler's errors, for a checkpoint."""
+        empty = torch.empty(0)
+        return {
+            "frame_loss": self.frame_loss,
+            "error_map": self.error_map if self.error_map is not None else empty,
+        }
+
+    def load_sampler_state(self, state: dict[str, Tensor]) -> None:
+        self.frame_loss.copy_(state["frame_loss"])
+        if self.error_map is not None and state["error_map"].numel():
+            self.error_map.copy_(state["error_map"])
+
+    def _pixel_rays(
+        self, j: int, frame: int, n: int
+    ) -> tuple[RayBundle, Tensor, Tensor, Tensor | None]:
+        """``n`` rays of training frame ``frame`` (slot ``j``): uniform, or a
+        ``pixel_importance`` share by its error map. Returns ``(rays, ys, xs, cells)``."""
+        cam = self.cams[frame]
+        if self.error_map is None:
+            rays, idx = sample_pixel_rays(cam, n, 0.0, 0.0, generator=self.gen)
+            return rays, idx[:, 1], idx[:, 2], None
+        ys, xs, cells = draw_pixels(
+            self.error_map[j : j + 1], n, self.cfg.pixel_importance, cam.height, cam.width, self.gen
+        )
+        dt = cam.c2w.dtype
+        rays = rays_from_pixels(
+            cam, torch.zeros_like(ys), xs.to(dt) + 0.5, ys.to(dt) + 0.5, 0.0, 0.0
+        )
+        return rays, ys, xs, cells
+
     def train_step(self) -> float:
         """One optimisation step; returns the loss."""
         cfg, model, dev = self.cfg, self.model, self.dev
         model.train()
         model.alpha.fill_(self.method.warp_alpha(self.step))
         per_frame = max(cfg.batch_rays // cfg.frames_per_step, 1)
-        pick = torch.randint(len(self.train_ids), (cfg.frames_per_step,), generator=self.gen)
+        if cfg.frame_importance > 0:
+            pick = draw_frames(self.frame_loss, cfg.frames_per_step, cfg.frame_importance, self.gen)
+        else:
+            pick = torch.randint(len(self.train_ids), (cfg.frames_per_step,), generator=self.gen)
         loss = torch.zeros((), device=dev)
         reg: list[Tensor] = []
         aabb = model.head.aabb.cpu()
         for j in pick.tolist():
             frame = int(self.train_ids[j])
-            rays, idx = sample_pixel_rays(self.cams[frame], per_frame, 0.0, 0.0, generator=self.gen)
+            rays, ys, xs, cells = self._pixel_rays(j, frame, per_frame)
             rays.near, rays.far, _ = near_far_from_aabb(rays.origins, rays.directions, aabb)
             rays = rays.to(dev)
-            target = self.images[frame, idx[:, 1], idx[:, 2]].to(dev)
+            target = self.images[frame, ys, xs].to(dev)
             field = model.field(model.codes.weight[frame], self.expressions[frame], reg)
             rcfg = self.rcfg
             if cfg.random_background:
                 rcfg = rcfg.with_random_background(per_frame, self.gen, dev)
             out = render_rays(field, rays, rcfg, generator=self.jit)
             loss = loss + F.mse_loss(out["rgb"], target)
+            if cfg.frame_importance > 0 or cells is not None:
+                ray_err = (out["rgb"].detach() - target).pow(2).mean(-1).to(self.frame_loss.device)
+                record_errors(
+                    self.frame_loss,
+                    torch.tensor([j]),
+                    ray_err.mean()[None],
+                    self.error_map,
+                    cells,
+                    ray_err,
+                )
             if cfg.n_fine > 0:
                 loss = loss + F.mse_loss(out["rgb_coarse"], target)
             if cfg.distortion_weight > 0:

@@ -14,6 +14,7 @@ from torch import Tensor
 
 from facebench.imageops import mse_to_psnr
 from facebench.render import OccupancyGrid, distortion_loss, rays_from_pixels, render_rays
+from facebench.render.ray_importance import draw_frames, draw_pixels, record_errors
 from facebench.scene import Scene
 from facebench.trainer import exp_decay, fit_loop, seeded
 
@@ -64,46 +65,6 @@ def _optimizer(model: SceneManipulator, config: ManipulatorConfig) -> torch.opti
     if planes:
         groups.append({"params": planes, "lr_scale": config.triplane_lr_scale})
     return torch.optim.Adam(groups, lr=config.lr)
-
-
-def _draw_frames(
-    frame_loss: Tensor, n: int, importance: float, generator: torch.Generator
-) -> Tensor:
-    """Indices into the training frames: each drawn with probability
-    ``importance * loss_f / sum(loss) + (1 - importance) / N``."""
-    return torch.multinomial(
-        _importance_probs(frame_loss, importance), n, replacement=True, generator=generator
-    )
-
-
-def _importance_probs(weights: Tensor, importance: float) -> Tensor:
-    """Probabilities over the last dim: ``importance * w / sum(w) + (1 - importance) / N``."""
-    uniform = torch.full_like(weights, 1.0 / weights.shape[-1])
-    if importance <= 0:
-        return uniform
-    w = weights.clamp_min(1e-12)
-    return importance * w / w.sum(-1, keepdim=True) + (1.0 - importance) * uniform
-
-
-def _draw_pixels(
-    error_map: Tensor,
-    n: int,
-    importance: float,
-    height: int,
-    width: int,
-    generator: torch.Generator,
-) -> tuple[Tensor, Tensor, Tensor]:
-    """``(ys, xs, cells)``, ``n`` pixels of each of the frames whose error maps are
-    ``error_map`` ``(F, R, R)``: a cell drawn with probability ``importance * e / sum(e) +
-    (1 - importance) / R^2``, then a uniform pixel inside it. Shapes ``(F * n,)``; cells are
-    flat indices into each frame's ``R * R`` map."""
-    n_f, res = error_map.shape[0], error_map.shape[-1]
-    probs = _importance_probs(error_map.reshape(n_f, -1), importance)
-    cells = torch.multinomial(probs, n, replacement=True, generator=generator).reshape(-1)
-    jitter = torch.rand(2, cells.shape[0], generator=generator, device=cells.device)
-    ys = ((torch.div(cells, res, rounding_mode="floor") + jitter[0]) * (height / res)).long()
-    xs = (((cells % res) + jitter[1]) * (width / res)).long()
-    return ys.clamp_(0, height - 1), xs.clamp_(0, width - 1), cells
 
 
 def fit_manipulator(
@@ -202,14 +163,14 @@ def fit_manipulator(
         # the step's frames are rendered in one pass: rays_per_frame rays of each, every ray
         # tagged with its frame's slot in the step, the field bound to those frames' codes
         # (one field call per segment instead of one per frame)
-        frames = _draw_frames(frame_loss, c.frames_per_step, c.frame_importance, gen)
+        frames = draw_frames(frame_loss, c.frames_per_step, c.frame_importance, gen)
         n_f = len(frames)
         fids = tr_t[frames].repeat_interleave(c.rays_per_frame)
         if error_map is None:
             ys = torch.randint(cameras.height, fids.shape, generator=gen, device=device)
             xs = torch.randint(cameras.width, fids.shape, generator=gen, device=device)
         else:
-            ys, xs, cells = _draw_pixels(
+            ys, xs, cells = draw_pixels(
                 error_map[frames],
                 c.rays_per_frame,
                 c.pixel_importance,
@@ -232,12 +193,10 @@ def fit_manipulator(
             vis.record(rays, out)
         ray_err = (out["rgb"] - target).pow(2).mean(-1)
         err = ray_err.reshape(n_f, -1).mean(-1)  # per-frame MSE
-        frame_loss.scatter_reduce_(0, frames, err.detach(), reduce="mean", include_self=False)
-        if error_map is not None:
-            where = frames.repeat_interleave(c.rays_per_frame) * (res * res) + cells
-            error_map.view(-1).scatter_reduce_(
-                0, where, ray_err.detach(), reduce="mean", include_self=False
-            )
+        if error_map is None:
+            record_errors(frame_loss, frames, err.detach())
+        else:
+            record_errors(frame_loss, frames, err.detach(), error_map, cells, ray_err.detach())
         loss_rgb = err.mean()
         n_evals = out["n_field_evals"]
         loss = loss_rgb
