@@ -358,6 +358,7 @@ def test_importance_sampling_records_errors_and_resumes_exactly(scene, tmp_path)
     resumed.prepare(scene, ctx_for(tmp_path / "cut"))
     # the checkpoint carries the error maps: resumed == uninterrupted (bitwise on CPU)
     assert_same_state(ref.model, resumed.model)
-    # off by default, and then out of the config hash (earlier rows keep their key)
+    # off at the smoke budget (the tests'), and then out of the config hash: rows made
+    # before the option existed keep their key
     assert "pixel_importance" not in make().config_dict()
     assert make().config_dict() != ref.config_dict()

@@ -68,9 +68,11 @@ class FlameNerfConfig:
     distortion_weight: float = 0.01
     # DyNeRF-style importance sampling (facebench.render.ray_importance), as the scene
     # manipulator's: this share of a step's frames drawn by their last loss, and of each
-    # frame's rays by its error map (error_map_resolution cells a side); 0: uniform
-    frame_importance: float = 0.0
-    pixel_importance: float = 0.0
+    # frame's rays by its error map (error_map_resolution cells a side); 0: uniform. At
+    # the quick budget it lifts what the fit renders of the true expressions from 0.14 to
+    # 0.40 in R-precision at the same cost (docs/results.md)
+    frame_importance: float = 0.5
+    pixel_importance: float = 0.5
     error_map_resolution: int = 16
     head_grid: int = 48
     head_dilation: int = 1
@@ -96,6 +98,8 @@ FLAME_NERF_PRESETS: dict[str, dict[str, Any]] = {
         "head_grid": 24,
         "random_background": False,
         "distortion_weight": 0.0,
+        "frame_importance": 0.0,
+        "pixel_importance": 0.0,
         "checkpoint_every": 10,
         "edit.steps": 3,
         "edit.render_size": 16,
