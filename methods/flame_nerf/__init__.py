@@ -30,8 +30,11 @@ Model (per sample ``x`` on a ray of frame ``i`` with expression ``e_i``):
 
 Loss: MSE of the coarse and fine colours against the pixels + ``head_reg *
 L_head``. Adam, learning rate decaying exponentially from ``lr`` to
-``lr_final``. ``batch_rays`` rays per step from ``frames_per_step`` random training
-frames (each frame rendered with its own code and expression).
+``lr_final``. ``batch_rays`` rays per step from ``frames_per_step`` training frames
+(each frame rendered with its own code and expression), a ``frame_importance`` share
+of the frames drawn by their last loss and a ``pixel_importance`` share of each
+frame's rays by its error map (:mod:`facebench.render.ray_importance`; ours, as the
+scene manipulator's; 0.5 each at ``quick`` and ``full``).
 
 Variants: ``full``; ``no-spatial-prior`` (the condition reaches every sample,
 ``spatial_prior=False``; the head regulariser is kept so only the masking
