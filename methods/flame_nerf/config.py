@@ -68,9 +68,8 @@ class FlameNerfConfig:
     distortion_weight: float = 0.01
     # DyNeRF-style importance sampling (facebench.render.ray_importance), as the scene
     # manipulator's: this share of a step's frames drawn by their last loss, and of each
-    # frame's rays by its error map (error_map_resolution cells a side); 0: uniform. At
-    # the quick budget it lifts what the fit renders of the true expressions from 0.14 to
-    # 0.40 in R-precision at the same cost (docs/results.md)
+    # frame's rays by its error map (error_map_resolution cells a side); 0: uniform. The
+    # fit then renders more of the capture's expressions at the same cost (docs/results.md)
     frame_importance: float = 0.5
     pixel_importance: float = 0.5
     error_map_resolution: int = 16

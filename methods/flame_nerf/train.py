@@ -88,8 +88,9 @@ class Trainer:
     def _pixel_rays(
         self, j: int, frame: int, n: int
     ) -> tuple[RayBundle, Tensor, Tensor, Tensor | None]:
-        """``n`` rays of training frame ``frame`` (slot ``j``): uniform, or a
-        ``pixel_importance`` share by its error map. Returns ``(rays, ys, xs, cells)``."""
+        """``n`` rays of frame ``frame`` (``j``: its index among the training frames):
+        uniform, or a ``pixel_importance`` share by its error map. Returns ``(rays, ys, xs,
+        cells)``."""
         cam = self.cams[frame]
         if self.error_map is None:
             rays, idx = sample_pixel_rays(cam, n, 0.0, 0.0, generator=self.gen)
