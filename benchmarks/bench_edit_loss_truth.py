@@ -57,6 +57,12 @@ PAC_VARIANT = os.environ.get("FACEBENCH_BENCH_PAC_VARIANT", "grid-compositor")
 PAC_SETS = os.environ.get("FACEBENCH_BENCH_PAC_SET", "").split()
 
 
+def spread_cameras(method):
+    """``VIEWS`` of PAC's training cameras spread over the capture, at the scene's size."""
+    idx = torch.linspace(0, len(method.train_cameras) - 1, VIEWS).round().long()
+    return method.train_cameras[idx]
+
+
 def prepared(variant: str, scene, budget: str, overrides: list[str] | None = None):
     """PAC's ``variant`` prepared on ``scene``, SynthCLIP, ``emotions.txt`` and ``VIEWS``
     of PAC's training cameras spread over the capture at the edit's render size."""
@@ -67,8 +73,7 @@ def prepared(variant: str, scene, budget: str, overrides: list[str] | None = Non
     dev = torch.device("cpu")
     method = create_method("pac", variant, budget, dev, overrides or [])
     method.prepare(scene, RunContext(device=dev, cache_dir=cache_dir()))
-    idx = torch.linspace(0, len(method.train_cameras) - 1, VIEWS).round().long()
-    cams = method.train_cameras[idx].resized(longest=method.config.edit.render_size)
+    cams = spread_cameras(method).resized(longest=method.config.edit.render_size)
     prompts = DATASETS.get("prompts").obj("emotions.txt")
     return method, load_clip("synthclip", device="cpu"), prompts, cams
 
@@ -150,8 +155,7 @@ def test_edit_loss_along_the_clip_edit(benchmark, default_scene, bench_threads, 
     scene, dev = default_scene, torch.device("cpu")
     method, clip, prompts, cams = prepared(PAC_VARIANT, scene, bench_budget, PAC_SETS)
     phrases = au_phrases()
-    idx = torch.linspace(0, len(method.train_cameras) - 1, VIEWS).round().long()
-    full = method.train_cameras[idx]
+    full = spread_cameras(method)
     source = method.config.edit.source_prompt
     recognizer = load_recognizer()
     info: dict = {"variant": PAC_VARIANT, "overrides": PAC_SETS, "scales": SCALES}
