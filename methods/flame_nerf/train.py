@@ -110,7 +110,7 @@ class Trainer:
         model.train()
         model.alpha.fill_(self.method.warp_alpha(self.step))
         per_frame = max(cfg.batch_rays // cfg.frames_per_step, 1)
-        if cfg.frame_importance > 0:
+        if cfg.frame_importance > 0:  # else randint: the draws of fits made before the option
             pick = draw_frames(self.frame_loss, cfg.frames_per_step, cfg.frame_importance, self.gen)
         else:
             pick = torch.randint(len(self.train_ids), (cfg.frames_per_step,), generator=self.gen)
