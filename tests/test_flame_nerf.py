@@ -362,3 +362,59 @@ def test_importance_sampling_records_errors_and_resumes_exactly(scene, tmp_path)
     # before the option existed keep their key
     assert "pixel_importance" not in make().config_dict()
     assert make().config_dict() != ref.config_dict()
+
+
+@pytest.mark.parametrize("axes", ["xyz", "xy"])
+def test_plane_field_blends_one_basis_per_expression_parameter(scene, axes):
+    from facebench.methods.flame_nerf.model import PlaneCanonicalField
+
+    cfg = make(plane_resolution=8, plane_channels=4, plane_expression_axes=axes).config
+    torch.manual_seed(0)
+    f = PlaneCanonicalField(3, cfg, scene.aabb)
+    with torch.no_grad():
+        f.planes.normal_()
+        f.expression_planes.normal_()
+    x, d = torch.rand(50, 3) * 2 - 1, torch.zeros(50, 3)
+    e = torch.tensor([0.0, 0.7, 0.0])
+    sigma, rgb = f(x, d, e, None)
+    (sigma.sum() + rgb.sum()).backward()
+    g = f.expression_planes.grad.reshape(-1, 3, 4, 8, 8).abs().sum((0, 2, 3, 4))  # per parameter
+    # the base and the one active parameter's basis learn; the others get exactly nothing
+    assert f.planes.grad.abs().sum() > 0 and g[1] > 0 and g[0] == 0 and g[2] == 0
+    # on the frontal plane alone, the expression leaves the xz and yz planes as they are
+    moved = (f.blend(e) - f.planes).abs().sum((1, 2, 3))
+    assert moved[0] > 0 and (moved[1:] > 0).tolist() == [axes == "xyz"] * 2
+    with torch.no_grad():
+        # outside the head region the base planes alone: as with no expression at all
+        inside = torch.arange(50) < 25
+        s_in, _ = f(x, d, e, inside)
+        s0, _ = f(x, d, torch.zeros(3), None)
+        torch.testing.assert_close(s_in[25:], s0[25:])
+        torch.testing.assert_close(s_in[:25], sigma[:25])
+        assert not torch.allclose(sigma[25:], s0[25:])
+        # and the expression bases' values do not matter there
+        f.expression_planes.zero_()
+        torch.testing.assert_close(f(x, d, e, None)[0], s0)
+
+
+def test_plane_field_fit_trains_the_planes_at_their_own_rate(scene, tmp_path):
+    m = make()
+    ctx = ctx_for(tmp_path)
+    m._build(scene, ctx)
+    m._fill_head_region()
+    tr = m.trainer(scene, ctx)
+    rates = [g["lr"] for g in tr.opt.param_groups]
+    assert rates == [FAST["lr"], FAST["lr"] * m.config.plane_lr_scale]
+    m.prepare(scene, ctx_for(tmp_path / "fit"))
+    h = m.loss_history
+    first, last = sum(h[:6]) / 6, sum(h[-6:]) / 6
+    assert last < 0.75 * first, (first, last)
+    # the planes are the default field; rows made with the paper's MLP before the option
+    # existed keep their key
+    assert make().config_dict()["canonical"] == "planes"
+    mlp = make(canonical="mlp").config_dict()
+    assert "canonical" not in mlp and "plane_expression_axes" not in mlp
+    # nor do the plane fields, which do not shape the MLP
+    mlp16 = make(canonical="mlp", plane_channels=16)
+    assert mlp16.config_dict() == mlp
+    assert mlp16._cache(scene, ctx).directory == make(canonical="mlp")._cache(scene, ctx).directory

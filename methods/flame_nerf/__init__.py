@@ -21,7 +21,11 @@ Model (per sample ``x`` on a ray of frame ``i`` with expression ``e_i``):
    neutral expression and the scene's expressions. It is evaluated at the
    observation-space sample ``x`` (the paper masks with the per-frame FLAME
    silhouette; the head is assumed static in each frame).
-3. **Canonical field**: ``(sigma, rgb) = F(gamma(x_c), c(x))``.
+3. **Canonical field**: ``(sigma, rgb) = F(gamma(x_c), c(x))``, the paper's MLP
+   (``canonical="mlp"``, the ``full`` preset's), or at the ``quick`` budget feature
+   planes that the condition blends, ``B_0 + sum_k c_k(x) B_k`` on the frontal plane
+   beside xz and yz base planes, decoded by a small MLP (``canonical="planes"``;
+   ours, K-Planes-style, for fast convergence on a CPU).
 4. **Head-deformation regulariser**: the deformation must not move the head
    (expressions act through the condition, not through the warp):
    ``L_head = mean over samples inside the head region of ||x_c - x||_2``, the

@@ -10,7 +10,6 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from facebench.config import keyed_fields
 from facebench.errors import FacebenchError
 from facebench.method import ConfiguredMethod, RunContext, config_hash
 from facebench.registry import register_method
@@ -27,6 +26,7 @@ from .config import (
     CACHE_VERSION,
     FLAME_NERF_PRESETS,
     FlameNerfConfig,
+    hashed_fields,
 )
 from .model import FlameNerfModel
 from .scene import scene_expressions, scene_morphable
@@ -83,7 +83,7 @@ class FlameNerf(ConfiguredMethod):
             "variant": self.variant,
             "budget": self.budget,
             "cache_version": CACHE_VERSION,
-            **keyed_fields(self.config, ADDED_ROW_FIELDS),
+            **hashed_fields(self.config, ADDED_ROW_FIELDS),
         }
 
     # -------------------------------------------------------------- fitting
@@ -122,7 +122,7 @@ class FlameNerf(ConfiguredMethod):
         """The fit's scene-model cache entry: ``flame-nerf/<scene key>/<hash>``, the hash of
         the fit's settings only (edits and the render chunk do not change the fitted model)
         and the run seed."""
-        cfg = keyed_fields(self.config, ADDED_FIELDS)
+        cfg = hashed_fields(self.config, ADDED_FIELDS)
         cfg = {k: v for k, v in cfg.items() if k not in ("edit", "render_chunk")}
         key = config_hash({"v": CACHE_VERSION, **cfg, "seed": ctx.seed})
         return SceneModelCache(ctx.cache_dir, "flame-nerf", scene, key)

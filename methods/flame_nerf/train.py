@@ -51,7 +51,12 @@ class Trainer:
         self.rcfg = RenderConfig(
             n_coarse=cfg.n_coarse, n_fine=cfg.n_fine, jitter=True, background=scene.background_rgb
         )
-        self.opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
+        planes = model.canonical.grid_parameters()
+        rest = [p for p in model.parameters() if all(p is not q for q in planes)]
+        groups: list[dict] = [{"params": rest}]
+        if planes:
+            groups.append({"params": planes, "lr": cfg.lr * cfg.plane_lr_scale})
+        self.opt = torch.optim.Adam(groups, lr=cfg.lr)
         gamma = exp_gamma(cfg.lr_final / cfg.lr, cfg.steps)
         self.sched = torch.optim.lr_scheduler.ExponentialLR(self.opt, gamma)
         self.gen = torch.Generator().manual_seed(cfg.seed * 1_000_003 + ctx.seed + 17)
@@ -144,7 +149,7 @@ class Trainer:
             if cfg.distortion_weight > 0:
                 dist = distortion_loss(out["weights"], out["t"], rays.near, rays.far)
                 loss = loss + cfg.distortion_weight * dist
-        loss = loss / len(pick)
+        loss = loss / len(pick) + model.canonical.regularizer()
         if reg and cfg.head_reg > 0:
             tot = torch.stack(reg).sum(0)
             loss = loss + cfg.head_reg * tot[0] / tot[1].clamp_min(1.0)

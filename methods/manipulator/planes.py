@@ -39,6 +39,7 @@ import torch
 from torch import Tensor, nn
 
 from facebench.render import PositionalEncoding, make_mlp
+from facebench.render.planes import plane_coords, sample_planes, total_variation
 
 from .codes import CodeFn, FrameCodedField
 from .config import CODE_PLANES, ManipulatorConfig
@@ -159,8 +160,7 @@ class CodePlanes(FrameCodedField):
         its slot's tile.
         """
         n_basis, ch = 1 + self.config.code_dim, self.config.plane_channels
-        # (3, P, 1, 2): the xy, xz and yz coordinates of every point (slices, no gather)
-        coords = torch.stack([xn[:, 0:2], xn[:, 0:3:2], xn[:, 1:3]])[:, :, None, :]
+        coords = plane_coords(xn)  # (3, P, 1, 2)
         slots = isinstance(code, SlotPlanes)
         # planes blended before sampling: (3, ch, H, F * W) per resolution, or None
         blended = code.stacks if slots else self.blend(code[None]) if code.dim() == 1 else None
@@ -175,12 +175,11 @@ class CodePlanes(FrameCodedField):
                 )  # (3, ch, P, 1)
                 f = s[..., 0].transpose(1, 2)  # (3, P, ch)
             else:
-                s = nn.functional.grid_sample(
-                    planes, grid, mode="bilinear", align_corners=True
-                )  # (3, (1 + C) * ch, P, 1)
-                s = s[..., 0].reshape(3, n_basis, ch, -1)
-                moved = torch.einsum("kbcp,pb->kpc", s[:, 1:], code.to(s.dtype) * self.code_scale)
-                f = s[:, 0].transpose(1, 2) + moved * self.code_mask  # (3, P, ch)
+                s = sample_planes(planes, xn).reshape(3, -1, n_basis, ch)  # (3, P, 1 + C, ch)
+                moved = torch.einsum(
+                    "kpbc,pb->kpc", s[:, :, 1:], code.to(s.dtype) * self.code_scale
+                )
+                f = s[:, :, 0] + moved * self.code_mask  # (3, P, ch)
             out.append(f[0] * f[1] * f[2])
         return torch.cat(out, dim=-1)
 
@@ -214,14 +213,10 @@ class CodePlanes(FrameCodedField):
         ``plane_warp_resolution`` is 0)."""
         if self.warp is None:
             return xn
-        coords = torch.stack([xn[:, 0:2], xn[:, 0:3:2], xn[:, 1:3]])[:, :, None, :]
-        s = nn.functional.grid_sample(
-            self.warp, coords.to(self.warp.dtype), mode="bilinear", align_corners=True
-        )  # (3, C * 3, P, 1)
-        fields = s[..., 0].sum(0).reshape(self.config.code_dim, 3, -1)  # (C, 3, P)
+        fields = sample_planes(self.warp, xn).sum(0).reshape(-1, self.config.code_dim, 3)
         w = code.to(fields.dtype) * self.code_scale
         w = w.expand(xn.shape[0], -1) if w.dim() == 1 else w
-        return xn + torch.einsum("cdp,pc->pd", fields, w)
+        return xn + torch.einsum("pcd,pc->pd", fields, w)  # (P, C, 3) fields
 
     def trunk_and_density(self, xn: Tensor, code: Tensor) -> tuple[Tensor, Tensor]:
         """The trunk's output ``(P, 1 + geo)`` at normalised points ``xn`` under ``code`` (the
@@ -250,19 +245,12 @@ class CodePlanes(FrameCodedField):
         ch = c.plane_channels
         loss = self.aabb.new_zeros(())
         for planes in self.planes:
-            loss = loss + c.plane_tv_weight * _total_variation(planes)
+            loss = loss + c.plane_tv_weight * total_variation(planes)
             if c.lipschitz:
                 loss = loss + c.plane_code_weight * planes[:, ch:].pow(2).mean()
         if self.warp is not None:
-            loss = loss + c.plane_tv_weight * _total_variation(self.warp)
+            loss = loss + c.plane_tv_weight * total_variation(self.warp)
         return loss
-
-
-def _total_variation(planes: Tensor) -> Tensor:
-    """Mean squared difference of neighbouring texels of ``planes`` ``(..., H, W)`` along
-    each of the last two axes, summed (K-Planes' spatial smoothness)."""
-    tv = (planes[..., 1:, :] - planes[..., :-1, :]).pow(2).mean()
-    return tv + (planes[..., :, 1:] - planes[..., :, :-1]).pow(2).mean()
 
 
 def _tile_grid(grid: Tensor, slot: Tensor, w: int, width: int) -> Tensor:
