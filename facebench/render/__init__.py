@@ -5,7 +5,8 @@ docstring for its conventions (OpenCV cameras, +y-up world, unit rays).
 Building blocks for fields: ``encoding`` (positional encoding with
 coarse-to-fine window), ``mlp``, ``lipschitz``, ``deform`` (translation/SE(3)
 warps), ``occupancy`` (empty-space skipping), ``distortion`` (Mip-NeRF 360's
-loss against fog), ``analytic`` (test fields).
+loss against fog), ``planes`` (feature planes: sampling and smoothness),
+``ray_importance`` (rays drawn by their errors), ``analytic`` (test fields).
 """
 
 from facebench.render.cameras import (
