@@ -61,12 +61,19 @@ def scene(default_scene, bench_threads):
     return default_scene
 
 
-def _fitted(variant: str, scene, budget: str):
+def _fitted(variant: str, scene, budget: str, sets: dict | None = None):
     from facebench.methods.flame_nerf import FlameNerf
 
-    m = FlameNerf.create(variant, budget, "cpu")
+    m = FlameNerf.create(variant, budget, "cpu", overrides=sets)
     m.prepare(scene, RunContext(device=torch.device("cpu"), cache_dir=cache_dir()))
     return m
+
+
+def _fit_set() -> dict:
+    """``FACEBENCH_BENCH_FIT_SET``: space-separated ``KEY=VALUE`` overrides of the fit."""
+    from facebench.config import parse_assignments
+
+    return parse_assignments(os.environ.get("FACEBENCH_BENCH_FIT_SET", "").split())
 
 
 def test_train_step(benchmark, scene, tmp_path, bench_threads, bench_budget):
@@ -126,15 +133,12 @@ def test_reanimate(benchmark, scene, variant, bench_threads, bench_budget):
 def test_surface(benchmark, scene, bench_threads, bench_budget):
     from bench_manipulator_expressions import NOVEL_VIEWS, near_median_share
 
-    from facebench.config import parse_assignments
     from facebench.imageops import psnr
-    from facebench.methods.flame_nerf import FlameNerf
     from facebench.render import RenderConfig, render_rays
     from facebench.render.cameras import generate_rays, near_far_from_aabb
 
-    sets = parse_assignments(os.environ.get("FACEBENCH_BENCH_FIT_SET", "").split())
-    m = FlameNerf.create("full", bench_budget, "cpu", overrides=sets)
-    m.prepare(scene, RunContext(device=torch.device("cpu"), cache_dir=cache_dir()))
+    sets = _fit_set()
+    m = _fitted("full", scene, bench_budget, sets)
     model, cfg = m.model, m.config
     field = model.field(model.codes.weight[m.neutral_id], m.neutral_expression())
     rcfg = RenderConfig(
@@ -168,16 +172,13 @@ def test_surface(benchmark, scene, bench_threads, bench_budget):
 
 
 def test_target_expression(benchmark, scene, bench_threads, bench_budget):
-    from facebench.config import parse_assignments
     from facebench.imageops import psnr
-    from facebench.methods.flame_nerf import FlameNerf
     from facebench.metrics.instruments.recognizer import load_recognizer
     from facebench.registry import DATASETS
     from facebench.suite import prompt_oracle
 
-    sets = parse_assignments(os.environ.get("FACEBENCH_BENCH_FIT_SET", "").split())
-    m = FlameNerf.create("full", bench_budget, "cpu", overrides=sets)
-    m.prepare(scene, RunContext(device=torch.device("cpu"), cache_dir=cache_dir()))
+    sets = _fit_set()
+    m = _fitted("full", scene, bench_budget, sets)
     prompts = DATASETS.get("prompts").obj("emotions.txt")
     recognizer = load_recognizer()
     cams = scene.eval_cameras
@@ -197,10 +198,7 @@ def test_target_expression(benchmark, scene, bench_threads, bench_budget):
     def run() -> None:
         neutral = m.render(cams)
         for p in prompts.prompts:
-            target = torch.zeros(len(scene.au_names))
-            for unit, value in prompts.targets[p].items():
-                target[list(scene.au_names).index(unit)] = value
-            images = m.render(cams, target)
+            images = m.render(cams, prompts.target_vector(p, scene.au_names))
             truth = prompt_oracle(scene, prompts, p)(cams)
             share, units = reads(images, p)
             info[p] = {
@@ -226,17 +224,13 @@ def test_edit_against_the_truth(benchmark, scene, bench_threads, bench_budget):
     12 training cameras. Where the edit's loss is lower than the truth's, SynthCLIP prefers
     the edit: the instrument, not the optimisation, stops it."""
     from facebench.clip import load_clip
-    from facebench.config import parse_assignments
     from facebench.methods.clip_edit import EditConfig
-    from facebench.methods.flame_nerf import FlameNerf
     from facebench.registry import DATASETS
 
     source = {f.name: f.default for f in dataclasses.fields(EditConfig)}["source_prompt"]
-    sets = parse_assignments(os.environ.get("FACEBENCH_BENCH_FIT_SET", "").split())
-    dev = torch.device("cpu")
-    m = FlameNerf.create("full", bench_budget, "cpu", overrides=sets)
-    ctx = RunContext(device=dev, cache_dir=cache_dir())
-    m.prepare(scene, ctx)
+    sets = _fit_set()
+    m = _fitted("full", scene, bench_budget, sets)
+    ctx = RunContext(device=torch.device("cpu"), cache_dir=cache_dir())
     clip = load_clip("synthclip", device="cpu")
     prompts = DATASETS.get("prompts").obj("emotions.txt")
     names = list(scene.au_names)
@@ -249,9 +243,7 @@ def test_edit_against_the_truth(benchmark, scene, bench_threads, bench_budget):
         with torch.no_grad():
             src = m.render(cams).permute(0, 3, 1, 2)
         for p in prompts.prompts:
-            truth = torch.zeros(len(names))
-            for unit, value in prompts.targets[p].items():
-                truth[names.index(unit)] = value
+            truth = prompts.target_vector(p, scene.au_names)
             row: dict = {"truth": {u: round(v, 2) for u, v in prompts.targets[p].items()}}
             for loss in ("directional", "global"):
                 m.config = dataclasses.replace(
