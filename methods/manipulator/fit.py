@@ -169,6 +169,7 @@ def fit_manipulator(
         if error_map is None:
             ys = torch.randint(cameras.height, fids.shape, generator=gen, device=device)
             xs = torch.randint(cameras.width, fids.shape, generator=gen, device=device)
+            cells = None
         else:
             ys, xs, cells = draw_pixels(
                 error_map[frames],
@@ -193,10 +194,7 @@ def fit_manipulator(
             vis.record(rays, out)
         ray_err = (out["rgb"] - target).pow(2).mean(-1)
         err = ray_err.reshape(n_f, -1).mean(-1)  # per-frame MSE
-        if error_map is None:
-            record_errors(frame_loss, frames, err.detach())
-        else:
-            record_errors(frame_loss, frames, err.detach(), error_map, cells, ray_err.detach())
+        record_errors(frame_loss, frames, err.detach(), error_map, cells, ray_err.detach())
         loss_rgb = err.mean()
         n_evals = out["n_field_evals"]
         loss = loss_rgb
