@@ -63,9 +63,19 @@ RANGES: tuple[tuple[tuple[str, ...], tuple[float, bool] | None, tuple[float, boo
 def keyed_fields(config: Any, added: Mapping[str, Any]) -> dict[str, Any]:
     """``dataclasses.asdict(config)`` without the fields of ``added`` that hold the value
     given there: fields added to a config after results were cached under its hash stay out
-    of the key at the value that reproduces those results, so old keys still match."""
-    fields = dataclasses.asdict(config)
-    return {k: v for k, v in fields.items() if not (k in added and v == added[k])}
+    of the key at the value that reproduces those results, so old keys still match. A
+    dotted name (``"edit.init"``) is a field of a nested config."""
+    return _drop_added(dataclasses.asdict(config), added)
+
+
+def _drop_added(fields: dict[str, Any], added: Mapping[str, Any]) -> dict[str, Any]:
+    out = {}
+    for k, v in fields.items():
+        if k in added and v == added[k]:
+            continue
+        inner = {n[len(k) + 1 :]: a for n, a in added.items() if n.startswith(k + ".")}
+        out[k] = _drop_added(v, inner) if inner and isinstance(v, dict) else v
+    return out
 
 
 def ranged(default: Any, ge: float | None = None, gt: float | None = None,

@@ -108,7 +108,14 @@ def test_registered_with_capabilities_and_variants():
 
     entry = METHODS.get("flame-nerf")
     assert set(entry.capabilities) == {"fit_scene", "edit_text", "edit_oracle", "reanimate"}
-    assert set(entry.obj.variants) == {"full", "no-spatial-prior", "oracle", "global-loss"}
+    assert set(entry.obj.variants) == {
+        "full",
+        "no-spatial-prior",
+        "oracle",
+        "global-loss",
+        "clip-init",
+        "clip-init-global",
+    }
     oracle = entry.obj.create("oracle", "smoke", torch.device("cpu")).config
     assert oracle.edit.guidance == "oracle" and oracle.edit.clip_loss == "directional"
     cfg = entry.obj.create("no-spatial-prior", "smoke", torch.device("cpu")).config_dict()
@@ -269,6 +276,42 @@ def test_text_edit_lowers_clip_loss_with_tiny_random_clip(fitted, scene):
     before, after = clip_loss(m.neutral_expression()), clip_loss(edit.expression)
     assert after < before, (before, after)
     assert not torch.equal(m.render(scene.eval_cameras, edit), m.render(scene.eval_cameras))
+
+
+class NearestClip:
+    """tiny-random CLIP whose similarity prefers images near ``reference`` (a known answer)."""
+
+    def __init__(self, reference: torch.Tensor):
+        from facebench.clip import load_clip
+
+        self.clip, self.reference = load_clip("tiny-random", device="cpu"), reference
+
+    def similarity(self, images, prompt):
+        return -((images - self.reference) ** 2).mean((1, 2, 3))
+
+    def __getattr__(self, name):
+        return getattr(self.clip, name)
+
+
+@pytest.mark.parametrize("frame", [1, 2, 3])
+def test_clip_init_starts_the_edit_at_the_captured_expression_clip_prefers(fitted, frame):
+    m, _ = fitted
+    target = m.expressions[frame]
+    with torch.no_grad():
+        ref = m.render_expression(m.init_cameras(), target).permute(0, 3, 1, 2)
+    clip = NearestClip(ref)
+    assert torch.equal(m.best_expression("a face", clip), target)
+    # the edit starts there (a step too small to move it), and from neutral without it
+    still = {"edit.steps": 1, "edit.lr": 1e-9, "edit.lr_final": 1e-9}
+    for init, start in (("clip", target), ("neutral", m.neutral_expression())):
+        m.config = make(**still, **{"edit.init": init}).config
+        e = m.edit("a face", clip, ctx_for(Path("."), seed=0)).expression
+        torch.testing.assert_close(e, start, atol=1e-6, rtol=0)
+    m.config = make().config
+    # the variant, and out of the row hash at the default: earlier rows keep their key
+    assert make("clip-init").config.edit.init == "clip"
+    assert "init" not in make().config_dict()["edit"]
+    assert make("clip-init").config_dict()["edit"]["init"] == "clip"
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")

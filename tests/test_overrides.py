@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from facebench.config import apply_overrides, config_fields, parse_assignments
+from facebench.config import apply_overrides, config_fields, keyed_fields, parse_assignments
 
 
 @dataclass(frozen=True)
@@ -237,3 +237,16 @@ def test_ablate_passes_set_to_every_variant_and_rejects_a_bad_one(monkeypatch, t
         main(["ablate", "--method", "pac", "--out", str(out), "--set", "manipulator.nope=1"])
     err = capsys.readouterr().err.strip().splitlines()
     assert info.value.code == 2 and len(err) == 1 and "nope" in err[0] and not out.exists()
+
+
+def test_keyed_fields_leave_added_fields_out_at_their_old_value_nested_ones_too():
+    added = {"name": "pac", "inner.flag": True}
+    assert keyed_fields(Outer(), added) == {
+        "inner": {"steps": 100, "lr": 1e-3},
+        "frames": (3, 5),
+        "anchors": (),
+        "limit": None,
+    }
+    changed = apply_overrides(Outer(), {"inner.flag": "false", "name": "x"})
+    assert keyed_fields(changed, added)["inner"]["flag"] is False
+    assert keyed_fields(changed, added)["name"] == "x"

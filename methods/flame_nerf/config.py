@@ -29,7 +29,8 @@ ADDED_FIELDS = {
 }
 # fields added after rows were recorded under the method's config hash, at the value that
 # reproduces those rows (kept out of the row hash there)
-ADDED_ROW_FIELDS = {**IMPORTANCE_FIELDS, **PLANE_FIELDS}
+EDIT_INIT_FIELDS = {"edit.init": "neutral", "edit.init_views": 4}
+ADDED_ROW_FIELDS = {**IMPORTANCE_FIELDS, **PLANE_FIELDS, **EDIT_INIT_FIELDS}
 
 
 def hashed_fields(config: FlameNerfConfig, added: dict[str, Any]) -> dict[str, Any]:
@@ -55,6 +56,12 @@ class FlameEditConfig:
     view_jitter_deg: float = 10.0
     guidance: str = "clip"  # "clip" or "oracle" (see methods/clip_edit.py)
     clip_loss: str = "directional"  # "directional" (the neutral expression's renders) or "global"
+    # where the vector starts: "neutral" (the neutral frame's expression) or "clip" (the
+    # captured expression whose renders CLIP scores best for the prompt, from init_views
+    # training cameras; as pac's clip-init). The source of the directional loss and the
+    # regulariser's e_0 stay the neutral expression
+    init: str = "neutral"
+    init_views: int = 4
 
 
 @dataclass(frozen=True)

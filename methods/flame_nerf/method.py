@@ -11,7 +11,7 @@ import torch
 from torch import Tensor, nn
 
 from facebench.errors import FacebenchError
-from facebench.method import ConfiguredMethod, RunContext, config_hash
+from facebench.method import ConfiguredMethod, Progress, RunContext, config_hash, no_progress
 from facebench.registry import register_method
 from facebench.render import Cameras, RenderConfig, render_image
 from facebench.render.encoding import linear_window
@@ -54,6 +54,8 @@ class FlameNerf(ConfiguredMethod):
         "full": {},
         "no-spatial-prior": {"spatial_prior": False},
         **EDIT_VARIANTS,
+        "clip-init": {"edit.init": "clip"},
+        "clip-init-global": {"edit.init": "clip", "edit.clip_loss": "global"},
     }
 
     def __init__(
@@ -64,6 +66,9 @@ class FlameNerf(ConfiguredMethod):
         budget: str = "quick",
     ):
         super().__init__(config, device, variant, budget)
+        if self.config.edit.init not in ("neutral", "clip"):
+            init = self.config.edit.init
+            raise ValueError(f"edit.init must be 'neutral' or 'clip', got {init!r}")
         self.model: FlameNerfModel | None = None
         self.scene: Scene | None = None
         self.expressions: Tensor | None = None
@@ -275,19 +280,45 @@ class FlameNerf(ConfiguredMethod):
         pts = grid.cell_centers()[grid.mask.reshape(-1)]
         return pts.mean(0) if len(pts) else grid.aabb.mean(0)
 
+    def init_cameras(self) -> Cameras:
+        """``edit.init_views`` of the edit's cameras (:meth:`edit_cameras`), spread over the
+        capture: where :meth:`best_expression` scores the captured expressions."""
+        cams = self.edit_cameras()
+        n = max(min(self.config.edit.init_views, len(cams)), 1)
+        return cams[torch.linspace(0, len(cams) - 1, n).round().long()]
+
+    @torch.no_grad()
+    def best_expression(self, prompt: str, clip: Any, progress: Progress = no_progress) -> Tensor:
+        """The captured expression (of the training frames) whose renders ``clip`` scores
+        best for ``prompt``: the mean similarity at ``edit.init_views`` training cameras
+        spread over the capture, at the edit's render size."""
+        assert self.expressions is not None
+        cams = self.init_cameras()
+        fit = torch.as_tensor(self._scene().fit_ids, dtype=torch.long, device=self.device)
+        candidates = torch.unique(self.expressions[fit], dim=0)
+        scores = []
+        for i, c in enumerate(candidates):
+            images = self._render(cams, c, None).permute(0, 3, 1, 2)
+            scores.append(clip.similarity(images, prompt).mean())
+            progress("flame-nerf edit start", i + 1, len(candidates))
+        return candidates[torch.stack(scores).argmax()]
+
     def edit(self, prompt: str, clip: Any, ctx: RunContext) -> FlameNerfEdit:
         """Optimise the expression parameters so renders match ``prompt`` under ``clip``.
 
         Uses the shared CLIP-guided loop (:func:`..clip_edit.clip_optimize`):
         only the expression vector is optimised (Adam, ``edit.lr`` decaying to
-        ``edit.lr_final``), starting from the neutral frame's expression, with
-        ``edit.reg * ||e - e_0||^2``; the vector is projected onto the morphable
-        model's expression range before every render and at the end.
+        ``edit.lr_final``), starting from the neutral frame's expression (or, with
+        ``edit.init="clip"``, from :meth:`best_expression`), with
+        ``edit.reg * ||e - e_0||^2`` (``e_0``: the neutral expression); the vector is
+        projected onto the morphable model's expression range before every render and
+        at the end.
         """
         model = self._require()
         cfg, ecfg = self.config, self.config.edit
         e0 = self.neutral_expression().detach().clone()
-        e = nn.Parameter(e0.clone())
+        start = self.best_expression(prompt, clip, ctx.progress) if ecfg.init == "clip" else e0
+        e = nn.Parameter(start.detach().clone())
         lo, hi = self.expression_range
         loop = EditConfig(
             steps=ecfg.steps,
