@@ -52,6 +52,10 @@ def test_single_code_baselines_configs(toy):
     single = PACMethod.create("single-code", "quick").config
     assert single == hyper.config
     assert hyper.config_dict()["method"] == "hypernerf-i"
+    # clip-init: the code starts at the anchor CLIP scores best, as pac's ratios do
+    for cls in (HyperNeRFI, NerfiesI):
+        assert set(cls.variants) == {"full", "oracle", "global-loss", "clip-init"}
+        assert cls.create("clip-init", "quick").config.pac_init == "clip"
 
 
 def test_nerfies_i_edits_one_code(toy, tiny_clip, tmp_path):

@@ -438,6 +438,39 @@ def test_clip_init_starts_at_the_anchor_clip_scores_best(prepared):
         m.config = dataclasses.replace(m.config, init_views=PACConfig().init_views)
 
 
+class _BrightnessTinyCLIP(_BrightnessCLIP):
+    """:class:`_BrightnessCLIP`'s similarity, tiny-random CLIP's losses."""
+
+    def __init__(self, sign: float, clip):
+        super().__init__(sign)
+        self.clip = clip
+
+    def __getattr__(self, name):
+        return getattr(self.clip, name)
+
+
+def test_clip_init_starts_a_single_code_at_pacs_best_anchor(prepared, toy, tiny_clip):
+    m, cache = prepared
+    still = {"edit.steps": 1, "edit.lr": 1e-9, "edit.lr_final": 1e-9}
+    single = PACMethod(
+        apply_overrides(m.config, {"mode": "single", "pac_init": "clip", **still}), CPU
+    )
+    single.prepare(toy, RunContext(device=CPU, cache_dir=cache))  # same manipulator: loaded
+    assert torch.equal(single.anchors, m.anchors)  # the anchors it starts from are pac's
+    rcfg = render_config(m.model.config, False, m.background)
+    starts = []
+    for sign in (1.0, -1.0):
+        clip = _BrightnessTinyCLIP(sign, tiny_clip)
+        starts.append(single.best_anchor("any", clip, rcfg))
+        edit = single.edit("any", clip, RunContext(device=CPU, cache_dir=cache, seed=0))
+        torch.testing.assert_close(edit.code, single.anchors[starts[-1]], atol=1e-6, rtol=0)
+    assert starts[0] != starts[1]
+    # and without clip-init, from the neutral frame's code
+    single.config = apply_overrides(m.config, {"mode": "single", **still})
+    edit = single.edit("any", tiny_clip, RunContext(device=CPU, cache_dir=cache, seed=0))
+    torch.testing.assert_close(edit.code, single.neutral_code, atol=1e-6, rtol=0)
+
+
 def _target_error(method, edit, target_fn):
     cams = method.train_cameras.resized(longest=method.config.edit.render_size)
     with torch.no_grad():

@@ -46,10 +46,11 @@ class PACConfig:
     pac_grid_resolution: int = ranged(48, ge=2)
     pac_grid_extent: float = ranged(0.5, gt=0)
     pac_init_neutral_logit: float = 2.0  # initial ratios favour the start anchor by this logit
-    # which anchor the ratios start at: "neutral" (the paper's edit starts from the
-    # capture) or "clip" (the anchor whose renders CLIP scores best for the prompt, from
-    # init_views training cameras; for prompts whose CLIP score barely rises on the way
-    # from the neutral anchor to the right one, descent from neutral stalls)
+    # which anchor the ratios (or, in single mode, the code) start at: "neutral" (the
+    # paper's edit starts from the capture) or "clip" (the anchor whose renders CLIP scores
+    # best for the prompt, from init_views training cameras; for prompts whose CLIP score
+    # barely rises on the way from the neutral anchor to the right one, descent from
+    # neutral stalls)
     pac_init: str = "neutral"
     init_views: int = 4
     tv_weight: float = 100.0  # FaceCLIPNeRF's TV weight on the composition ratios

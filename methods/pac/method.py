@@ -162,7 +162,8 @@ class PACMethod(ConfiguredMethod):
         explicit = tuple(cids[f] for f in self.config.anchor_frames)
         candidates = sorted({cids[f] for f in tr})
         features = None
-        if not explicit and self.config.mode == "pac":
+        # the single code needs anchors only to start from (clip-init): then the same as PAC's
+        if not explicit and (self.config.mode == "pac" or self.config.pac_init == "clip"):
             features = self.anchor_feature_table(scene, candidates)
         self.anchors, self.anchor_code_ids = select_anchors(
             codes,
@@ -300,8 +301,8 @@ class PACMethod(ConfiguredMethod):
         appearance = self.neutral_appearance
         pac: PAC | None = None
         code: Tensor | None = None
+        start = self.best_anchor(prompt, clip, rcfg) if cfg.pac_init == "clip" else None
         if cfg.mode == "pac":
-            start = self.best_anchor(prompt, clip, rcfg) if cfg.pac_init == "clip" else None
             pac = self.make_pac(ctx.seed * 1_000_003 + offset, start)
             params = list(pac.parameters())
 
@@ -325,7 +326,9 @@ class PACMethod(ConfiguredMethod):
                 return imgs, regs
 
         else:
-            code = nn.Parameter(self.neutral_code.clone())
+            code = nn.Parameter(
+                (self.neutral_code if start is None else self.anchors[start]).clone()
+            )
             params = [code]
 
             def render_fn(cams: Cameras) -> tuple[Tensor, dict[str, Tensor]]:
