@@ -39,6 +39,7 @@ from torch import Tensor
 from facebench.clip import ClipAugment
 from facebench.config import ranged
 from facebench.errors import FacebenchError
+from facebench.method import Progress, no_progress
 from facebench.render import Cameras
 from facebench.render.deform import so3_exp
 from facebench.trainer import exp_decay_to_last, fit_loop
@@ -47,6 +48,7 @@ __all__ = [
     "EDIT_PRESETS",
     "EDIT_VARIANTS",
     "EditConfig",
+    "best_by_clip",
     "check_edit_config",
     "clip_optimize",
     "oracle_targets",
@@ -165,6 +167,25 @@ def check_edit_config(config: EditConfig) -> None:
         raise ValueError(f"edit.guidance must be one of {GUIDANCES}, got {config.guidance!r}")
     if config.clip_loss not in CLIP_LOSSES:
         raise ValueError(f"edit.clip_loss must be one of {CLIP_LOSSES}, got {config.clip_loss!r}")
+
+
+@torch.no_grad()
+def best_by_clip(
+    render: Callable[[int], Tensor],
+    n: int,
+    clip: Any,
+    prompt: str,
+    progress: Progress = no_progress,
+    task: str = "edit start",
+) -> int:
+    """Which of ``n`` candidates ``clip`` scores best for ``prompt``: the mean similarity of
+    ``render(i)`` ``(B, H, W, 3)``. Where a ``clip-init`` edit starts (an anchor, a captured
+    expression)."""
+    scores = []
+    for i in range(n):
+        scores.append(clip.similarity(render(i).permute(0, 3, 1, 2), prompt).mean())
+        progress(task, i + 1, n)
+    return int(torch.stack(scores).argmax())
 
 
 @torch.no_grad()

@@ -19,7 +19,7 @@ from facebench.scene import Scene, neutral_frame
 from facebench.scene_cache import SceneModelCache
 from facebench.trainer import fit_loop, seeded
 
-from ..clip_edit import EDIT_VARIANTS, EditConfig, clip_optimize
+from ..clip_edit import EDIT_VARIANTS, EditConfig, best_by_clip, clip_optimize
 from .config import (
     ADDED_FIELDS,
     ADDED_ROW_FIELDS,
@@ -296,12 +296,15 @@ class FlameNerf(ConfiguredMethod):
         cams = self.init_cameras()
         fit = torch.as_tensor(self._scene().fit_ids, dtype=torch.long, device=self.device)
         candidates = torch.unique(self.expressions[fit], dim=0)
-        scores = []
-        for i, c in enumerate(candidates):
-            images = self._render(cams, c, None).permute(0, 3, 1, 2)
-            scores.append(clip.similarity(images, prompt).mean())
-            progress("flame-nerf edit start", i + 1, len(candidates))
-        return candidates[torch.stack(scores).argmax()]
+        best = best_by_clip(
+            lambda i: self._render(cams, candidates[i], None),
+            len(candidates),
+            clip,
+            prompt,
+            progress,
+            "flame-nerf edit start",
+        )
+        return candidates[best]
 
     def edit(self, prompt: str, clip: Any, ctx: RunContext) -> FlameNerfEdit:
         """Optimise the expression parameters so renders match ``prompt`` under ``clip``.

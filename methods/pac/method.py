@@ -19,7 +19,7 @@ from facebench.scene import Scene, neutral_frame
 from facebench.scene_cache import SceneModelCache
 from facebench.trainer import seeded
 
-from ..clip_edit import EDIT_VARIANTS, check_edit_config, clip_optimize
+from ..clip_edit import EDIT_VARIANTS, best_by_clip, check_edit_config, clip_optimize
 from ..manipulator import (
     TRAINER_VERSION,
     SceneManipulator,
@@ -265,24 +265,15 @@ class PACMethod(ConfiguredMethod):
         n = len(self.train_cameras)
         idx = torch.linspace(0, n - 1, max(min(self.config.init_views, n), 1)).round().long()
         cams = self.train_cameras[idx].resized(longest=self.config.edit.render_size)
-        scores = torch.stack(
-            [
-                clip.similarity(
-                    render_cameras(
-                        model,
-                        cams,
-                        a,
-                        self.neutral_appearance,
-                        self.background,
-                        self.occupancy,
-                        rcfg,
-                    ).permute(0, 3, 1, 2),
-                    prompt,
-                ).mean()
-                for a in self.anchors
-            ]
-        )
-        return int(scores.argmax())
+        anchors = self.anchors
+
+        def render(i: int) -> Tensor:
+            appearance, background = self.neutral_appearance, self.background
+            return render_cameras(
+                model, cams, anchors[i], appearance, background, self.occupancy, rcfg
+            )
+
+        return best_by_clip(render, len(anchors), clip, prompt)
 
     def edit(self, prompt: str, clip: Any, ctx: RunContext) -> ManipulatorEdit:
         """Optimise a PAC (or one code) so renders match ``prompt`` under ``clip``."""
