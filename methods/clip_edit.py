@@ -53,6 +53,7 @@ __all__ = [
     "clip_optimize",
     "oracle_targets",
     "perturb_cameras",
+    "spread_views",
 ]
 
 
@@ -167,6 +168,13 @@ def check_edit_config(config: EditConfig) -> None:
         raise ValueError(f"edit.guidance must be one of {GUIDANCES}, got {config.guidance!r}")
     if config.clip_loss not in CLIP_LOSSES:
         raise ValueError(f"edit.clip_loss must be one of {CLIP_LOSSES}, got {config.clip_loss!r}")
+
+
+def spread_views(cameras: Cameras, k: int) -> Cameras:
+    """``k`` of ``cameras`` (at least one, at most all) spread evenly over their order: the
+    views a ``clip-init`` start is scored at."""
+    n = len(cameras)
+    return cameras[torch.linspace(0, n - 1, max(min(k, n), 1)).round().long()]
 
 
 @torch.no_grad()

@@ -19,7 +19,7 @@ from facebench.scene import Scene, neutral_frame
 from facebench.scene_cache import SceneModelCache
 from facebench.trainer import fit_loop, seeded
 
-from ..clip_edit import EDIT_VARIANTS, EditConfig, best_by_clip, clip_optimize
+from ..clip_edit import EDIT_VARIANTS, EditConfig, best_by_clip, clip_optimize, spread_views
 from .config import (
     ADDED_FIELDS,
     ADDED_ROW_FIELDS,
@@ -283,9 +283,7 @@ class FlameNerf(ConfiguredMethod):
     def init_cameras(self) -> Cameras:
         """``edit.init_views`` of the edit's cameras (:meth:`edit_cameras`), spread over the
         capture: where :meth:`best_expression` scores the captured expressions."""
-        cams = self.edit_cameras()
-        n = max(min(self.config.edit.init_views, len(cams)), 1)
-        return cams[torch.linspace(0, len(cams) - 1, n).round().long()]
+        return spread_views(self.edit_cameras(), self.config.edit.init_views)
 
     @torch.no_grad()
     def best_expression(self, prompt: str, clip: Any, progress: Progress = no_progress) -> Tensor:

@@ -19,7 +19,13 @@ from facebench.scene import Scene, neutral_frame
 from facebench.scene_cache import SceneModelCache
 from facebench.trainer import seeded
 
-from ..clip_edit import EDIT_VARIANTS, best_by_clip, check_edit_config, clip_optimize
+from ..clip_edit import (
+    EDIT_VARIANTS,
+    best_by_clip,
+    check_edit_config,
+    clip_optimize,
+    spread_views,
+)
 from ..manipulator import (
     TRAINER_VERSION,
     SceneManipulator,
@@ -262,9 +268,8 @@ class PACMethod(ConfiguredMethod):
         ``init_views`` training cameras spread over the capture, at the edit's size)."""
         model = self._require()
         assert self.anchors is not None
-        n = len(self.train_cameras)
-        idx = torch.linspace(0, n - 1, max(min(self.config.init_views, n), 1)).round().long()
-        cams = self.train_cameras[idx].resized(longest=self.config.edit.render_size)
+        cams = spread_views(self.train_cameras, self.config.init_views)
+        cams = cams.resized(longest=self.config.edit.render_size)
         anchors = self.anchors
 
         def render(i: int) -> Tensor:
