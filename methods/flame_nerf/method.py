@@ -267,10 +267,14 @@ class FlameNerf(ConfiguredMethod):
 
     # -------------------------------------------------------------- text edits
 
-    def edit_cameras(self) -> Cameras:
-        """The training cameras at the edit resolution (CLIP views are drawn near them)."""
+    def training_cameras(self) -> Cameras:
+        """The training frames' cameras at full size (CLIP views are drawn near them)."""
         scene = self._scene()
-        cams = scene.cameras[torch.as_tensor(scene.fit_ids, dtype=torch.long)]
+        return scene.cameras[torch.as_tensor(scene.fit_ids, dtype=torch.long)]
+
+    def edit_cameras(self) -> Cameras:
+        """The training cameras at the edit resolution."""
+        cams = self.training_cameras()
         size = self.config.edit.render_size
         return cams.resized(height=size) if size > 0 else cams
 
@@ -355,7 +359,7 @@ class FlameNerf(ConfiguredMethod):
                 render_fn,
                 clip,
                 prompt,
-                self._scene().cameras[torch.as_tensor(self._scene().fit_ids)].to(self.device),
+                self.training_cameras().to(self.device),
                 self.head_center(),
                 loop,
                 gen,
