@@ -10,6 +10,10 @@ benchmarks/bench_synthclip.py``) reports, in ``extra_info`` and on stdout:
   differentiable renderer to maximise SynthCLIP similarity to each shipped
   prompt, with the per-unit error against the prompt's target (target MAE <= 0.2);
   also written to ``quality.json`` under ``"gradient"``;
+* per unit with intervals: the same "with X" against "without X" accuracy on the first
+  ``FACEBENCH_BENCH_UNIT_ITEMS`` (default 800) held-out items, with 95 % bootstrap
+  intervals over their identities, for the default SynthCLIP or the prepared one whose
+  config hash ``FACEBENCH_BENCH_SYNTHCLIP`` names;
 * the recognizer: training seconds, held-out emotion accuracy and AU MAE
   (targets >= 0.95 and <= 0.1).
 
@@ -31,6 +35,8 @@ import pytest
 TRAIN = os.environ.get("FACEBENCH_BENCH_TRAIN", "") not in ("", "0")
 GRAD_STEPS = int(os.environ.get("FACEBENCH_BENCH_GRAD_STEPS", "40"))
 GRAD_PROMPTS = int(os.environ.get("FACEBENCH_BENCH_GRAD_PROMPTS", "0")) or None
+UNIT_ITEMS = int(os.environ.get("FACEBENCH_BENCH_UNIT_ITEMS", "800"))
+UNIT_MODEL = os.environ.get("FACEBENCH_BENCH_SYNTHCLIP", "")
 
 
 def _progress(task: str, done: int, total: int) -> None:
@@ -88,6 +94,35 @@ def gradient_report() -> dict:
     return result
 
 
+def units_report() -> dict:
+    """Per unit "with X" against "without X" on the first ``UNIT_ITEMS`` held-out items,
+    with 95 % bootstrap intervals over their identities."""
+    from facebench.metrics.instruments import synthclip as sc
+    from facebench.weights import MissingWeightsError
+
+    config = sc.DEFAULT_CONFIG
+    try:
+        model, _, tokenizer = sc.load_cached_synthclip(UNIT_MODEL or config.hash())
+    except MissingWeightsError as exc:
+        pytest.skip(str(exc))
+    held = sc.load_faces(config.data, "test", UNIT_ITEMS, _progress)
+    per_au = sc.per_au_zero_shot(
+        model,
+        tokenizer,
+        held["images"],
+        held["expressions"],
+        config.image_size,
+        identity_ids=held["identity_ids"],
+    )
+    keys = ("accuracy", "interval", "n_positive", "n_negative")
+    return {
+        "synthclip": UNIT_MODEL or config.hash(),
+        "n_images": len(held["captions"]),
+        "n_identities": len(set(held["identity_ids"].tolist())),
+        "per_au": {u: {k: v[k] for k in keys} for u, v in per_au.items()},
+    }
+
+
 def recognizer_report() -> dict:
     from facebench.metrics.instruments import recognizer as rc
 
@@ -120,6 +155,10 @@ def test_synthclip_gradient_usefulness(benchmark):
     _run(benchmark, gradient_report)
 
 
+def test_synthclip_units_with_intervals(benchmark):
+    _run(benchmark, units_report)
+
+
 def test_recognizer_training_and_quality(benchmark):
     _run(benchmark, recognizer_report)
 
@@ -128,6 +167,7 @@ if __name__ == "__main__":
     for name, fn in (
         ("synthclip", synthclip_report),
         ("gradient", gradient_report),
+        ("units", units_report),
         ("recognizer", recognizer_report),
     ):
         print(f"== {name}")

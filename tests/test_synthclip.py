@@ -414,6 +414,23 @@ def test_unit_detection_scores_positives_and_negatives_and_skips_the_middle():
     assert math.isnan(sc.unit_detection(says_on[3:6], levels[3:6])["accuracy"])  # no positives
 
 
+def test_detection_interval_resamples_identities_not_images():
+    # every identity: one positive read, one positive missed, one negative read -> any
+    # resample of identities scores (1/2 + 1)/2, so the interval is that point
+    says = torch.tensor([True, False, False] * 6)
+    levels = torch.tensor([1.0, 1.0, 0.0] * 6)
+    groups = torch.arange(6).repeat_interleave(3)
+    assert sc.detection_interval(says, levels, groups, n_resamples=200) == [0.75, 0.75]
+    # identities that differ: half read perfectly, half miss every positive
+    says = torch.tensor([True, False] * 3 + [False, False] * 3)
+    levels = torch.tensor([1.0, 0.0] * 6)
+    groups = torch.arange(6).repeat_interleave(2)
+    point = sc.unit_detection(says, levels)["accuracy"]
+    low, high = sc.detection_interval(says, levels, groups, n_resamples=500)
+    assert point == 0.75 and 0.5 <= low < point < high <= 1.0
+    assert sc.detection_interval(says, levels, groups, n_resamples=500) == [low, high]
+
+
 def test_trimmed_text_encoding_equals_open_clips_and_passes_gradients(cache):
     """Cutting the padding after the longest text changes no feature (causal tower,
     end-token pooling), and training's gradients reach the token embeddings."""

@@ -55,6 +55,7 @@ from facebench.metrics.instruments.synthclip.data import (
     with_without,
 )
 from facebench.metrics.instruments.synthclip.evaluate import (
+    detection_interval,
     evaluate_quality,
     gradient_check,
     optimise_expression,
@@ -100,6 +101,7 @@ __all__ = [
     "caption_variants",
     "contrastive_loss",
     "data_version",
+    "detection_interval",
     "encode_images",
     "encode_text_trimmed",
     "encode_texts",

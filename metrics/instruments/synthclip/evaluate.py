@@ -8,6 +8,7 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -41,13 +42,15 @@ def per_au_zero_shot(
     size: int,
     on: float = UNIT_ON,
     off: float = UNIT_OFF,
+    identity_ids: Tensor | None = None,
 ) -> dict[str, dict[str, Any]]:
     """Per action unit: zero-shot "a face with X" vs "a face without X" balanced accuracy.
 
     Positives are images with the unit at ``>= on``, negatives with it at
     ``<= off``; an image is called positive when its similarity to the "with"
     prompt exceeds that to the "without" prompt. X is the unit's caption phrase
-    (:func:`au_phrases`).
+    (:func:`au_phrases`). With ``identity_ids`` ``(N,)`` each unit also gets the 95 %
+    ``interval`` of :func:`detection_interval` over those identities.
     """
     feats = encode_images(model, images, size)
     out: dict[str, dict[str, Any]] = {}
@@ -57,7 +60,49 @@ def per_au_zero_shot(
         sims = feats @ text.T
         says_on = sims[:, 0] > sims[:, 1]
         out[unit] = {"phrase": phrase, **unit_detection(says_on, expressions[:, k], on, off)}
+        if identity_ids is not None:
+            out[unit]["interval"] = detection_interval(
+                says_on, expressions[:, k], identity_ids, on=on, off=off
+            )
     return out
+
+
+def detection_interval(
+    says_on: Tensor,
+    levels: Tensor,
+    groups: Tensor,
+    n_resamples: int = 1000,
+    confidence: float = 0.95,
+    seed: int = 0,
+    on: float = UNIT_ON,
+    off: float = UNIT_OFF,
+) -> list[float]:
+    """Percentile bootstrap interval of :func:`unit_detection`'s balanced accuracy.
+
+    Resamples whole ``groups`` ``(N,)`` (identities) with replacement, not images:
+    the images of one face share its mouth, so they are not independent draws.
+    """
+    from scipy.stats import bootstrap
+
+    says, lv = says_on.cpu(), levels.cpu()
+    _, inverse = torch.unique(groups.cpu(), return_inverse=True)
+    members = [torch.nonzero(inverse == g).reshape(-1) for g in range(int(inverse.max()) + 1)]
+
+    def accuracy(picked: np.ndarray) -> float:
+        items = torch.cat([members[int(g)] for g in picked])
+        return unit_detection(says[items], lv[items], on, off)["accuracy"]
+
+    result = bootstrap(
+        (np.arange(len(members)),),
+        accuracy,
+        n_resamples=n_resamples,
+        confidence_level=confidence,
+        method="percentile",
+        vectorized=False,
+        rng=np.random.default_rng(seed),
+    )
+    low, high = result.confidence_interval
+    return [round(float(low), 4), round(float(high), 4)]
 
 
 def unit_detection(
