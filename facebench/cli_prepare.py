@@ -203,7 +203,7 @@ _prepare_command(
     "SynthCLIP (a small open_clip model trained on SynthFace renders): the shipped weights, "
     "or --retrain to train it here from scratch.\n\n"
     "Valid for SynthFace scenes only; not a substitute for CLIP on real photos.\n"
-    "A retrain takes about 14 minutes on 2 idle CPU cores; an interrupted one resumes.",
+    "A retrain takes about 45 minutes on 2 idle CPU cores; an interrupted one resumes.",
 )
 _prepare_command(
     "recognizer",

@@ -15,12 +15,12 @@ def test_config_hashes_and_cache_paths_are_pinned(tmp_path, monkeypatch):
     from facebench.metrics.instruments import synthclip as sc
 
     monkeypatch.setenv("FACEBENCH_CACHE", str(tmp_path))
-    assert sc.DEFAULT_CONFIG.hash() == "9de657e6c99f"
+    assert sc.DEFAULT_CONFIG.hash() == "7775d7f226e9"
     assert sc.DEFAULT_CONFIG.model_name == "SynthCLIP-7753d11f1f"
     assert rc.DEFAULT_RECOGNIZER.hash() == "e622199580a6"
-    assert sc.synthclip_dir() == tmp_path / "synthclip" / "9de657e6c99f"
+    assert sc.synthclip_dir() == tmp_path / "synthclip" / "7775d7f226e9"
     assert rc.recognizer_dir() == tmp_path / "recognizer" / "e622199580a6"
-    assert sc.synthclip_name("9de657e6c99f") == "synthclip:9de657e6c99f"
+    assert sc.synthclip_name("7775d7f226e9") == "synthclip:7775d7f226e9"
     assert rc.recognizer_name("e622199580a6") == "recognizer:synthface:e622199580a6"
 
 

@@ -61,7 +61,7 @@ synthclip_label = PREPARED.label
 
 MISSING_MESSAGE = (
     "SynthCLIP weights are not prepared (no checkpoint in {where}); "
-    "run `facebench prepare synthclip` (trains it on SynthFace, about 14 min on 2 idle CPU cores)"
+    "run `facebench prepare synthclip` (trains it on SynthFace, about 45 min on 2 idle CPU cores)"
 )
 
 
@@ -236,7 +236,7 @@ register_instrument(
         default_hash=lambda: DEFAULT_CONFIG.hash(),
         train=lambda progress=no_progress, force=False: prepare_synthclip(progress, force),
         title="synthclip (facebench-trained, SynthFace only)",
-        how_to="run `facebench prepare synthclip` (about 14 min on 2 idle CPU cores)",
+        how_to="run `facebench prepare synthclip` (about 45 min on 2 idle CPU cores)",
         pin="--clip synthclip:{hash}@{digest}",
     )
 )
