@@ -9,7 +9,7 @@ benchmarks/bench_synthclip.py``) reports, in ``extra_info`` and on stdout:
 * gradient usefulness: SynthHead expression parameters optimised through the
   differentiable renderer to maximise SynthCLIP similarity to each shipped
   prompt, with the per-unit error against the prompt's target (target MAE <= 0.2);
-  also written to ``quality.json`` under ``"gradient"``;
+  also written to a trained model's ``quality.json`` under ``"gradient"``;
 * per unit with intervals: the same "with X" against "without X" accuracy on the first
   ``FACEBENCH_BENCH_UNIT_ITEMS`` (default 800) held-out items, with 95 % bootstrap
   intervals over their identities, for the default SynthCLIP or the prepared one whose
@@ -87,10 +87,10 @@ def gradient_report() -> dict:
             :GRAD_PROMPTS
         ]
     result = sc.gradient_check(model, tokenizer, prompts, steps=GRAD_STEPS, progress=_progress)
-    qpath = path.parent / "quality.json"
-    q = _quality(path)
-    q["gradient"] = result
-    qpath.write_text(json.dumps(q, indent=2))
+    if path == sc.PREPARED.cached():  # a trained model's folder; never the package's shipped one
+        q = _quality(path)
+        q["gradient"] = result
+        (path.parent / "quality.json").write_text(json.dumps(q, indent=2))
     return result
 
 
